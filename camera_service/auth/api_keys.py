@@ -1,0 +1,139 @@
+"""API keys: made by the CLI, stored hashed in the state directory, revocable while in use.
+
+A key reads `csk_<id>_<secret>`; only SHA-256 of the whole key is stored. The secret part has
+192 bits of entropy, so a fast hash is enough (a slow KDF protects low-entropy passwords).
+The daemon re-reads the file when its mtime changes, so `camera-service keys revoke` in
+another process takes effect at the next call of every open connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from camera_service.auth.identity import AuthError, Identity
+from camera_service.auth.roles import Role
+from camera_service.fsutil import atomic_write
+
+KEY_PREFIX = "csk_"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    id: str
+    name: str
+    role: str
+    hash: str
+    created_at: str
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def public(self) -> dict[str, str | None]:
+        data = asdict(self)
+        del data["hash"]
+        return data
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    if not key.startswith(KEY_PREFIX):
+        return None
+    key_id, sep, secret = key[len(KEY_PREFIX) :].partition("_")
+    if not sep or not key_id or not secret:
+        return None
+    return key_id, secret
+
+
+def looks_like_api_key(token: str) -> bool:
+    return split_key(token) is not None
+
+
+class ApiKeyStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._records: dict[str, ApiKeyRecord] = {}
+        self._stamp: tuple[int, int] | None = None
+        self.reload()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def reload(self) -> None:
+        stamp = self._file_stamp()
+        if stamp is None:
+            self._records = {}
+        else:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self._records = {r["id"]: ApiKeyRecord(**r) for r in data.get("keys", [])}
+        self._stamp = stamp
+
+    def refresh_if_changed(self) -> None:
+        if self._file_stamp() != self._stamp:
+            self.reload()
+
+    def _save(self) -> None:
+        body = {"version": 1, "keys": [asdict(r) for r in self._records.values()]}
+        atomic_write(self.path, json.dumps(body, indent=2) + "\n", mode=0o600)
+        self._stamp = self._file_stamp()
+
+    def create(self, name: str, role: Role) -> tuple[str, ApiKeyRecord]:
+        """Make a key; the clear key is returned once and never stored."""
+        self.refresh_if_changed()
+        key_id = secrets.token_hex(4)
+        while key_id in self._records:
+            key_id = secrets.token_hex(4)
+        key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
+        record = ApiKeyRecord(key_id, name, role.label, _hash(key), _now_iso())
+        self._records[key_id] = record
+        self._save()
+        return key, record
+
+    def revoke(self, key_id: str) -> ApiKeyRecord:
+        self.refresh_if_changed()
+        record = self._records.get(key_id)
+        if record is None:
+            raise KeyError(key_id)
+        if record.active:
+            record = ApiKeyRecord(**{**asdict(record), "revoked_at": _now_iso()})
+            self._records[key_id] = record
+            self._save()
+        return record
+
+    def list(self) -> list[ApiKeyRecord]:
+        self.refresh_if_changed()
+        return sorted(self._records.values(), key=lambda r: r.created_at)
+
+    def verify(self, key: str) -> Identity:
+        self.refresh_if_changed()
+        parts = split_key(key)
+        record = self._records.get(parts[0]) if parts else None
+        if record is None or not hmac.compare_digest(record.hash, _hash(key)):
+            raise AuthError("invalid API key")
+        if not record.active:
+            raise AuthError("API key revoked")
+        return Identity(f"key:{record.name}", Role.parse(record.role), "api_key", key_id=record.id)
+
+    def is_active(self, key_id: str) -> bool:
+        self.refresh_if_changed()
+        record = self._records.get(key_id)
+        return record is not None and record.active

@@ -1,0 +1,67 @@
+"""HS256 JWTs: issue and verify, and the secret file generated on first start."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt as pyjwt
+
+from camera_service.auth.identity import AuthError, Identity
+from camera_service.auth.roles import Role
+from camera_service.fsutil import atomic_write
+
+ALGORITHM = "HS256"
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """Read the secret file, or create it (0600) with 64 random bytes hex-encoded."""
+    if path.exists():
+        secret = path.read_text(encoding="utf-8").strip()
+        if len(secret) < 32:
+            raise ValueError(f"JWT secret in {path} is shorter than 32 characters")
+        return secret.encode()
+    secret = secrets.token_hex(32)
+    atomic_write(path, secret + "\n", mode=0o600)
+    return secret.encode()
+
+
+class JwtAuthority:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def issue(self, subject: str, role: Role, ttl_s: float, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        claims = {"sub": subject, "role": role.label, "iat": issued, "exp": issued + int(ttl_s)}
+        return pyjwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Identity:
+        claims = self._decode(token)
+        subject = claims.get("sub") or claims.get("user_id")
+        if not isinstance(subject, str) or not subject:
+            raise AuthError("token has no sub or user_id claim")
+        try:
+            role = Role.parse(claims.get("role", ""))
+        except ValueError:
+            raise AuthError("token has no valid role claim") from None
+        return Identity(subject, role, "jwt", expires_at=float(claims["exp"]))
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = pyjwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "iat", "role"]},
+            )
+        except pyjwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except pyjwt.MissingRequiredClaimError as exc:
+            raise AuthError(f"token lacks the {exc.claim} claim") from None
+        except pyjwt.InvalidSignatureError:
+            raise AuthError("invalid token signature") from None
+        except pyjwt.InvalidTokenError:
+            raise AuthError("invalid token") from None
+        return claims

@@ -1,0 +1,339 @@
+"""Configuration: pydantic models per section, YAML file plus `CAMERA_SERVICE__SECTION__KEY` env.
+
+Lookup order for the file: `--config`, `$CAMERA_SERVICE_CONFIG`, `/etc/camera-service/config.yaml`,
+`./config.yaml`; with none found the built-in defaults apply. The environment wins over the file.
+Unknown keys and bad values raise `ConfigError`, whose message names the key and the rule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "CAMERA_SERVICE__"
+CONFIG_ENV_VAR = "CAMERA_SERVICE_CONFIG"
+SYSTEM_CONFIG = Path("/etc/camera-service/config.yaml")
+LOCAL_CONFIG = Path("config.yaml")
+
+Port = Annotated[int, Field(ge=0, le=65535, description="TCP port; 0 picks a free one")]
+Percent = Annotated[float, Field(gt=0, le=100)]
+Seconds = Annotated[float, Field(gt=0, le=86400 * 365)]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the rule."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+class TlsConfig(Section):
+    cert_file: Path | None = Field(
+        None, description="PEM certificate; with key_file enables wss://"
+    )
+    key_file: Path | None = Field(None, description="PEM private key for cert_file")
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+
+class RateLimitConfig(Section):
+    enabled: bool = Field(True, description="Apply a per-connection token bucket to requests")
+    per_second: float = Field(100.0, gt=0, le=100000, description="Sustained requests per second")
+    burst: int = Field(200, ge=1, le=100000, description="Requests allowed in a burst")
+
+
+class ServerConfig(Section):
+    host: str = Field("0.0.0.0", description="Address the WebSocket server binds to")
+    port: Port = Field(8002, description="WebSocket JSON-RPC port")
+    path: str = Field("/ws", pattern=r"^/[A-Za-z0-9._~/-]*$", description="WebSocket path")
+    max_connections: int = Field(1000, ge=1, le=100000, description="Open connections allowed")
+    max_message_bytes: int = Field(
+        1 << 20, ge=1024, le=64 << 20, description="Largest frame accepted; larger closes with 1009"
+    )
+    max_batch: int = Field(50, ge=1, le=1000, description="Largest JSON-RPC batch accepted")
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Origin allowlist; empty allows any origin"
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    ping_interval: Seconds = Field(20.0, description="Keepalive ping interval")
+    ping_timeout: Seconds = Field(20.0, description="Close a peer that does not answer a ping")
+    send_queue_size: int = Field(
+        1024, ge=8, le=100000, description="Outgoing messages queued per client before close 1013"
+    )
+    max_inflight: int = Field(32, ge=1, le=1000, description="Concurrent calls per connection")
+
+
+class HttpConfig(Section):
+    host: str = Field("0.0.0.0", description="Address the HTTP server binds to")
+    port: Port = Field(8003, description="HTTP port: health, metrics, downloads, browser client")
+    metrics_auth: SecretStr | None = Field(
+        None, description="Bearer token required on /metrics; unset leaves it open"
+    )
+    serve_client: bool = Field(True, description="Serve the browser client at /")
+    client_dir: Path | None = Field(None, description="Browser client directory (default: bundled)")
+    public_url: str | None = Field(
+        None, description="Base URL used in download_url (default: http://<request host>)"
+    )
+    download_token_ttl: Seconds = Field(600.0, description="Lifetime of signed download links")
+
+
+class AuthConfig(Section):
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 secret; generated into the state dir on first start when unset"
+    )
+    jwt_secret_file: Path | None = Field(None, description="Default: <state_dir>/jwt_secret")
+    token_ttl: Seconds = Field(86400.0, description="Default lifetime of issued JWTs (seconds)")
+    api_keys_file: Path | None = Field(None, description="Default: <state_dir>/api_keys.json")
+    failed_auth_limit: int = Field(5, ge=1, le=10000, description="Failed logins per address")
+    failed_auth_window: Seconds = Field(60.0, description="Window for failed_auth_limit")
+
+
+class SourceConfig(Section):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Camera id")
+    name: str | None = Field(None, max_length=128, description="Display name")
+    input: str = Field(..., min_length=1, description="FFmpeg input, e.g. testsrc2=size=640x480")
+    input_format: str | None = Field(None, description="FFmpeg -f value, e.g. lavfi, v4l2")
+    exclusive: bool = Field(False, description="Single reader: never opened twice at once")
+
+
+class CamerasConfig(Section):
+    discovery: Literal["udev", "poll", "off"] = Field("udev", description="How devices are found")
+    poll_interval: Seconds = Field(2.0, description="Scan interval in poll mode")
+    forget_after: Seconds = Field(300.0, description="Forget a disconnected camera after this")
+    probe_timeout: Seconds = Field(5.0, description="V4L2 capability probe timeout")
+    probe_retries: int = Field(2, ge=0, le=10, description="Probe retries before ERROR")
+    default_resolution: str = Field("640x480", pattern=r"^\d{2,5}x\d{2,5}$")
+    default_fps: int = Field(15, ge=1, le=240)
+    sources: list[SourceConfig] = Field(default_factory=list, description="Configured cameras")
+
+    @field_validator("discovery", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false; that is what the operator meant.
+        return "off" if value is False else value
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_ids(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        ids = [s.id for s in sources]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"source ids must be unique, repeated: {', '.join(duplicates)}")
+        return sources
+
+
+class MediaMTXConfig(Section):
+    enabled: bool = Field(True, description="Use MediaMTX for streaming")
+    required: bool = Field(False, description="Report UNHEALTHY (not DEGRADED) while it is down")
+    api_url: str = Field("http://127.0.0.1:9997", pattern=r"^https?://", description="v3 API URL")
+    public_host: str = Field("127.0.0.1", description="Host put into stream URLs")
+    rtsp_port: Port = 8554
+    hls_port: Port = 8888
+    webrtc_port: Port = 8889
+    on_demand_close_after: Seconds = Field(10.0, description="runOnDemandCloseAfter for paths")
+    record_with: Literal["ffmpeg", "mediamtx"] = Field("ffmpeg", description="Who records")
+    health_interval: Seconds = Field(5.0, description="/v3/info probe interval")
+    backoff_base: Seconds = Field(0.5, description="First retry delay while down")
+    backoff_max: Seconds = Field(10.0, description="Retry delay cap while down")
+    request_timeout: Seconds = Field(3.0, description="Timeout of one API request")
+
+
+class FfmpegConfig(Section):
+    binary: str = Field("ffmpeg", description="FFmpeg executable")
+    ffprobe: str = Field("ffprobe", description="ffprobe executable")
+    preset: str = Field("veryfast", description="libx264 preset")
+    bitrate: str = Field("2M", pattern=r"^\d+[kKmM]?$", description="Video bitrate")
+    profile: Literal["baseline", "main", "high"] = "main"
+    gop_seconds: float = Field(1.0, gt=0, le=10, description="Keyframe interval (fragment size)")
+    snapshot_timeout: Seconds = Field(10.0, description="Timeout of one snapshot capture")
+    stop_timeout: Seconds = Field(5.0, description="Grace period before SIGTERM/SIGKILL")
+
+
+class StorageConfig(Section):
+    recordings_dir: Path = Field(Path("/var/lib/camera-service/recordings"))
+    snapshots_dir: Path = Field(Path("/var/lib/camera-service/snapshots"))
+    state_dir: Path = Field(
+        Path("/var/lib/camera-service/state"), description="API keys, secrets, policies"
+    )
+    warn_percent: Percent = Field(80.0, description="Disk usage that raises a warning")
+    block_percent: Percent = Field(95.0, description="Disk usage that refuses new files")
+
+    @field_validator("block_percent")
+    @classmethod
+    def _block_above_warn(cls, value: float, info: Any) -> float:
+        warn = info.data.get("warn_percent")
+        if warn is not None and value < warn:
+            raise ValueError("block_percent must be >= warn_percent")
+        return value
+
+
+class RetentionConfig(Section):
+    enabled: bool = False
+    policy_type: Literal["age", "size", "manual"] = "manual"
+    max_age_days: float | None = Field(None, gt=0)
+    max_size_gb: float | None = Field(None, gt=0)
+    interval: Seconds = Field(3600.0, description="Cleanup loop interval")
+
+
+class LoggingConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Config(Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    cameras: CamerasConfig = Field(default_factory=CamerasConfig)
+    mediamtx: MediaMTXConfig = Field(default_factory=MediaMTXConfig)
+    ffmpeg: FfmpegConfig = Field(default_factory=FfmpegConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def jwt_secret_file(self) -> Path:
+        return self.auth.jwt_secret_file or self.storage.state_dir / "jwt_secret"
+
+    @property
+    def api_keys_file(self) -> Path:
+        return self.auth.api_keys_file or self.storage.state_dir / "api_keys.json"
+
+
+def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The first config file of the lookup order that applies; an explicit path must exist."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV_VAR):
+        return Path(environ[CONFIG_ENV_VAR])
+    for candidate in (SYSTEM_CONFIG, LOCAL_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections at the top level")
+    return data
+
+
+def _parse_env_value(raw: str) -> Any:
+    """JSON when it parses (numbers, booleans, lists, objects), the raw string otherwise."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from `CAMERA_SERVICE__SECTION__KEY[__SUBKEY]` variables."""
+    result: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if not all(keys):
+            raise ConfigError(f"environment variable {name}: empty key segment")
+        node = result
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment variable {name}: {key} is not a section")
+            node = child
+        node[keys[-1]] = _parse_env_value(raw)
+    return result
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_RULE_HINTS = {"extra_forbidden": "unknown key"}
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(root)"
+        rule = _RULE_HINTS.get(item["type"], item["msg"])
+        shown = "" if item["type"] == "extra_forbidden" else f" (got {item.get('input')!r})"
+        lines.append(f"{key}: {rule}{shown}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def build_config(data: Mapping[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def load_config(
+    explicit: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Config, Path | None]:
+    """Load the effective configuration and the file it came from (None: defaults only)."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(explicit, environ)
+    data = read_yaml(path) if path else {}
+    data = deep_merge(data, env_overrides(environ))
+    if overrides:
+        data = deep_merge(data, overrides)
+    return build_config(data), path
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()
+
+
+_SECRET_KEYS = re.compile(r"secret|token|password|metrics_auth", re.IGNORECASE)
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The effective configuration as plain data with secrets masked."""
+
+    def mask(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: mask(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [mask(v) for v in node]
+        if key and _SECRET_KEYS.search(key) and node is not None and not key.endswith("_file"):
+            return "********"
+        return node
+
+    result: dict[str, Any] = mask(config.model_dump(mode="json"))
+    return result

@@ -1,0 +1,185 @@
+"""Dispatch: envelope → rate limit → method lookup → auth and role → params → handler → response.
+
+Every failure becomes a catalog error; anything unexpected becomes -32603 with a request id
+that is also logged. Notifications (no id) run but never produce a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from camera_service.auth.identity import AuthError, Identity
+from camera_service.auth.roles import allows
+from camera_service.auth.service import Authenticator
+from camera_service.logging import audit, request_id_var
+from camera_service.metrics import Metrics
+from camera_service.rpc import protocol
+from camera_service.rpc.errors import (
+    AuthenticationFailed,
+    InternalError,
+    InvalidParams,
+    MethodNotFound,
+    PermissionDenied,
+    RateLimited,
+    RpcError,
+)
+from camera_service.rpc.registry import MethodSpec, Registry
+from camera_service.rpc.session import CallContext, Session
+
+log = logging.getLogger(__name__)
+
+AUTH_TOKEN_PARAM = "auth_token"
+
+
+def params_error(exc: ValidationError) -> InvalidParams:
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or "params"
+    hints = {
+        "extra_forbidden": "remove the unknown member; see rpc.discover for accepted params",
+        "missing": "this member is required",
+    }
+    hint = hints.get(first["type"], "see rpc.discover for the accepted values")
+    return InvalidParams(param, first["msg"], hint)
+
+
+def _dump(result: Any) -> Any:
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json", exclude_none=False)
+    if isinstance(result, list):
+        return [_dump(item) for item in result]
+    return result
+
+
+class Dispatcher:
+    def __init__(
+        self, registry: Registry, authenticator: Authenticator, metrics: Metrics, max_batch: int
+    ) -> None:
+        self.registry = registry
+        self.auth = authenticator
+        self.metrics = metrics
+        self.max_batch = max_batch
+
+    async def handle_frame(self, session: Session, frame: str | bytes) -> str | None:
+        """Answer one WebSocket frame; None when nothing is to be sent back."""
+        parsed = protocol.parse(frame, self.max_batch)
+        if isinstance(parsed, protocol.Invalid):
+            return protocol.encode(protocol.error_response(parsed.id, parsed.error))
+        if not parsed.is_batch:
+            response = await self.handle_entry(session, parsed.entries[0])
+            return None if response is None else protocol.encode(response)
+        answers = await asyncio.gather(*(self.handle_entry(session, e) for e in parsed.entries))
+        responses = [answer for answer in answers if answer is not None]
+        return protocol.encode(responses) if responses else None
+
+    async def handle_entry(self, session: Session, entry: protocol.Entry) -> dict[str, Any] | None:
+        if isinstance(entry, protocol.Invalid):
+            return protocol.error_response(entry.id, entry.error)
+        try:
+            result = await self.call(session, entry)
+        except RpcError as error:
+            return None if entry.is_notification else protocol.error_response(entry.id, error)
+        return None if entry.is_notification else protocol.result_response(entry.id, result)
+
+    async def call(self, session: Session, request: protocol.Request) -> Any:
+        request_id = uuid.uuid4().hex[:16]
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        error_code: int | None = None
+        spec = self.registry.get(request.method)
+        try:
+            self._check_rate(session)
+            if spec is None:
+                raise MethodNotFound(request.method)
+            return await self._invoke(spec, session, request, request_id)
+        except RpcError as error:
+            error_code = error.code
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(spec.name if spec else "(unknown)", elapsed, error_code)
+            request_id_var.reset(token)
+
+    def _check_rate(self, session: Session) -> None:
+        if session.bucket is not None:
+            wait_ms = session.bucket.take()
+            if wait_ms:
+                raise RateLimited(wait_ms)
+
+    async def _invoke(
+        self, spec: MethodSpec, session: Session, request: protocol.Request, request_id: str
+    ) -> Any:
+        raw = self._params_dict(request.params)
+        credential = None
+        if AUTH_TOKEN_PARAM not in spec.params.model_fields:
+            credential = raw.pop(AUTH_TOKEN_PARAM, None)
+        identity = self._identity_for(spec, session, credential)
+        try:
+            params = spec.params.model_validate(raw)
+        except ValidationError as exc:
+            raise params_error(exc) from None
+        ctx = CallContext(session=session, request_id=request_id, identity=identity)
+        if not spec.audited:
+            return _dump(await self._run(spec, ctx, params))
+        return await self._run_audited(spec, ctx, params)
+
+    async def _run(self, spec: MethodSpec, ctx: CallContext, params: Any) -> Any:
+        try:
+            return await spec.handler(ctx, params)
+        except RpcError:
+            raise
+        except Exception:
+            log.exception(
+                "unhandled error in %s", spec.name,
+                extra={"method": spec.name, "request_id": ctx.request_id},
+            )
+            raise InternalError(ctx.request_id) from None
+
+    async def _run_audited(self, spec: MethodSpec, ctx: CallContext, params: Any) -> Any:
+        who = ctx.identity.subject if ctx.identity else None
+        role = ctx.identity.role.label if ctx.identity else None
+        fields = {"who": who, "role": role, "method": spec.name, "remote": ctx.session.remote}
+        try:
+            result = _dump(await self._run(spec, ctx, params))
+        except RpcError as error:
+            audit("rpc call", **fields, result="error", code=error.code)
+            raise
+        audit("rpc call", **fields, result="ok")
+        return result
+
+    @staticmethod
+    def _params_dict(params: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
+        if params is None:
+            return {}
+        if isinstance(params, list):
+            raise InvalidParams(
+                "params",
+                "positional params are not supported",
+                "pass params by name as a JSON object",
+            )
+        return dict(params)
+
+    def _identity_for(self, spec: MethodSpec, session: Session, credential: Any) -> Identity | None:
+        """The caller's identity, checked against the method's role. Public methods ignore it."""
+        if spec.role is None:
+            return session.identity
+        identity = self._call_identity(session, credential)
+        if not allows(identity.role, spec.role):
+            raise PermissionDenied(spec.role.label, identity.role.label)
+        return identity
+
+    def _call_identity(self, session: Session, credential: Any) -> Identity:
+        try:
+            if credential is not None:
+                return self.auth.verify(credential)
+            if session.identity is None:
+                raise AuthError("not authenticated: call authenticate first")
+            self.auth.recheck(session.identity)
+            return session.identity
+        except AuthError as exc:
+            raise AuthenticationFailed(exc.reason) from None

@@ -1,0 +1,113 @@
+"""JSON-RPC 2.0 envelope: parse frames, validate request objects, build responses. No I/O.
+
+Validation is a handful of type checks rather than a JSON-Schema pass: the envelope has four
+members, and checking them by hand costs ~1 µs where a schema validator costs ~190 µs
+(see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from camera_service.rpc.errors import InvalidRequest, ParseError, RpcError
+
+_ALLOWED_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+)
+encode = _encoder.encode
+
+RequestId = str | int | float | None
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    params: dict[str, Any] | list[Any] | None
+    id: RequestId
+    is_notification: bool
+
+
+@dataclass(slots=True)
+class Invalid:
+    """An entry that is not a valid request: answered with `error` and `id` (null if unknown)."""
+
+    error: RpcError
+    id: RequestId
+
+
+Entry = Request | Invalid
+
+
+@dataclass(slots=True)
+class Parsed:
+    entries: list[Entry]
+    is_batch: bool
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_entry(obj: Any) -> Entry:
+    if not isinstance(obj, dict):
+        return Invalid(InvalidRequest("a request must be a JSON object"), None)
+    has_id = "id" in obj
+    request_id = obj.get("id")
+    if has_id and not _valid_id(request_id):
+        return Invalid(InvalidRequest("id must be a string, a number or null"), None)
+    echo_id = request_id if has_id else None
+    if obj.get("jsonrpc") != "2.0":
+        return Invalid(InvalidRequest('jsonrpc must be exactly "2.0"'), echo_id)
+    method = obj.get("method")
+    if not isinstance(method, str) or not method:
+        return Invalid(InvalidRequest("method must be a non-empty string"), echo_id)
+    unknown = obj.keys() - _ALLOWED_MEMBERS
+    if unknown:
+        names = ", ".join(sorted(unknown)[:5])
+        return Invalid(InvalidRequest(f"unknown members: {names}"), echo_id)
+    params = obj.get("params")
+    if "params" in obj and not isinstance(params, dict | list):
+        return Invalid(InvalidRequest("params must be an object or absent"), echo_id)
+    return Request(method, params, request_id, not has_id)
+
+
+def parse(frame: str | bytes, max_batch: int) -> Parsed | Invalid:
+    """Parse one WebSocket frame. A whole-frame failure comes back as a single `Invalid`."""
+    try:
+        obj = json.loads(frame, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Invalid(ParseError(str(exc)[:200]), None)
+    except RecursionError:
+        return Invalid(ParseError("nesting too deep"), None)
+    if isinstance(obj, list):
+        if not obj:
+            return Invalid(InvalidRequest("an empty batch is not a request"), None)
+        if len(obj) > max_batch:
+            return Invalid(
+                InvalidRequest(f"batch of {len(obj)} entries exceeds the limit of {max_batch}"),
+                None,
+            )
+        return Parsed([parse_entry(item) for item in obj], is_batch=True)
+    return Parsed([parse_entry(obj)], is_batch=False)
+
+
+def result_response(request_id: RequestId, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "result": result, "id": request_id}
+
+
+def error_response(request_id: RequestId, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "error": error.to_dict(), "id": request_id}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": method, "params": params}

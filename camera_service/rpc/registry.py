@@ -1,0 +1,152 @@
+"""Method registry: each method declared once with its params model, result type, role and doc.
+
+The registry drives dispatch (lookup, role check, params validation), the OpenRPC document
+served by `rpc.discover`, the method table in docs/api.md, and the generated auth-matrix tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+from camera_service import API_VERSION, __version__
+from camera_service.auth.roles import Role
+
+if TYPE_CHECKING:
+    from camera_service.rpc.session import CallContext
+
+Handler = Callable[["CallContext", Any], Awaitable[Any]]
+
+
+class Params(BaseModel):
+    """Base of every params model: by-name members only, unknown members are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+class Result(BaseModel):
+    """Base of result models; extra members allowed so results can grow compatibly."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    name: str
+    handler: Handler
+    params: type[Params]
+    result: Any
+    role: Role | None
+    doc: str
+    audited: bool
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._methods: dict[str, MethodSpec] = {}
+
+    def add(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        params: type[Params] = NoParams,
+        result: Any,
+        role: Role | None,
+        doc: str | None = None,
+    ) -> MethodSpec:
+        if name in self._methods:
+            raise ValueError(f"method {name} registered twice")
+        description = doc if doc is not None else inspect.getdoc(handler) or ""
+        if not description.strip():
+            raise ValueError(f"method {name} has no documentation")
+        audited = role is not None and role >= Role.OPERATOR
+        spec = MethodSpec(name, handler, params, result, role, description, audited)
+        self._methods[name] = spec
+        return spec
+
+    def method(
+        self,
+        name: str,
+        *,
+        params: type[Params] = NoParams,
+        result: Any,
+        role: Role | None,
+    ) -> Callable[[Handler], Handler]:
+        def decorate(handler: Handler) -> Handler:
+            self.add(name, handler, params=params, result=result, role=role)
+            return handler
+
+        return decorate
+
+    def get(self, name: str) -> MethodSpec | None:
+        return self._methods.get(name)
+
+    def __iter__(self) -> Any:
+        return iter(sorted(self._methods.values(), key=lambda spec: spec.name))
+
+    def __len__(self) -> int:
+        return len(self._methods)
+
+    def names(self) -> list[str]:
+        return sorted(self._methods)
+
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = TypeAdapter(tp).json_schema(ref_template=REF_TEMPLATE)
+    defs.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _params_doc(spec: MethodSpec, defs: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = _schema(spec.params, defs)
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        entry: dict[str, Any] = {"name": name, "required": name in required, "schema": prop}
+        if "description" in prop:
+            entry["description"] = prop["description"]
+        params.append(entry)
+    return params
+
+
+def openrpc_document(registry: Registry) -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    methods = []
+    for spec in registry:
+        methods.append(
+            {
+                "name": spec.name,
+                "summary": spec.summary,
+                "description": spec.doc,
+                "paramStructure": "by-name",
+                "params": _params_doc(spec, defs),
+                "result": {"name": f"{spec.name}_result", "schema": _schema(spec.result, defs)},
+                "x-required-role": spec.role.label if spec.role else None,
+            }
+        )
+    return {
+        "openrpc": "1.2.6",
+        "info": {
+            "title": "camera-service JSON-RPC API",
+            "version": __version__,
+            "x-api-version": API_VERSION,
+        },
+        "methods": methods,
+        "components": {"schemas": defs},
+    }

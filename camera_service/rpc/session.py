@@ -1,0 +1,87 @@
+"""Per-connection state: identity, role, expiry, subscriptions' id, rate limit, send queue."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from camera_service.auth.identity import Identity
+from camera_service.events import Event
+
+
+class TokenBucket:
+    """`rate` tokens per second up to `burst`; `take()` answers 0 or the ms to wait."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._stamp = clock()
+
+    def take(self) -> int:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0
+        return max(1, int((1.0 - self._tokens) / self.rate * 1000 + 0.999))
+
+
+class Session:
+    """One client connection. Outgoing text goes through a bounded queue drained by the
+    transport; when it is full the session is marked overflowed and `on_overflow` runs once."""
+
+    def __init__(
+        self,
+        remote: str,
+        queue_size: int,
+        bucket: TokenBucket | None,
+        on_overflow: Callable[[Session], None] = lambda session: None,
+    ) -> None:
+        self.session_id = uuid.uuid4().hex
+        self.remote = remote
+        self.identity: Identity | None = None
+        self.bucket = bucket
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.overflowed = False
+        self._on_overflow = on_overflow
+
+    @property
+    def subscriber_id(self) -> str:
+        return self.session_id
+
+    @property
+    def authenticated(self) -> bool:
+        return self.identity is not None
+
+    def send(self, text: str) -> bool:
+        if self.overflowed:
+            return False
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self._on_overflow(self)
+            return False
+        return True
+
+    def deliver(self, event: Event, text: str) -> None:
+        if self.identity is not None:
+            self.send(text)
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What a method handler knows about its caller."""
+
+    session: Session
+    request_id: str
+    identity: Identity | None = None
+    extra: dict[str, object] = field(default_factory=dict)
