@@ -1,0 +1,347 @@
+"""Typed asyncio client for the MediaMTX v3 control API.
+
+One :class:`aiohttp.ClientSession` per client (created lazily inside the running loop,
+closed by :meth:`MediaMTXClient.close`), a timeout on every request, and a small
+exception hierarchy so callers never see aiohttp or pydantic exceptions:
+
+``MediaMTXError``
+    ``MediaMTXUnavailable``   connection refused/reset, timeout, unreadable response
+    ``MediaMTXNotFound``      404 (``error`` message of the server in ``message``)
+    ``MediaMTXRequestError``  400 (``error`` message of the server in ``message``)
+    ``MediaMTXServerError``   5xx
+
+Other statuses (401/403 when API auth is misconfigured, ...) raise the base class.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from camera_service.mediamtx.models import (
+    Info,
+    Path,
+    PathConf,
+    PathConfList,
+    PathList,
+    Recording,
+    RecordingList,
+)
+
+DEFAULT_TIMEOUT = 5.0
+#: Page size used by the ``*_all`` helpers (MediaMTX's own default is 100).
+PAGE_SIZE = 100
+#: Safety bound on pages fetched by the ``*_all`` helpers.
+MAX_PAGES = 1000
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class MediaMTXError(Exception):
+    """Any failure talking to MediaMTX."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class MediaMTXUnavailable(MediaMTXError):
+    """MediaMTX cannot be reached (connection error, timeout, broken response)."""
+
+
+class MediaMTXNotFound(MediaMTXError):
+    """404: the path / configuration / recording does not exist."""
+
+
+class MediaMTXRequestError(MediaMTXError):
+    """400: MediaMTX rejected the request; ``message`` is the server's ``error``."""
+
+
+class MediaMTXServerError(MediaMTXError):
+    """5xx from MediaMTX."""
+
+
+def _error_message(text: str, status: int) -> str:
+    """The ``error`` member of an Error body, else the raw text, else the status."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return str(data["error"])
+    return text.strip() or f"HTTP {status}"
+
+
+def _status_error(status: int, text: str, what: str) -> MediaMTXError:
+    message = _error_message(text, status)
+    if status == 404:
+        return MediaMTXNotFound(message, status=status)
+    if status == 400:
+        return MediaMTXRequestError(message, status=status)
+    if status >= 500:
+        return MediaMTXServerError(f"{what}: {message}", status=status)
+    return MediaMTXError(f"{what}: HTTP {status}: {message}", status=status)
+
+
+def _name(name: str) -> str:
+    """Percent-encode a path name for the URL (``/`` is legal inside MediaMTX names)."""
+    if not name:
+        raise ValueError("path name must not be empty")
+    return quote(name, safe="/")
+
+
+def _page_params(page: int | None, items_per_page: int | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if page is not None:
+        params["page"] = str(page)
+    if items_per_page is not None:
+        params["itemsPerPage"] = str(items_per_page)
+    return params
+
+
+class MediaMTXClient:
+    """Client for ``/v3/...`` endpoints of one MediaMTX instance.
+
+    ``base_url`` is the API root, e.g. ``http://127.0.0.1:9997``. ``timeout`` (seconds)
+    bounds each request as a whole; every method also takes its own ``request_timeout``.
+    An externally created ``session`` is used as is and not closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeout
+        self._session = session
+        self._owns_session = session is None
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the owned session (idempotent)."""
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns_session:
+                raise MediaMTXError("the injected aiohttp session is closed")
+            self._session = aiohttp.ClientSession(
+                headers={"Accept": "application/json"},
+                raise_for_status=False,
+            )
+        return self._session
+
+    # -- transport ---------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        request_timeout: float | None = None,
+    ) -> str:
+        """Send one request; return the response text or raise a MediaMTXError."""
+        url = self._base_url + path
+        what = f"{method} {path}"
+        client_timeout = aiohttp.ClientTimeout(
+            total=request_timeout if request_timeout is not None else self._timeout
+        )
+        try:
+            async with self._get_session().request(
+                method,
+                url,
+                json=dict(body) if body is not None else None,
+                params=dict(params) if params else None,
+                timeout=client_timeout,
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except TimeoutError as exc:
+            raise MediaMTXUnavailable(f"{what}: timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise MediaMTXUnavailable(f"{what}: {exc.__class__.__name__}: {exc}") from exc
+        if status >= 300:
+            raise _status_error(status, text, what)
+        return text
+
+    async def _get_model(
+        self,
+        model: type[M],
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        request_timeout: float | None = None,
+    ) -> M:
+        text = await self._request("GET", path, params=params, request_timeout=request_timeout)
+        try:
+            return model.model_validate_json(text)
+        except ValidationError as exc:
+            raise MediaMTXUnavailable(f"GET {path}: unexpected response: {exc}") from exc
+
+    # -- general -----------------------------------------------------------------------
+
+    async def info(self, *, request_timeout: float | None = None) -> Info:
+        """``GET /v3/info``: version and start time; the cheapest liveness probe."""
+        return await self._get_model(Info, "/v3/info", request_timeout=request_timeout)
+
+    # -- path configuration ------------------------------------------------------------
+
+    async def list_config_paths(
+        self,
+        *,
+        page: int | None = None,
+        items_per_page: int | None = None,
+        request_timeout: float | None = None,
+    ) -> PathConfList:
+        """``GET /v3/config/paths/list`` (one page)."""
+        return await self._get_model(
+            PathConfList,
+            "/v3/config/paths/list",
+            params=_page_params(page, items_per_page),
+            request_timeout=request_timeout,
+        )
+
+    async def list_all_config_paths(
+        self, *, request_timeout: float | None = None
+    ) -> list[PathConf]:
+        """Every configured path, following pagination."""
+        items: list[PathConf] = []
+        for page in range(MAX_PAGES):
+            result = await self.list_config_paths(
+                page=page, items_per_page=PAGE_SIZE, request_timeout=request_timeout
+            )
+            items.extend(result.items)
+            if page + 1 >= result.page_count:
+                break
+        return items
+
+    async def get_config_path(self, name: str, *, request_timeout: float | None = None) -> PathConf:
+        """``GET /v3/config/paths/get/{name}``; raises MediaMTXNotFound."""
+        return await self._get_model(
+            PathConf, f"/v3/config/paths/get/{_name(name)}", request_timeout=request_timeout
+        )
+
+    async def add_config_path(
+        self, name: str, conf: PathConf, *, request_timeout: float | None = None
+    ) -> None:
+        """``POST /v3/config/paths/add/{name}``; 400 if it already exists."""
+        await self._request(
+            "POST",
+            f"/v3/config/paths/add/{_name(name)}",
+            body=conf.to_body(),
+            request_timeout=request_timeout,
+        )
+
+    async def patch_config_path(
+        self, name: str, conf: PathConf, *, request_timeout: float | None = None
+    ) -> None:
+        """``PATCH /v3/config/paths/patch/{name}``: change only the fields set in ``conf``."""
+        await self._request(
+            "PATCH",
+            f"/v3/config/paths/patch/{_name(name)}",
+            body=conf.to_body(),
+            request_timeout=request_timeout,
+        )
+
+    async def replace_config_path(
+        self, name: str, conf: PathConf, *, request_timeout: float | None = None
+    ) -> None:
+        """``POST /v3/config/paths/replace/{name}``: fields not in ``conf`` revert to defaults."""
+        await self._request(
+            "POST",
+            f"/v3/config/paths/replace/{_name(name)}",
+            body=conf.to_body(),
+            request_timeout=request_timeout,
+        )
+
+    async def delete_config_path(self, name: str, *, request_timeout: float | None = None) -> None:
+        """``DELETE /v3/config/paths/delete/{name}``; raises MediaMTXNotFound."""
+        await self._request(
+            "DELETE", f"/v3/config/paths/delete/{_name(name)}", request_timeout=request_timeout
+        )
+
+    # -- runtime paths -----------------------------------------------------------------
+
+    async def list_paths(
+        self,
+        *,
+        page: int | None = None,
+        items_per_page: int | None = None,
+        request_timeout: float | None = None,
+    ) -> PathList:
+        """``GET /v3/paths/list`` (one page)."""
+        return await self._get_model(
+            PathList,
+            "/v3/paths/list",
+            params=_page_params(page, items_per_page),
+            request_timeout=request_timeout,
+        )
+
+    async def list_all_paths(self, *, request_timeout: float | None = None) -> list[Path]:
+        """Every runtime path, following pagination."""
+        items: list[Path] = []
+        for page in range(MAX_PAGES):
+            result = await self.list_paths(
+                page=page, items_per_page=PAGE_SIZE, request_timeout=request_timeout
+            )
+            items.extend(result.items)
+            if page + 1 >= result.page_count:
+                break
+        return items
+
+    async def get_path(self, name: str, *, request_timeout: float | None = None) -> Path:
+        """``GET /v3/paths/get/{name}``; raises MediaMTXNotFound."""
+        return await self._get_model(
+            Path, f"/v3/paths/get/{_name(name)}", request_timeout=request_timeout
+        )
+
+    # -- recordings --------------------------------------------------------------------
+
+    async def list_recordings(
+        self,
+        *,
+        page: int | None = None,
+        items_per_page: int | None = None,
+        request_timeout: float | None = None,
+    ) -> RecordingList:
+        """``GET /v3/recordings/list``: recorded segments grouped by path (one page)."""
+        return await self._get_model(
+            RecordingList,
+            "/v3/recordings/list",
+            params=_page_params(page, items_per_page),
+            request_timeout=request_timeout,
+        )
+
+    async def get_recording(self, name: str, *, request_timeout: float | None = None) -> Recording:
+        """``GET /v3/recordings/get/{name}``; raises MediaMTXNotFound."""
+        return await self._get_model(
+            Recording, f"/v3/recordings/get/{_name(name)}", request_timeout=request_timeout
+        )

@@ -1,0 +1,186 @@
+"""PathProvisioner against the fake MediaMTX API: idempotency, reconcile, recording."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from camera_service.mediamtx.client import MediaMTXClient, MediaMTXNotFound, MediaMTXUnavailable
+from camera_service.mediamtx.models import PathConf
+from camera_service.mediamtx.paths import (
+    PathProvisioner,
+    ProvisionAction,
+    camera_path_conf,
+    source_path_conf,
+)
+from tests.support.fake_mediamtx import FakeMediaMTX
+
+WRITES = ("configPathsAdd", "configPathsReplace", "configPathsPatch", "configPathsDelete")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeMediaMTX]:
+    async with FakeMediaMTX() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(fake: FakeMediaMTX) -> AsyncIterator[MediaMTXClient]:
+    async with MediaMTXClient(fake.url, timeout=2.0) as mtx:
+        yield mtx
+
+
+@pytest.fixture
+def prov(client: MediaMTXClient) -> PathProvisioner:
+    return PathProvisioner(client)
+
+
+def writes(fake: FakeMediaMTX) -> list[tuple[str, str]]:
+    return [
+        (r.operation_id, r.path.rsplit("/", 1)[-1])
+        for r in fake.requests
+        if r.operation_id in WRITES
+    ]
+
+
+def lavfi(rate: int = 10, close_after: float = 10) -> PathConf:
+    return camera_path_conf(f"testsrc2=size=320x240:rate={rate}", "lavfi", close_after=close_after)
+
+
+async def test_ensure_adds_then_is_idempotent_then_replaces(
+    fake: FakeMediaMTX, prov: PathProvisioner
+) -> None:
+    name = prov.name_for("cam0")
+    assert await prov.ensure(name, lavfi()) is ProvisionAction.ADDED
+    assert await prov.ensure(name, lavfi()) is ProvisionAction.UNCHANGED
+    assert writes(fake) == [("configPathsAdd", name)]
+
+    assert await prov.ensure(name, lavfi(rate=15)) is ProvisionAction.REPLACED
+    assert "rate=15" in fake.config_paths[name]["runOnDemand"]
+    assert await prov.ensure(name, lavfi(rate=15)) is ProvisionAction.UNCHANGED
+    assert writes(fake) == [("configPathsAdd", name), ("configPathsReplace", name)]
+
+
+async def test_ensure_duration_spelling_does_not_cause_replace(
+    fake: FakeMediaMTX, prov: PathProvisioner
+) -> None:
+    name = prov.name_for("cam0")
+    await prov.ensure(name, lavfi(close_after=60))
+    fake.config_paths[name]["runOnDemandCloseAfter"] = "60s"  # server spelling differs
+    assert await prov.ensure(name, lavfi(close_after=60)) is ProvisionAction.UNCHANGED
+
+
+async def test_ensure_handles_concurrent_add(fake: FakeMediaMTX, prov: PathProvisioner) -> None:
+    name = prov.name_for("cam0")
+    fake.set_config_path(name, source="rtsp://old/s")
+    fake.fail_next(1, status=404, message="path not found", operation="configPathsGet")
+    assert await prov.ensure(name, lavfi()) is ProvisionAction.REPLACED
+    assert fake.config_paths[name]["source"] == "publisher"
+
+
+async def test_ensure_and_remove_refuse_foreign_paths(
+    fake: FakeMediaMTX, client: MediaMTXClient, prov: PathProvisioner
+) -> None:
+    with pytest.raises(ValueError, match="camsvc_"):
+        await prov.ensure("manual", lavfi())
+    with pytest.raises(ValueError):
+        await prov.remove("manual")
+    with pytest.raises(ValueError):
+        await prov.reconcile({"manual": lavfi()})
+    with pytest.raises(ValueError):
+        PathProvisioner(client, prefix="")
+    assert fake.requests == []
+
+
+async def test_remove(fake: FakeMediaMTX, prov: PathProvisioner) -> None:
+    name = prov.name_for("cam0")
+    await prov.ensure(name, lavfi())
+    assert await prov.remove(name) is True
+    assert name not in fake.config_paths
+    assert await prov.remove(name) is False
+
+
+async def test_reconcile_after_restart(fake: FakeMediaMTX, prov: PathProvisioner) -> None:
+    a, b, c = (prov.name_for(x) for x in ("a", "b", "c"))
+    desired = {
+        a: lavfi(),
+        b: source_path_conf("rtsp://10.0.0.9/live"),
+        c: lavfi(rate=5),
+    }
+    first = await prov.reconcile({a: desired[a], b: desired[b]})
+    assert (first.added, first.removed) == ([a, b], [])
+
+    # MediaMTX restarts: API-made paths are gone; its config file has a hand-made path
+    # and a leftover path of ours that is no longer wanted.
+    await fake.stop()
+    await fake.start(reset=True)
+    fake.set_config_path("manual", source="rtsp://operator/cam")
+    fake.set_config_path(prov.name_for("old"), source="rtsp://gone/cam")
+    fake.set_config_path(b, source="rtsp://10.0.0.9/other")  # ours, but different
+    manual_before = dict(fake.config_paths["manual"])
+    fake.requests.clear()
+
+    report = await prov.reconcile(desired)
+    assert report.removed == [prov.name_for("old")]
+    assert report.added == [a, c]
+    assert report.replaced == [b]
+    assert report.failed == {}
+    assert report.changed
+    assert sorted(fake.config_paths) == sorted([a, b, c, "manual"])
+    assert fake.config_paths["manual"] == manual_before
+    assert all(name != "manual" for _, name in writes(fake))
+    assert fake.config_paths[b]["source"] == "rtsp://10.0.0.9/live"
+
+    fake.requests.clear()
+    again = await prov.reconcile(desired)
+    assert (again.unchanged, again.changed) == (sorted(desired), False)
+    assert writes(fake) == []
+
+
+async def test_reconcile_reports_refused_paths_and_continues(
+    fake: FakeMediaMTX, prov: PathProvisioner
+) -> None:
+    bad = PathConf(source="publisher", source_on_demand=True)  # MediaMTX refuses this
+    good = lavfi()
+    report = await prov.reconcile({prov.name_for("bad"): bad, prov.name_for("good"): good})
+    assert list(report.failed) == [prov.name_for("bad")]
+    assert "sourceOnDemand" in report.failed[prov.name_for("bad")]
+    assert report.added == [prov.name_for("good")]
+
+
+async def test_reconcile_raises_when_mediamtx_is_down(
+    fake: FakeMediaMTX, prov: PathProvisioner
+) -> None:
+    await fake.stop()
+    with pytest.raises(MediaMTXUnavailable):
+        await prov.reconcile({prov.name_for("a"): lavfi()})
+
+
+async def test_set_recording(fake: FakeMediaMTX, prov: PathProvisioner) -> None:
+    name = prov.name_for("cam0")
+    await prov.ensure(name, lavfi())
+    await prov.set_recording(name, True, "/rec/%path/%Y-%m-%d_%H-%M-%S-%f")
+    stored = fake.config_paths[name]
+    assert (stored["record"], stored["recordPath"], stored["recordFormat"]) == (
+        True,
+        "/rec/%path/%Y-%m-%d_%H-%M-%S-%f",
+        "fmp4",
+    )
+    assert stored["runOnDemand"]  # patch left the rest alone
+    [patch] = fake.requests_for("configPathsPatch")
+    assert patch.body == {
+        "record": True,
+        "recordPath": "/rec/%path/%Y-%m-%d_%H-%M-%S-%f",
+        "recordFormat": "fmp4",
+    }
+
+    # Reconcile with the same desired conf keeps the recording running.
+    report = await prov.reconcile({name: lavfi()})
+    assert report.unchanged == [name]
+    assert fake.config_paths[name]["record"] is True
+
+    await prov.set_recording(name, False)
+    assert fake.config_paths[name]["record"] is False
+    with pytest.raises(MediaMTXNotFound):
+        await prov.set_recording(prov.name_for("missing"), True, "/rec/%path")

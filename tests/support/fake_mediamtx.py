@@ -1,0 +1,576 @@
+"""In-memory stand-in for the MediaMTX v3 control API, for tests.
+
+* Routes, request-body schemas and status codes come from the OpenAPI document
+  (``shared/reference/mediamtx-openapi.yaml``): every operation the camera-service client
+  uses is registered under the spec's own route template, and a request body is checked
+  with ``openapi-schema-validator`` against the operation's ``requestBody`` schema
+  (``$ref``\\s resolved inside the document). Invalid JSON or a body that does not
+  validate gets ``400 {"status": "error", "error": ...}``, as MediaMTX answers.
+* The spec does not say ``additionalProperties: false``, but MediaMTX decodes bodies with
+  unknown fields forbidden (``conf/jsonwrapper``: ``DisallowUnknownFields``). With
+  ``forbid_unknown_fields=True`` (default) the loaded component schemas are closed
+  programmatically so the fake rejects unknown fields too.
+* Config paths live in memory; ``GET`` answers carry every PathConf field, defaults taken
+  from ``pathDefaults`` of the reference ``mediamtx.yml`` (like the real server, which
+  echoes the whole configuration). ``/v3/paths/list`` shows one runtime path per
+  non-regex config path, not ready until a test calls :meth:`FakeMediaMTX.set_path_state`.
+* :meth:`FakeMediaMTX.stop` / :meth:`FakeMediaMTX.start` keep the port, to simulate
+  outages; ``start(reset=True)`` also forgets API-made state like a MediaMTX restart.
+* Failure injection: :meth:`fail_next` (HTTP error), :meth:`drop_next` (connection closed
+  without an answer), :meth:`delay_next` (slow answer, for client timeouts).
+* Every request is recorded in :attr:`FakeMediaMTX.requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import functools
+import json
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+
+import yaml
+from aiohttp import web
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+
+_REPO = Path(__file__).resolve().parents[2]
+_SPEC_CANDIDATES = (
+    _REPO / "tests" / "support" / "mediamtx-openapi.yaml",
+    _REPO.parent / "shared" / "reference" / "mediamtx-openapi.yaml",
+)
+_CONF_CANDIDATES = (
+    _REPO / "tests" / "support" / "mediamtx.yml",
+    _REPO.parent / "shared" / "reference" / "mediamtx.yml",
+)
+
+#: Path names MediaMTX accepts (``conf.IsValidPathName``), regex names (``~...``) aside.
+_PATH_NAME_RE = re.compile(r"^[0-9a-zA-Z_\-/.~]+$")
+
+Json = dict[str, Any]
+
+
+def find_reference(env_var: str, candidates: Iterable[Path]) -> Path:
+    """First existing file among ``$env_var`` and ``candidates``."""
+    env = os.environ.get(env_var)
+    paths = [Path(env)] if env else []
+    paths.extend(candidates)
+    for path in paths:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"none of {[str(p) for p in paths]} exists (set ${env_var})")
+
+
+def spec_path() -> Path:
+    return find_reference("MEDIAMTX_OPENAPI_SPEC", _SPEC_CANDIDATES)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def load_spec(path: Path | None = None) -> Json:
+    """The parsed OpenAPI document (cached and shared: do not mutate it)."""
+    return cast(Json, _load_yaml(path or spec_path()))
+
+
+def _close_object_schemas(node: Any) -> None:
+    """Add ``additionalProperties: false`` to every object schema that lists properties."""
+    if isinstance(node, dict):
+        if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _close_object_schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_object_schemas(value)
+
+
+class SpecValidator:
+    """Validates JSON documents against the spec's component schemas."""
+
+    def __init__(self, spec: Json, *, forbid_unknown_fields: bool = True) -> None:
+        self.spec = spec
+        components = copy.deepcopy(spec["components"])
+        if forbid_unknown_fields:
+            _close_object_schemas(components["schemas"])
+        self._components = components
+        self._validators: dict[str, OAS30Validator] = {}
+
+    def _validator(self, ref: str) -> OAS30Validator:
+        if ref not in self._validators:
+            schema = {"$ref": ref, "components": self._components}
+            self._validators[ref] = OAS30Validator(schema, format_checker=oas30_format_checker)
+        return self._validators[ref]
+
+    def errors(self, ref: str, document: Any) -> list[str]:
+        """Messages for every violation of schema ``ref`` (e.g. ``#/components/schemas/X``)."""
+        found = sorted(self._validator(ref).iter_errors(document), key=lambda e: list(e.path))
+        return [f"{'/'.join(str(p) for p in err.path) or '<body>'}: {err.message}" for err in found]
+
+    def schema_errors(self, name: str, document: Any) -> list[str]:
+        return self.errors(f"#/components/schemas/{name}", document)
+
+    def request_body_ref(self, route: str, method: str) -> str | None:
+        """The ``$ref`` of the JSON request body of an operation, None if it takes none."""
+        op = self.spec["paths"][route][method.lower()]
+        body = op.get("requestBody")
+        if body is None:
+            return None
+        return cast(str, body["content"]["application/json"]["schema"]["$ref"])
+
+
+def _path_defaults(spec: Json) -> Json:
+    """Default PathConf as MediaMTX would echo it, from the reference ``mediamtx.yml``."""
+    props: Json = spec["components"]["schemas"]["PathConf"]["properties"]
+    try:
+        conf_file = find_reference("MEDIAMTX_REFERENCE_CONF", _CONF_CANDIDATES)
+        from_file: Json = _load_yaml(conf_file).get("pathDefaults") or {}
+    except FileNotFoundError:
+        from_file = {"source": "publisher", "record": False, "recordFormat": "fmp4"}
+    defaults: Json = {}
+    for key, prop in props.items():
+        value = from_file.get(key)
+        if value is None:
+            if prop.get("nullable"):
+                defaults[key] = None
+            elif prop.get("type") == "string":
+                defaults[key] = ""
+            elif prop.get("type") == "array":
+                defaults[key] = []
+            continue
+        defaults[key] = copy.deepcopy(value)
+    return defaults
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    operation_id: str
+    query: dict[str, str]
+    body: Any
+    status: int | None = None
+
+
+@dataclass
+class _Fault:
+    kind: str  # "status" | "drop" | "delay"
+    remaining: int
+    status: int = 500
+    message: str = "injected failure"
+    delay: float = 0.0
+    operation: str | None = None
+
+
+@dataclass
+class PathState:
+    """Runtime state of a path that tests can set (readiness, readers, traffic)."""
+
+    ready: bool = False
+    readers: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    source_type: str = "rtspSession"
+    ready_time: str | None = None
+    tracks: list[str] = field(default_factory=lambda: ["H264"])
+
+
+Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
+RouteHandler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"status": "error", "error": message}, status=status)
+
+
+def _ok() -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+class FakeMediaMTX:
+    """aiohttp server implementing the MediaMTX API subset camera-service uses."""
+
+    OPERATIONS = (
+        "info",
+        "configPathsList",
+        "configPathsGet",
+        "configPathsAdd",
+        "configPathsPatch",
+        "configPathsReplace",
+        "configPathsDelete",
+        "pathsList",
+        "pathsGet",
+        "recordingsList",
+        "recordingsGet",
+    )
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        spec: Json | None = None,
+        forbid_unknown_fields: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.spec = spec if spec is not None else load_spec()
+        self.validator = SpecValidator(self.spec, forbid_unknown_fields=forbid_unknown_fields)
+        self.path_defaults = _path_defaults(self.spec)
+        self.config_paths: dict[str, Json] = {}
+        self.path_states: dict[str, PathState] = {}
+        self.recordings: dict[str, list[str]] = {}
+        self.requests: list[RecordedRequest] = []
+        self.started_at = _now()
+        self._faults: list[_Fault] = []
+        self._runner: web.AppRunner | None = None
+        self._request_seen = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    async def start(self, *, reset: bool = False) -> None:
+        """Listen (again, on the same port once one was chosen).
+
+        ``reset=True`` forgets config paths, path states, recordings and faults, like a
+        MediaMTX restart loses what was added through the API.
+        """
+        if reset:
+            self.config_paths.clear()
+            self.path_states.clear()
+            self.recordings.clear()
+            self._faults.clear()
+        if self._runner is not None:
+            return
+        self._stopping = asyncio.Event()
+        runner = web.AppRunner(self._build_app(), handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.port = cast(tuple[str, int], runner.addresses[0])[1]
+        self.started_at = _now()
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Stop listening and close open connections (state is kept)."""
+        runner, self._runner = self._runner, None
+        self._stopping.set()  # ends injected delays so shutdown does not wait for them
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- test helpers ------------------------------------------------------------------
+
+    def set_config_path(self, name: str, **fields: Any) -> None:
+        """Create a config path directly (as if from mediamtx.yml), defaults filled in."""
+        self.config_paths[name] = {**self.path_defaults, **fields, "name": name}
+
+    def set_path_state(self, name: str, **fields: Any) -> PathState:
+        state = self.path_states.setdefault(name, PathState())
+        for key, value in fields.items():
+            if not hasattr(state, key):
+                raise AttributeError(key)
+            setattr(state, key, value)
+        if state.ready and state.ready_time is None:
+            state.ready_time = _now()
+        return state
+
+    def add_recording(self, name: str, *starts: str) -> None:
+        self.recordings.setdefault(name, []).extend(starts)
+
+    def fail_next(
+        self,
+        count: int = 1,
+        *,
+        status: int = 500,
+        message: str = "injected failure",
+        operation: str | None = None,
+    ) -> None:
+        """The next ``count`` requests (of ``operation`` if given) answer ``status``."""
+        self._faults.append(_Fault("status", count, status, message, operation=operation))
+
+    def drop_next(self, count: int = 1, *, operation: str | None = None) -> None:
+        """The next ``count`` requests get their connection closed without an answer."""
+        self._faults.append(_Fault("drop", count, operation=operation))
+
+    def delay_next(self, count: int, seconds: float, *, operation: str | None = None) -> None:
+        """The next ``count`` requests are answered after ``seconds``."""
+        self._faults.append(_Fault("delay", count, delay=seconds, operation=operation))
+
+    def requests_for(self, operation_id: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.operation_id == operation_id]
+
+    async def wait_for_request(
+        self, predicate: Callable[[RecordedRequest], bool], timeout: float = 5.0
+    ) -> RecordedRequest:
+        """Wait until a recorded request (finished or not) satisfies ``predicate``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for req in self.requests:
+                    if predicate(req):
+                        return req
+                self._request_seen.clear()
+                await self._request_seen.wait()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        handlers: dict[str, Handler] = {
+            "info": self._info,
+            "configPathsList": self._config_paths_list,
+            "configPathsGet": self._config_paths_get,
+            "configPathsAdd": self._config_paths_add,
+            "configPathsPatch": self._config_paths_patch,
+            "configPathsReplace": self._config_paths_replace,
+            "configPathsDelete": self._config_paths_delete,
+            "pathsList": self._paths_list,
+            "pathsGet": self._paths_get,
+            "recordingsList": self._recordings_list,
+            "recordingsGet": self._recordings_get,
+        }
+        app = web.Application()
+        registered = set()
+        for route, ops in self.spec["paths"].items():
+            for method, op in ops.items():
+                op_id = op.get("operationId")
+                if op_id not in handlers:
+                    continue
+                aiohttp_route = re.sub(r"\{(\w+)\}", r"{\1:.+}", route)
+                body_ref = self.validator.request_body_ref(route, method)
+                app.router.add_route(
+                    method.upper(),
+                    aiohttp_route,
+                    self._wrap(op_id, body_ref, handlers[op_id]),
+                )
+                registered.add(op_id)
+        missing = set(handlers) - registered
+        if missing:
+            raise RuntimeError(f"operations not found in the spec: {sorted(missing)}")
+        return app
+
+    def _take_fault(self, operation_id: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.operation in (None, operation_id) and fault.remaining > 0:
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _wrap(self, operation_id: str, body_ref: str | None, handler: Handler) -> RouteHandler:
+        async def wrapped(request: web.Request) -> web.Response:
+            raw = await request.read()
+            record = RecordedRequest(
+                request.method, request.path, operation_id, dict(request.query), None
+            )
+            self.requests.append(record)
+            self._request_seen.set()
+            response = await self._answer(request, raw, body_ref, handler, record)
+            record.status = response.status
+            return response
+
+        return wrapped
+
+    async def _answer(
+        self,
+        request: web.Request,
+        raw: bytes,
+        body_ref: str | None,
+        handler: Handler,
+        record: RecordedRequest,
+    ) -> web.Response:
+        fault = self._take_fault(record.operation_id)
+        if fault is not None:
+            if fault.kind == "drop":
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=599)
+            if fault.kind == "status":
+                return _error(fault.status, fault.message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), fault.delay)
+            if self._stopping.is_set():
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=599)
+        body: Any = None
+        if body_ref is not None:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError as exc:
+                return _error(400, f"invalid JSON: {exc}")
+            record.body = body
+            problems = self.validator.errors(body_ref, body)
+            if problems:
+                return _error(400, "; ".join(problems))
+        return await handler(request, body)
+
+    # -- pagination (as internal/api/paginate.go) --------------------------------------
+
+    @staticmethod
+    def _paginate(request: web.Request, items: list[Json]) -> Json | web.Response:
+        try:
+            per_page = int(request.query.get("itemsPerPage", "100"))
+            page = int(request.query.get("page", "0"))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if per_page <= 0 or page < 0:
+            return _error(400, "invalid items per page" if per_page <= 0 else "invalid page")
+        page_count = (len(items) + per_page - 1) // per_page
+        chunk = items[page * per_page : (page + 1) * per_page]
+        return {"itemCount": len(items), "pageCount": page_count, "items": chunk}
+
+    def _list_response(self, request: web.Request, items: list[Json]) -> web.Response:
+        result = self._paginate(request, items)
+        if isinstance(result, web.Response):
+            return result
+        return web.json_response(result)
+
+    # -- handlers ----------------------------------------------------------------------
+
+    async def _info(self, request: web.Request, body: Any) -> web.Response:
+        return web.json_response({"version": "v0.0.0-fake", "started": self.started_at})
+
+    async def _config_paths_list(self, request: web.Request, body: Any) -> web.Response:
+        items = [self.config_paths[k] for k in sorted(self.config_paths)]
+        return self._list_response(request, items)
+
+    async def _config_paths_get(self, request: web.Request, body: Any) -> web.Response:
+        conf = self.config_paths.get(request.match_info["name"])
+        if conf is None:
+            return _error(404, "path configuration not found")
+        return web.json_response(conf)
+
+    @staticmethod
+    def _semantic_error(conf: Json) -> str | None:
+        """The few cross-field rules of MediaMTX's PathConf.Validate() we rely on."""
+        source = conf.get("source") or "publisher"
+        if conf.get("runOnDemand") and source != "publisher":
+            return "'runOnDemand' can be used only when source is 'publisher'"
+        if conf.get("sourceOnDemand") and source == "publisher":
+            return "'sourceOnDemand' is useless when source is 'publisher'"
+        return None
+
+    def _store(self, name: str, conf: Json) -> web.Response:
+        problem = self._semantic_error(conf)
+        if problem is not None:
+            return _error(400, problem)
+        self.config_paths[name] = conf
+        return _ok()
+
+    async def _config_paths_add(self, request: web.Request, body: Json) -> web.Response:
+        name = request.match_info["name"]
+        if not name.startswith("~") and not _PATH_NAME_RE.match(name):
+            return _error(400, f"invalid path name: {name}")
+        if name in self.config_paths:
+            return _error(400, "path already exists")
+        return self._store(name, {**self.path_defaults, **body, "name": name})
+
+    async def _config_paths_patch(self, request: web.Request, body: Json) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.config_paths:
+            return _error(404, "path not found")
+        return self._store(name, {**self.config_paths[name], **body, "name": name})
+
+    async def _config_paths_replace(self, request: web.Request, body: Json) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.config_paths:
+            return _error(404, "path not found")
+        return self._store(name, {**self.path_defaults, **body, "name": name})
+
+    async def _config_paths_delete(self, request: web.Request, body: Any) -> web.Response:
+        name = request.match_info["name"]
+        if self.config_paths.pop(name, None) is None:
+            return _error(404, "path not found")
+        self.path_states.pop(name, None)
+        return _ok()
+
+    def _runtime_path(self, name: str) -> Json:
+        state = self.path_states.get(name, PathState())
+        ready_time = state.ready_time if state.ready else None
+        return {
+            "name": name,
+            "confName": name,
+            "source": {"type": state.source_type, "id": ""} if state.ready else None,
+            "available": state.ready,
+            "availableTime": ready_time,
+            "online": state.ready,
+            "onlineTime": ready_time,
+            "ready": state.ready,
+            "readyTime": ready_time,
+            "tracks": list(state.tracks) if state.ready else [],
+            "tracks2": [{"codec": t, "codecProps": None} for t in state.tracks]
+            if state.ready
+            else [],
+            "bytesReceived": state.bytes_received,
+            "bytesSent": state.bytes_sent,
+            "inboundBytes": state.bytes_received,
+            "outboundBytes": state.bytes_sent,
+            "inboundFramesInError": 0,
+            "readers": [{"type": "rtspSession", "id": f"reader-{i}"} for i in range(state.readers)],
+        }
+
+    def _runtime_names(self) -> list[str]:
+        return sorted(
+            n for n in self.config_paths if not n.startswith("~") and n not in ("all", "all_others")
+        )
+
+    async def _paths_list(self, request: web.Request, body: Any) -> web.Response:
+        items = [self._runtime_path(n) for n in self._runtime_names()]
+        return self._list_response(request, items)
+
+    async def _paths_get(self, request: web.Request, body: Any) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self._runtime_names():
+            return _error(404, "path not found")
+        return web.json_response(self._runtime_path(name))
+
+    def _recording(self, name: str) -> Json:
+        return {"name": name, "segments": [{"start": s} for s in self.recordings[name]]}
+
+    async def _recordings_list(self, request: web.Request, body: Any) -> web.Response:
+        items = [self._recording(n) for n in sorted(self.recordings)]
+        return self._list_response(request, items)
+
+    async def _recordings_get(self, request: web.Request, body: Any) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.recordings:
+            return _error(404, "path not found")
+        return web.json_response(self._recording(name))

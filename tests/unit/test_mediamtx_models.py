@@ -1,0 +1,239 @@
+"""MediaMTX models and PathConf builders, checked against the OpenAPI document."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from camera_service.mediamtx import models
+from camera_service.mediamtx.models import Path, PathConf, PathConfList, RecordingList
+from camera_service.mediamtx.paths import (
+    OWNED_PREFIX,
+    camera_id_from_path,
+    camera_path_conf,
+    conf_matches,
+    ffmpeg_input_args,
+    format_go_duration,
+    is_owned,
+    parse_go_duration,
+    path_name_for,
+    publisher_command,
+    publisher_path_conf,
+    recording_patch,
+    source_path_conf,
+    stream_urls,
+)
+from tests.support.fake_mediamtx import SpecValidator, _path_defaults, load_spec
+
+SPEC = load_spec()
+VALIDATOR = SpecValidator(SPEC)
+
+MODEL_SCHEMAS: list[tuple[type[BaseModel], str]] = [
+    (models.PathConf, "PathConf"),
+    (models.PathConfList, "PathConfList"),
+    (models.Path, "Path"),
+    (models.PathList, "PathList"),
+    (models.PathSource, "PathSource"),
+    (models.PathReader, "PathReader"),
+    (models.PathTrack, "PathTrack"),
+    (models.Info, "Info"),
+    (models.Recording, "Recording"),
+    (models.RecordingList, "RecordingList"),
+    (models.RecordingSegment, "RecordingSegment"),
+    (models.ErrorBody, "Error"),
+]
+
+
+@pytest.mark.parametrize(("model", "schema"), MODEL_SCHEMAS, ids=[s for _, s in MODEL_SCHEMAS])
+def test_every_field_alias_is_a_spec_property(model: type[BaseModel], schema: str) -> None:
+    properties = set(SPEC["components"]["schemas"][schema]["properties"])
+    aliases = {f.alias or name for name, f in model.model_fields.items()}
+    assert aliases - properties == set()
+
+
+def test_duration_fields_are_pathconf_string_properties() -> None:
+    props = SPEC["components"]["schemas"]["PathConf"]["properties"]
+    for name in models.DURATION_FIELDS:
+        assert props[name]["type"] == "string"
+
+
+def test_to_body_uses_aliases_and_drops_none_and_name() -> None:
+    conf = PathConf(name="x", source="publisher", run_on_demand_close_after="10s", record=False)
+    assert conf.to_body() == {
+        "source": "publisher",
+        "runOnDemandCloseAfter": "10s",
+        "record": False,
+    }
+
+
+def test_request_enums_are_enforced() -> None:
+    with pytest.raises(ValidationError):
+        PathConf(record_format="mkv")
+    with pytest.raises(ValidationError):
+        PathConf(rtsp_transport="quic")
+
+
+def test_full_server_pathconf_parses_and_keeps_unknown_fields() -> None:
+    full: dict[str, Any] = {**_path_defaults(SPEC), "name": "cam", "someFutureField": 3}
+    conf = PathConf.model_validate(full)
+    assert conf.name == "cam"
+    assert conf.source == "publisher"
+    assert conf.model_extra is not None
+    assert conf.model_extra["someFutureField"] == 3
+    listing = PathConfList.model_validate({"itemCount": 1, "pageCount": 1, "items": [full]})
+    assert listing.items[0].name == "cam"
+
+
+def test_path_parses_real_shapes_and_prefers_new_fields() -> None:
+    raw = {
+        "name": "cam",
+        "confName": "cam",
+        "source": {"type": "rtspSession", "id": "1"},
+        "available": True,
+        "ready": False,
+        "readers": [{"type": "rtspSession", "id": "a"}, {"type": "newReaderType", "id": "b"}],
+        "tracks2": [{"codec": "H264", "codecProps": {"width": 320, "height": 240}}],
+        "bytesSent": 5,
+        "outboundBytes": 7,
+        "bytesReceived": 11,
+    }
+    path = Path.model_validate(raw)
+    assert path.is_ready is True
+    assert path.reader_count == 2
+    assert path.bytes_out == 7
+    assert path.bytes_in == 11
+    assert path.source_type == "rtspSession"
+    old = Path.model_validate({"name": "o", "source": None, "ready": True, "bytesSent": 5})
+    assert (old.is_ready, old.bytes_out, old.source_type) == (True, 5, None)
+
+
+def test_recording_list_parses() -> None:
+    data = {
+        "itemCount": 1,
+        "pageCount": 1,
+        "items": [{"name": "cam", "segments": [{"start": "2024-01-01T00:00:00Z"}]}],
+    }
+    rec = RecordingList.model_validate(data)
+    assert rec.items[0].segments[0].start == "2024-01-01T00:00:00Z"
+
+
+# -- PathConf builders -------------------------------------------------------------------
+
+
+BUILT_CONFS = {
+    "lavfi": publisher_path_conf(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10"]),
+    "v4l2": camera_path_conf("/dev/video0"),
+    "rtsp": source_path_conf("rtsp://10.0.0.5:554/stream", rtsp_transport="tcp"),
+    "hls": camera_path_conf("https://example.com/live/index.m3u8"),
+    "record_on": recording_patch(True, "/var/rec/%path/%Y-%m-%d_%H-%M-%S-%f"),
+    "record_off": recording_patch(False),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BUILT_CONFS))
+def test_built_confs_validate_against_spec(kind: str) -> None:
+    assert VALIDATOR.schema_errors("PathConf", BUILT_CONFS[kind].to_body()) == []
+
+
+def test_publisher_conf_shape() -> None:
+    conf = publisher_path_conf(["-f", "lavfi", "-i", "testsrc2"], close_after=30, start_timeout=5)
+    assert conf.source == "publisher"
+    assert conf.run_on_demand_restart is True
+    assert conf.run_on_demand_close_after == "30s"
+    assert conf.run_on_demand_start_timeout == "5s"
+    assert conf.source_on_demand is None
+
+
+def test_publisher_command_splits_into_expected_argv() -> None:
+    cmd = publisher_command(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10"])
+    argv = shlex.split(cmd)  # go-shellquote splits the same way for these inputs
+    assert argv[0] == "ffmpeg"
+    assert argv[argv.index("-i") + 1] == "testsrc2=size=320x240:rate=10"
+    assert argv[argv.index("-c:v") + 1] == "libx264"
+    assert argv[argv.index("-preset") + 1] == "ultrafast"
+    assert argv[argv.index("-tune") + 1] == "zerolatency"
+    assert argv[argv.index("-f", argv.index("-c:v")) + 1] == "rtsp"
+    assert argv[-1] == "rtsp://127.0.0.1:$RTSP_PORT/$MTX_PATH"
+    assert argv.index("-i") < argv.index("-c:v")
+
+
+def test_publisher_command_pins_port_and_rejects_dollar() -> None:
+    assert shlex.split(publisher_command(["-i", "x"], rtsp_port=9554))[-1] == (
+        "rtsp://127.0.0.1:9554/$MTX_PATH"
+    )
+    with pytest.raises(ValueError, match=r"\$"):
+        publisher_command(["-i", "/tmp/$HOME.mp4"])
+
+
+def test_ffmpeg_input_args_per_kind() -> None:
+    assert ffmpeg_input_args("testsrc2", "lavfi") == ["-re", "-f", "lavfi", "-i", "testsrc2"]
+    assert ffmpeg_input_args("/dev/video2") == ["-f", "v4l2", "-i", "/dev/video2"]
+    assert ffmpeg_input_args("/data/a.mp4") == ["-re", "-stream_loop", "-1", "-i", "/data/a.mp4"]
+
+
+def test_camera_path_conf_dispatch() -> None:
+    rtsp = camera_path_conf("rtsps://cam.local/live", close_after=5)
+    assert (rtsp.source, rtsp.source_on_demand, rtsp.run_on_demand) == (
+        "rtsps://cam.local/live",
+        True,
+        None,
+    )
+    assert rtsp.source_on_demand_close_after == "5s"
+    local = camera_path_conf("testsrc2=rate=5", "lavfi")
+    assert local.source == "publisher"
+    assert local.run_on_demand is not None
+    assert "-f lavfi" in local.run_on_demand
+    with pytest.raises(ValueError):
+        source_path_conf("/dev/video0")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (10, "10s"), (60, "1m0s"), (0.5, "500ms"), (3600, "1h0m0s"), (90.25, "1m30.25s")],
+)
+def test_go_duration_round_trip(seconds: float, text: str) -> None:
+    assert format_go_duration(seconds) == text
+    assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+def test_parse_go_duration_variants_and_errors() -> None:
+    assert parse_go_duration("1d") == 86400
+    assert parse_go_duration("1h30m") == 5400
+    assert parse_go_duration("0") == 0
+    for bad in ("", "10", "ten s", "5x"):
+        with pytest.raises(ValueError):
+            parse_go_duration(bad)
+
+
+def test_conf_matches_is_a_subset_check_with_duration_normalisation() -> None:
+    desired = PathConf(source="publisher", run_on_demand_close_after="60s")
+    server = PathConf.model_validate(
+        {**_path_defaults(SPEC), "runOnDemandCloseAfter": "1m0s", "name": "x"}
+    )
+    assert conf_matches(desired, server)
+    assert not conf_matches(PathConf(run_on_demand_close_after="61s"), server)
+    assert not conf_matches(PathConf(run_on_demand="ffmpeg -i x"), server)
+    assert not conf_matches(PathConf(source="publisher"), PathConf())
+
+
+def test_names_and_ownership() -> None:
+    assert path_name_for("cam0") == OWNED_PREFIX + "cam0"
+    assert camera_id_from_path(OWNED_PREFIX + "cam0") == "cam0"
+    assert camera_id_from_path("cam0") is None
+    assert is_owned(OWNED_PREFIX + "x")
+    assert not is_owned(OWNED_PREFIX)
+    assert not is_owned("manual")
+    for bad in ("", "a b", "../x", "a/b", "~regex"):
+        with pytest.raises(ValueError):
+            path_name_for(bad)
+
+
+def test_stream_urls() -> None:
+    assert stream_urls("camsvc_a", "h", rtsp_port=1, hls_port=2, webrtc_port=3) == {
+        "rtsp": "rtsp://h:1/camsvc_a",
+        "hls": "http://h:2/camsvc_a/index.m3u8",
+        "webrtc": "http://h:3/camsvc_a",
+    }
