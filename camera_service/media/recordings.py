@@ -1,0 +1,491 @@
+"""Recordings: one FFmpeg process per recorded camera, which is also that camera's single reader.
+
+Besides the recording file, the process keeps a latest-frame JPEG up to date (second output), so
+snapshots taken during a recording never open the device a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from camera_service.media.ffmpeg import (
+    AlreadyRecording,
+    InvalidTarget,
+    MediaError,
+    NotRecording,
+    ProcessHandle,
+    ProcessSupervisor,
+    StopPolicy,
+    summarize_stderr,
+)
+from camera_service.media.source import CaptureSource
+
+__all__ = [
+    "RECORDING_FORMATS",
+    "AlreadyRecording",
+    "EncoderSettings",
+    "MediaError",
+    "NotRecording",
+    "RecordingInfo",
+    "RecordingManager",
+    "RecordingResult",
+    "build_recording_args",
+    "resolve_output_path",
+]
+
+log = logging.getLogger(__name__)
+
+RecordingFormat = Literal["fmp4", "mp4", "mkv"]
+RECORDING_FORMATS: dict[str, str] = {"fmp4": ".mp4", "mp4": ".mp4", "mkv": ".mkv"}
+EventCallback = Callable[[dict[str, Any]], object]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_DURATION_SLACK = 10.0  # the watchdog stops a timed recording that overruns -t by this much
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """H.264 settings for sources that are not H.264 already."""
+
+    preset: str = "veryfast"
+    bitrate: str = "2M"
+    profile: str = "high"
+    gop: int | None = None  # keyframe interval in frames; None → one second of frames
+    tune: str | None = None
+
+
+def generated_name(camera_id: str, now: datetime) -> str:
+    """``<device>_<YYYY-MM-DD_HH-MM-SS>`` in UTC, without extension."""
+    return f"{_UNSAFE.sub('_', camera_id)}_{now.astimezone(UTC):%Y-%m-%d_%H-%M-%S}"
+
+
+def resolve_output_path(
+    directory: Path, filename: str | None, extension: str, camera_id: str, now: datetime
+) -> Path:
+    """The output path in ``directory``; adds ``extension`` when missing (no I/O)."""
+    name = filename or generated_name(camera_id, now)
+    if not name.lower().endswith(extension):
+        name += extension
+    if not _NAME.fullmatch(name) or ".." in name or len(name) > 255:
+        raise InvalidTarget(f"invalid filename: {name!r}")
+    return directory / name
+
+
+def safe_id(camera_id: str) -> str:
+    return _UNSAFE.sub("_", camera_id)
+
+
+def _video_codec_args(source: CaptureSource, encoder: EncoderSettings) -> list[str]:
+    if source.is_h264:
+        return ["-c:v", "copy"]
+    gop = encoder.gop or source.fps or 15
+    args = ["-c:v", "libx264", "-preset", encoder.preset]
+    if encoder.tune:
+        args += ["-tune", encoder.tune]
+    return [
+        *args,
+        *("-b:v", encoder.bitrate, "-profile:v", encoder.profile),
+        *("-pix_fmt", "yuv420p", "-g", str(gop)),
+    ]
+
+
+def _container_args(fmt: str) -> list[str]:
+    if fmt == "fmp4":
+        # Fragments of about a second: whatever was written stays playable after a SIGKILL.
+        # -flush_packets: fragments reach the disk at once instead of sitting in a 32 KiB buffer.
+        flags = "+frag_keyframe+empty_moov+default_base_moof"
+        return [
+            *("-movflags", flags, "-frag_duration", "1000000"),
+            *("-flush_packets", "1", "-f", "mp4"),
+        ]
+    if fmt == "mp4":
+        return ["-movflags", "+faststart", "-f", "mp4"]
+    if fmt == "mkv":
+        return ["-flush_packets", "1", "-f", "matroska"]
+    raise InvalidTarget(f"unsupported recording format: {fmt!r}")
+
+
+def build_recording_args(
+    ffmpeg: str,
+    source: CaptureSource,
+    output: Path,
+    fmt: str,
+    duration: int | None,
+    encoder: EncoderSettings,
+    frame_path: Path,
+    frame_rate: float = 2.0,
+) -> list[str]:
+    """FFmpeg argv: recording output plus a continuously updated latest-frame JPEG."""
+    limit = ["-t", str(duration)] if duration is not None else []
+    return [
+        *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
+        *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
+        *source.input_args(),
+        *("-map", "0:v:0", "-an"),
+        *_video_codec_args(source, encoder),
+        *limit,
+        *_container_args(fmt),
+        str(output),
+        # Full-range yuv420p JPEG: avoids swscale's "deprecated pixel format" (yuvj) warnings.
+        *("-map", "0:v:0", "-an", "-vf", f"fps={frame_rate:g},scale=out_range=full"),
+        *("-pix_fmt", "yuv420p", "-strict", "unofficial", "-c:v", "mjpeg", "-q:v", "3"),
+        *("-update", "1", "-atomic_writing", "1"),
+        *limit,
+        *("-f", "image2", str(frame_path)),
+    ]
+
+
+def recording_outcome(
+    *,
+    stop_reason: str | None,
+    stop_error: bool,
+    duration: int | None,
+    returncode: int | None,
+    timed_out: bool,
+    stderr_tail: Iterable[str],
+    stop_requested: bool = False,
+) -> tuple[str, str]:
+    """``(status, reason)`` of a finished recording process."""
+    if stop_reason is not None:
+        return ("ERROR" if stop_error else "STOPPED"), stop_reason
+    if duration is not None and (returncode == 0 or timed_out):
+        return "STOPPED", "duration_reached"
+    if stop_requested:  # stopped by the supervisor itself (shutdown)
+        return "STOPPED", "shutdown"
+    if returncode == 0:
+        return "STOPPED", "source_ended"
+    return "ERROR", summarize_stderr(stderr_tail, returncode)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    device: str
+    filename: str
+    path: Path
+    format: str
+    start_time: datetime
+    duration: int | None  # requested duration (s); None = until stopped
+
+
+@dataclass(frozen=True)
+class RecordingResult:
+    device: str
+    filename: str
+    path: Path
+    format: str
+    start_time: datetime
+    end_time: datetime
+    duration: float  # seconds actually recorded (wall clock)
+    file_size: int
+    status: str  # STOPPED | ERROR
+    reason: str
+
+
+@dataclass(eq=False)
+class _Recording:
+    info: RecordingInfo
+    frame_path: Path
+    handle: ProcessHandle | None = None
+    stop_reason: str | None = None
+    stop_error: bool = False
+    file_created: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Future[RecordingResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+# --------------------------------------------------------------------------- manager
+
+
+class RecordingManager:
+    """Starts and stops recordings; emits ``recording_status_update``-shaped events."""
+
+    def __init__(
+        self,
+        supervisor: ProcessSupervisor,
+        recordings_dir: Path,
+        encoder: EncoderSettings | None = None,
+        on_event: EventCallback | None = None,
+        *,
+        ffmpeg: str = "ffmpeg",
+        frames_dir: Path | None = None,
+        start_wait: float = 2.0,
+        busy_timeout: float = 5.0,
+        frame_rate: float = 2.0,
+        stop_policy: StopPolicy | None = None,
+    ) -> None:
+        self._supervisor = supervisor
+        self.recordings_dir = Path(recordings_dir)
+        self._encoder = encoder or EncoderSettings()
+        self._on_event = on_event
+        self._ffmpeg = ffmpeg
+        self._frames_dir = frames_dir
+        self._own_frames_dir = frames_dir is None
+        self._start_wait = start_wait
+        self._busy_timeout = busy_timeout
+        self._frame_rate = frame_rate
+        self._stop_policy = stop_policy
+        self._active: dict[str, _Recording] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def active(self, camera_id: str) -> RecordingInfo | None:
+        rec = self._active.get(camera_id)
+        return rec.info if rec is not None else None
+
+    def active_all(self) -> list[RecordingInfo]:
+        return [rec.info for rec in self._active.values()]
+
+    def active_files(self) -> set[Path]:
+        """Files being written right now (never delete or clean these up)."""
+        return {rec.info.path for rec in self._active.values()}
+
+    def latest_frame(self, camera_id: str) -> Path | None:
+        """Where the recording process of the camera writes its latest frame (may not exist
+        yet right after the start); None when the camera is not being recorded."""
+        rec = self._active.get(camera_id)
+        return rec.frame_path if rec is not None else None
+
+    def process(self, camera_id: str) -> ProcessHandle | None:
+        rec = self._active.get(camera_id)
+        return rec.handle if rec is not None else None
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start(
+        self,
+        source: CaptureSource,
+        filename: str | None = None,
+        format: str = "fmp4",
+        duration: int | None = None,
+        *,
+        reads_device: bool = True,
+    ) -> RecordingInfo:
+        """Spawn the recording and return once FFmpeg runs (first progress, ≤ start_wait s).
+
+        ``reads_device=False`` when ``source`` is not the camera's device (e.g. its MediaMTX
+        RTSP stream): the process is then not registered as the device's reader.
+        """
+        camera_id = source.camera_id
+        if format not in RECORDING_FORMATS:
+            raise InvalidTarget(f"unsupported recording format: {format!r}")
+        if duration is not None and duration <= 0:
+            raise InvalidTarget("duration must be positive")
+        if camera_id in self._active:
+            raise AlreadyRecording(f"camera {camera_id} is already recording")
+        now = datetime.now(UTC)
+        path = resolve_output_path(
+            self.recordings_dir, filename, RECORDING_FORMATS[format], camera_id, now
+        )
+        info = RecordingInfo(camera_id, path.name, path, format, now, duration)
+        rec = _Recording(info, self._frames_path(camera_id))
+        self._active[camera_id] = rec  # reserved before any await: no double start
+        try:
+            await self._spawn(rec, source, reads_device)
+        except BaseException:
+            self._active.pop(camera_id, None)
+            if rec.file_created:
+                await asyncio.to_thread(self._discard_empty, path, rec.frame_path)
+            raise
+        finally:
+            rec.ready.set()
+        self._track(self._watch(rec))
+        self._emit(info, "STARTED", duration)
+        log.info("recording %s started: %s (%s)", camera_id, path.name, format)
+        return info
+
+    async def _spawn(self, rec: _Recording, source: CaptureSource, reads_device: bool) -> None:
+        info = rec.info
+        await asyncio.to_thread(self._prepare_files, info.path, rec.frame_path)
+        rec.file_created = True
+        argv = build_recording_args(
+            self._ffmpeg,
+            source,
+            info.path,
+            info.format,
+            info.duration,
+            self._encoder,
+            rec.frame_path,
+            self._frame_rate,
+        )
+        limit = info.duration + _DURATION_SLACK if info.duration is not None else None
+        rec.handle = await self._supervisor.start(
+            argv,
+            camera_id=source.camera_id,
+            role="recording",
+            reader=reads_device,
+            exclusive=source.exclusive and reads_device,
+            busy_timeout=self._busy_timeout,
+            time_limit=limit,
+            capture_progress=True,
+        )
+        await self._await_running(rec.handle)
+
+    async def _await_running(self, handle: ProcessHandle) -> None:
+        waits = [
+            asyncio.create_task(handle.progress_seen.wait()),
+            asyncio.create_task(handle.exited.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=self._start_wait, return_when="FIRST_COMPLETED")
+        finally:
+            for task in waits:
+                task.cancel()
+        if handle.exited.is_set() and handle.returncode != 0:
+            raise MediaError("ffmpeg failed to start the recording", handle.error_summary())
+
+    def _frames_path(self, camera_id: str) -> Path:
+        if self._frames_dir is None:
+            self._frames_dir = Path(tempfile.mkdtemp(prefix="camera-service-frames-"))
+        return self._frames_dir / f"{safe_id(camera_id)}_latest.jpg"
+
+    @staticmethod
+    def _prepare_files(path: Path, frame_path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        frame_path.unlink(missing_ok=True)
+        try:
+            with path.open("xb"):  # reserve the name; FFmpeg overwrites the empty file
+                pass
+        except FileExistsError as exc:
+            raise InvalidTarget(f"file already exists: {path.name}") from exc
+
+    @staticmethod
+    def _discard_empty(path: Path, frame_path: Path) -> None:
+        frame_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if path.stat().st_size == 0:
+                path.unlink()
+
+    # -- end -------------------------------------------------------------------------------
+
+    async def _watch(self, rec: _Recording) -> None:
+        assert rec.handle is not None
+        await rec.handle.wait()
+        try:
+            result = await self._finish(rec)
+        except BaseException as exc:
+            rec.done.set_exception(exc)
+            raise
+        rec.done.set_result(result)
+
+    async def _finish(self, rec: _Recording) -> RecordingResult:
+        handle, info = rec.handle, rec.info
+        assert handle is not None
+        status, reason = recording_outcome(
+            stop_reason=rec.stop_reason,
+            stop_error=rec.stop_error,
+            duration=info.duration,
+            returncode=handle.returncode,
+            timed_out=handle.timed_out,
+            stderr_tail=handle.stderr_tail,
+            stop_requested=handle.stop_requested,
+        )
+        size = await asyncio.to_thread(_file_size, info.path)
+        await asyncio.to_thread(rec.frame_path.unlink, missing_ok=True)
+        if self._active.get(info.device) is rec:
+            del self._active[info.device]
+        result = RecordingResult(
+            info.device,
+            info.filename,
+            info.path,
+            info.format,
+            info.start_time,
+            datetime.now(UTC),
+            round(handle.elapsed, 3),
+            size,
+            status,
+            reason,
+        )
+        level = logging.WARNING if status == "ERROR" else logging.INFO
+        log.log(level, "recording %s %s (%s): %s", info.device, status, reason, info.filename)
+        self._emit(info, status, result.duration, reason)
+        return result
+
+    async def stop(
+        self, camera_id: str, reason: str = "stopped", *, error: bool = False
+    ) -> RecordingResult:
+        """Stop gracefully (file finalized) and return the result; ``error=True`` reports the
+        end as status ERROR (e.g. reason ``camera_disconnected``)."""
+        rec = self._active.get(camera_id)
+        if rec is not None:
+            await rec.ready.wait()
+        if rec is None or self._active.get(camera_id) is not rec or rec.handle is None:
+            raise NotRecording(f"camera {camera_id} is not recording")
+        if rec.stop_reason is None:
+            rec.stop_reason, rec.stop_error = reason, error
+        await self._supervisor.stop(rec.handle, self._stop_policy)
+        return await asyncio.shield(rec.done)
+
+    async def stop_all(self, reason: str = "shutdown") -> list[RecordingResult]:
+        results = await asyncio.gather(
+            *(self.stop(cam, reason) for cam in list(self._active)), return_exceptions=True
+        )
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        if self._own_frames_dir and self._frames_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self._frames_dir, True)
+            self._frames_dir = None
+        return [r for r in results if isinstance(r, RecordingResult)]
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _emit(
+        self, info: RecordingInfo, status: str, duration: float | None, reason: str | None = None
+    ) -> None:
+        if self._on_event is None:
+            return
+        event: dict[str, Any] = {
+            "device": info.device,
+            "status": status,
+            "filename": info.filename,
+            "duration": duration,
+        }
+        if reason is not None:
+            event["reason"] = reason
+        try:
+            outcome = self._on_event(event)
+            if inspect.isawaitable(outcome):
+                self._track(_await(outcome))
+        except Exception:
+            log.exception("recording event callback failed")
+
+    def _track(self, coro: Any) -> None:
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _await(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("recording event callback failed")
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
