@@ -18,23 +18,39 @@ from camera_service import logging as service_logging
 from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
+from camera_service.cameras.external import ExternalStreamStore
+from camera_service.cameras.model import Camera, CameraStatus
+from camera_service.cameras.registry import CameraIdError, CameraRegistry
+from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.health import ComponentStatus, Health
+from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
+from camera_service.media.recordings import EncoderSettings, RecordingManager
+from camera_service.media.snapshots import SnapshotService
 from camera_service.metrics import Metrics
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
+from camera_service.rpc.methods import cameras as camera_methods
 from camera_service.rpc.methods import events as event_methods
+from camera_service.rpc.methods import files as file_methods
+from camera_service.rpc.methods import media as media_methods
 from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.registry import Registry
 from camera_service.rpc.session import Session
 from camera_service.sdnotify import SystemdNotifier, watchdog_loop
+from camera_service.storage.files import FileStore
+from camera_service.storage.guard import StorageGuard
+from camera_service.storage.links import DownloadLinks, derive_download_secret
+from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
+from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_BUDGET_S = 8.0
+SHUTDOWN_BUDGET_S = 9.0
 SESSION_SWEEP_INTERVAL_S = 1.0
 SUPPORTED_FORMATS = {"snapshot": ["jpg", "png"], "recording": ["fmp4", "mp4", "mkv"]}
 
@@ -56,7 +72,15 @@ def secret_bytes(config: Config) -> bytes:
 
 
 class Application:
-    def __init__(self, config: Config, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        *,
+        event_source: EventSource | None = None,
+        prober: Prober | None = None,
+    ) -> None:
+        """`event_source`/`prober`: the discovery seam (tests inject fake V4L2 devices)."""
         self.config = config
         self.config_path = config_path
         self.metrics = Metrics()
@@ -64,7 +88,8 @@ class Application:
         self.health = Health()
         self.registry = Registry()
         self._prepare_state_dir()
-        self.jwt = JwtAuthority(secret_bytes(config))
+        secret = secret_bytes(config)
+        self.jwt = JwtAuthority(secret)
         self.keys = ApiKeyStore(config.api_keys_file)
         self.authenticator = Authenticator(
             self.jwt,
@@ -76,9 +101,12 @@ class Application:
         )
         self.ws = WebSocketServer(config.server, self.dispatcher, self.bus, self.metrics)
         self.http = HttpServer(config.http, self.health, self.metrics)
+        self._build_cameras(event_source, prober)
+        self._build_media(secret)
         self.notifier = SystemdNotifier.from_env()
         self.stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
         self.listening = asyncio.Event()
         self.after_start: list[Callable[[], None]] = []
         self._register_methods()
@@ -104,15 +132,146 @@ class Application:
                 capabilities=self.capabilities,
                 supported_formats=SUPPORTED_FORMATS,
                 max_cameras=64,
-                metric_sections={},
+                metric_sections={
+                    "cameras": self.camera_metrics,
+                    "recordings": self.recording_metrics,
+                },
             ),
         )
         auth_methods.register(self.registry, self.authenticator, self.subscribe_defaults)
         event_methods.register(self.registry, self.bus)
+        camera_methods.register(
+            self.registry,
+            camera_methods.CameraDeps(
+                cameras=self.cameras,
+                external=self.external,
+                streams_for=self.streams_for,
+                stream_metrics=lambda camera: {},
+            ),
+        )
+        self.media_deps = media_methods.MediaDeps(
+            cameras=self.cameras,
+            recordings=self.recordings,
+            snapshots=self.snapshots,
+            files=self.files,
+            links=self.links,
+            bus=self.bus,
+            block_percent=self.config.storage.block_percent,
+        )
+        media_methods.register(self.registry, self.media_deps)
+        file_methods.register(
+            self.registry,
+            file_methods.FileDeps(
+                files=self.files,
+                links=self.links,
+                policies=self.policies,
+                active_files=self.recordings.active_files,
+                warn_percent=self.config.storage.warn_percent,
+                block_percent=self.config.storage.block_percent,
+            ),
+        )
+
+    def _build_cameras(self, source: EventSource | None, prober: Prober | None) -> None:
+        cfg = self.config.cameras
+        self.cameras = CameraRegistry(
+            forget_after=cfg.forget_after,
+            default_resolution=cfg.default_resolution,
+            default_fps=cfg.default_fps,
+        )
+        self.cameras.add_listener(self._camera_changed)
+        self.external = ExternalStreamStore(self.config.storage.state_dir)
+        if source is not None or cfg.discovery == "off":
+            self.discovery = Discovery(
+                source,
+                prober or V4L2Prober(),
+                self.cameras,
+                probe_timeout=cfg.probe_timeout,
+                probe_retries=cfg.probe_retries,
+            )
+        else:
+            self.discovery = create_discovery(
+                self.cameras,
+                mode=cfg.discovery,
+                poll_interval=cfg.poll_interval,
+                probe_timeout=cfg.probe_timeout,
+                probe_retries=cfg.probe_retries,
+            )
+
+    def _build_media(self, master_secret: bytes) -> None:
+        storage, ffmpeg = self.config.storage, self.config.ffmpeg
+        stop_policy = StopPolicy(
+            quit_grace=min(ffmpeg.stop_timeout, 4.0), int_grace=2.0, term_grace=1.0, kill_grace=1.0
+        )
+        self.supervisor = ProcessSupervisor(stop_policy=stop_policy)
+        self.recordings = RecordingManager(
+            self.supervisor,
+            storage.recordings_dir,
+            EncoderSettings(preset=ffmpeg.preset, bitrate=ffmpeg.bitrate, profile=ffmpeg.profile),
+            on_event=self._recording_event,
+            ffmpeg=ffmpeg.binary,
+            stop_policy=stop_policy,
+        )
+        self.snapshots = SnapshotService(
+            self.supervisor,
+            self.recordings,
+            storage.snapshots_dir,
+            ffmpeg=ffmpeg.binary,
+            capture_timeout=ffmpeg.snapshot_timeout,
+        )
+        self.files = FileStore(storage.recordings_dir, storage.snapshots_dir, ffmpeg.ffprobe)
+        self.policies = PolicyStore(storage.state_dir, default=self._configured_policy())
+        self.retention = RetentionLoop(
+            self.config.retention.interval,
+            self.files,
+            self.policies,
+            active_files=self.recordings.active_files,
+        )
+        self.links = DownloadLinks(
+            derive_download_secret(master_secret),
+            self.config.http.download_token_ttl,
+            self.config.http.port,
+            self.config.http.public_url,
+        )
+        self.downloads = Downloads(self.files, self.authenticator, self.links.secret)
+        self.downloads.add_routes(self.http.app)
+        self.storage_guard = StorageGuard(
+            storage.recordings_dir,
+            storage.block_percent,
+            has_work=lambda: bool(self.recordings.active_all()),
+            on_critical=self._storage_critical,
+        )
+
+    def _configured_policy(self) -> RetentionPolicy:
+        cfg = self.config.retention
+        return RetentionPolicy(
+            policy_type=cfg.policy_type,
+            max_age_days=cfg.max_age_days,
+            max_size_gb=cfg.max_size_gb,
+            enabled=cfg.enabled,
+        )
 
     def _register_health(self) -> None:
         self.health.register("websocket_server", self._websocket_health)
+        self.health.register("camera_monitor", self._camera_health)
+        self.health.register("mediamtx", self._mediamtx_health, required=False)
         self.health.require_ready("websocket_listening", self.listening)
+        self.health.require_ready("first_camera_scan", self.discovery.first_scan_done)
+
+    def _camera_health(self) -> ComponentStatus:
+        details = {**self.discovery.status(), **self.cameras.counts()}
+        if not self.discovery.first_scan_done.is_set():
+            return ComponentStatus("starting", details)
+        if self.config.cameras.discovery != "off" and not self.discovery.active:
+            return ComponentStatus("degraded", details)
+        errors = [c.id for c in self.cameras.list() if c.status is CameraStatus.ERROR]
+        if errors:
+            return ComponentStatus("degraded", {**details, "cameras_in_error": errors})
+        return ComponentStatus("healthy", details)
+
+    def _mediamtx_health(self) -> ComponentStatus:
+        return ComponentStatus(
+            "disabled", {"enabled": self.config.mediamtx.enabled, "integration": "not configured"}
+        )
 
     def _websocket_health(self) -> ComponentStatus:
         if not self.listening.is_set():
@@ -132,24 +291,111 @@ class Application:
         self.bus.subscribe(session, DEFAULT_TOPICS)
 
     def capabilities(self) -> list[str]:
-        return ["json-rpc-2.0", "batches", "notifications", "api-keys", "jwt"]
+        return [
+            "json-rpc-2.0",
+            "batches",
+            "notifications",
+            "api-keys",
+            "jwt",
+            "camera-discovery",
+            "snapshots",
+            "recordings",
+            "file-downloads",
+            "retention",
+            "external-streams",
+        ]
+
+    def streams_for(self, camera: Camera) -> dict[str, str]:
+        return {}
 
     def system_status(self) -> dict[str, Any]:
+        counts = self.cameras.counts()
+        available = sum(1 for c in self.cameras.list() if c.status is CameraStatus.CONNECTED)
+        errors = sum(1 for c in self.cameras.list() if c.status is CameraStatus.ERROR)
+        if not self.discovery.first_scan_done.is_set():
+            status, message = "starting", "first camera scan in progress"
+        elif errors or (self.config.cameras.discovery != "off" and not self.discovery.active):
+            mode = self.discovery.mode
+            status, message = "partial", f"{errors} camera(s) in error; discovery: {mode}"
+        else:
+            status, message = "ready", f"{available} camera(s) available"
         return {
-            "status": "ready",
-            "message": "no camera discovery configured",
-            "available_cameras": 0,
-            "discovery_active": False,
+            "status": status,
+            "message": message,
+            "available_cameras": available,
+            "discovery_active": self.discovery.active,
+            "counts": counts,
         }
+
+    def camera_metrics(self, admin: bool) -> dict[str, Any]:
+        cameras = self.cameras.list()
+        per_camera = {
+            c.id: {
+                "status": c.status.value,
+                "kind": c.kind.value,
+                "error": c.error,
+                **({"device_path": c.device_path} if admin and c.device_path else {}),
+            }
+            for c in cameras
+        }
+        return {"total": len(cameras), "discovery": self.discovery.status(), "cameras": per_camera}
+
+    def recording_metrics(self, admin: bool) -> dict[str, Any]:
+        active = self.recordings.active_all()
+        return {
+            "active": len(active),
+            "recordings": [
+                {
+                    "device": r.device,
+                    "filename": r.filename,
+                    "format": r.format,
+                    "start_time": r.start_time.isoformat(),
+                }
+                for r in active
+            ],
+            "ffmpeg_processes": len(self.supervisor.all()),
+        }
+
+    # --- events ---------------------------------------------------------------------------
+
+    def _camera_changed(self, camera: Camera, topic: str) -> None:
+        params = camera.public_dict(self.streams_for(camera))
+        self.bus.publish(Event(topic, "camera_status_update", params, device=camera.id))
+        if camera.status is not CameraStatus.CONNECTED and self.recordings.active(camera.id):
+            self._spawn(self._stop_recording(camera.id, "camera_disconnected"))
+
+    async def _recording_event(self, event: dict[str, Any]) -> None:
+        self.bus.publish(media_methods.recording_event(event))
+
+    async def _stop_recording(self, camera_id: str, reason: str) -> None:
+        try:
+            await self.recordings.stop(camera_id, reason, error=reason != "storage_critical")
+        except Exception:
+            log.exception("could not stop recording of %s (%s)", camera_id, reason)
+
+    async def _storage_critical(self) -> None:
+        for info in self.recordings.active_all():
+            await self._stop_recording(info.device, "storage_critical")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._load_cameras()
+        self.files.ensure_dirs()
         await self._listen(
             "WebSocket", self.config.server.host, self.config.server.port, self.ws.start
         )
         self.listening.set()
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
+        self.links.http_port = self.http.port
+        await self.discovery.start()
+        self.retention.start()
+        self.storage_guard.start()
         self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
         self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"))
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
@@ -159,6 +405,15 @@ class Application:
         )
         for hook in self.after_start:
             hook()
+
+    def _load_cameras(self) -> None:
+        sources = [s.model_dump() for s in self.config.cameras.sources]
+        self.cameras.load_configured(sources)
+        for stream in self.external.list():
+            try:
+                self.cameras.add_external(stream.stream_name, stream.stream_url, stream.stream_type)
+            except CameraIdError as exc:
+                log.error("external stream %s not loaded: %s", stream.stream_name, exc)
 
     async def _start_http(self) -> None:
         self.http.add_client_routes()
@@ -183,8 +438,14 @@ class Application:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.ws.stop(timeout=SHUTDOWN_BUDGET_S / 2)
+        await self.storage_guard.stop()
+        await self.retention.stop()
+        await self.discovery.stop()
+        await self.recordings.stop_all("shutdown")
+        await self.supervisor.shutdown()
+        await self.ws.stop(timeout=SHUTDOWN_BUDGET_S / 3)
         await self.http.stop()
+        self.cameras.close()
         log.info("camera-service stopped")
 
     def publish_system(self, topic: str, status: str, message: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from camera_service.cameras.model import Camera, CameraKind
+
 _NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "srt://")
 
 
@@ -67,3 +69,28 @@ class CaptureSource:
         if self.fps:
             args += ["-framerate", str(self.fps)]
         return args
+
+
+def capture_source_for(camera: Camera) -> CaptureSource:
+    """How FFmpeg reads a registry camera: its V4L2 node, configured input or stream URL."""
+    if camera.kind is CameraKind.V4L2:
+        return CaptureSource(
+            camera_id=camera.id,
+            input=camera.device_path or "",
+            input_format="v4l2",
+            exclusive=True,
+            resolution=camera.resolution,
+            fps=camera.fps,
+        )
+    spec = camera.source
+    if spec is None:
+        raise ValueError(f"camera {camera.id} has no input")
+    input_format = spec.input_format if camera.kind is CameraKind.CONFIGURED else None
+    return CaptureSource(
+        camera_id=camera.id,
+        input=spec.input,
+        input_format=input_format,
+        exclusive=spec.exclusive,
+        resolution=camera.resolution,
+        fps=camera.fps,
+    )

@@ -47,6 +47,7 @@ class Session:
     ) -> None:
         self.session_id = uuid.uuid4().hex
         self.remote = remote
+        self.host: str | None = None  # Host header of the handshake, for download links
         self.identity: Identity | None = None
         self.bucket = bucket
         self.outbox: asyncio.Queue[str] = asyncio.Queue(queue_size)

@@ -136,6 +136,8 @@ class WebSocketServer:
     async def _handle(self, connection: ServerConnection) -> None:
         self._reserved.discard(connection)
         session = self._new_session(connection)
+        if connection.request is not None:
+            session.host = connection.request.headers.get("Host")
         self.sessions[session.session_id] = session
         self.metrics.connection_opened()
         writer = asyncio.create_task(self._write_loop(connection, session))

@@ -67,9 +67,10 @@ class RunningDaemon:
 
 @asynccontextmanager
 async def running_daemon(
-    tmp_path: Path, overrides: dict[str, Any] | None = None
+    tmp_path: Path, overrides: dict[str, Any] | None = None, **seams: Any
 ) -> AsyncIterator[RunningDaemon]:
-    app = Application(make_config(tmp_path, overrides))
+    """`seams`: `event_source=` / `prober=` for injected fake cameras."""
+    app = Application(make_config(tmp_path, overrides), **seams)
     await app.start()
     daemon = RunningDaemon(app)
     for role in Role:

@@ -1,0 +1,219 @@
+"""Snapshot and recording methods: FFmpeg reads the camera directly (no MediaMTX needed)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from camera_service.auth.roles import Role
+from camera_service.cameras.model import CameraStatus
+from camera_service.cameras.registry import CameraRegistry
+from camera_service.events import Event, EventBus
+from camera_service.media import ffmpeg as media_errors
+from camera_service.media.recordings import RecordingManager
+from camera_service.media.snapshots import SnapshotService
+from camera_service.media.source import capture_source_for
+from camera_service.rpc.errors import (
+    DependencyFailed,
+    InsufficientStorage,
+    InvalidParams,
+    InvalidState,
+    NotFound,
+)
+from camera_service.rpc.methods.cameras import DeviceParams, camera_or_error
+from camera_service.rpc.registry import Registry, Result
+from camera_service.rpc.session import CallContext
+from camera_service.storage import files as storage_files
+from camera_service.storage import usage
+from camera_service.storage.files import FileStore
+from camera_service.storage.links import DownloadLinks
+
+FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class SnapshotParams(DeviceParams):
+    filename: str | None = Field(None, pattern=FILENAME_PATTERN, description="Without a path")
+    format: Literal["jpg", "png"] = "jpg"
+
+
+class StartRecordingParams(DeviceParams):
+    duration: int | None = Field(None, ge=1, le=86400, description="Stop after this many s")
+    format: Literal["fmp4", "mp4", "mkv"] = "fmp4"
+
+
+class SnapshotResult(Result):
+    device: str
+    filename: str
+    status: Literal["SUCCESS"]
+    timestamp: str
+    file_size: int
+    download_url: str
+
+
+class StartRecordingResult(Result):
+    device: str
+    filename: str
+    status: Literal["RECORDING"]
+    start_time: str
+    format: str
+    duration: int | None
+
+
+class StopRecordingResult(Result):
+    device: str
+    filename: str
+    status: Literal["STOPPED"]
+    start_time: str
+    end_time: str
+    duration: float
+    file_size: int
+    format: str
+
+
+@dataclass
+class MediaDeps:
+    cameras: CameraRegistry
+    recordings: RecordingManager
+    snapshots: SnapshotService
+    files: FileStore
+    links: DownloadLinks
+    bus: EventBus
+    block_percent: float
+    disk_usage: usage.DiskUsageFn = usage.system_disk_usage
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def translated_media_errors(device: str) -> Iterator[None]:
+    """Media and storage exceptions → catalog errors."""
+    try:
+        yield
+    except media_errors.AlreadyRecording:
+        raise InvalidState(
+            f"Camera {device} is already recording.", "RECORDING", ["IDLE"]
+        ) from None
+    except media_errors.NotRecording:
+        raise InvalidState(f"Camera {device} is not recording.", "IDLE", ["RECORDING"]) from None
+    except media_errors.DeviceBusy as exc:
+        raise InvalidState(f"Camera {device} is busy: {exc}.", "BUSY", ["IDLE"]) from None
+    except (media_errors.InvalidTarget, storage_files.InvalidFilename) as exc:
+        raise InvalidParams("filename", str(exc), "choose another name") from None
+    except media_errors.MediaError as exc:
+        raise DependencyFailed("ffmpeg", exc.detail or str(exc)) from None
+    except usage.InsufficientStorage as exc:
+        raise InsufficientStorage(exc.available_bytes, exc.threshold_bytes) from None
+
+
+def register(registry: Registry, deps: MediaDeps) -> None:
+    async def writable(directory_kind: Literal["recordings", "snapshots"]) -> None:
+        with translated_media_errors(""):
+            await usage.check_can_write(
+                deps.files.directory(directory_kind), deps.block_percent, deps.disk_usage
+            )
+
+    def connected_camera(device: str) -> None:
+        camera = camera_or_error(deps.cameras, device)
+        if camera.status is not CameraStatus.CONNECTED:
+            raise InvalidState(
+                f"Camera {device} is {camera.status.value}.", camera.status.value, ["CONNECTED"]
+            )
+
+    @registry.method(
+        "take_snapshot", params=SnapshotParams, result=SnapshotResult, role=Role.OPERATOR
+    )
+    async def take_snapshot(ctx: CallContext, params: SnapshotParams) -> SnapshotResult:
+        """Capture one frame as jpg (default) or png; never opens a busy device twice."""
+        connected_camera(params.device)
+        await writable("snapshots")
+        source = capture_source_for(deps.cameras.get(params.device))  # type: ignore[arg-type]
+        with translated_media_errors(params.device):
+            if params.filename:
+                storage_files.validate_filename(params.filename)
+            shot = await deps.snapshots.take(source, params.filename, params.format)
+        if params.filename:
+            await deps.files.register("snapshots", shot.filename, params.device)
+        url = deps.links.url("snapshots", shot.filename, ctx.session.host)
+        deps.bus.publish(
+            Event(
+                "snapshot.taken",
+                "snapshot_taken",
+                {
+                    "device": params.device,
+                    "filename": shot.filename,
+                    "file_size": shot.size,
+                    "download_url": url,
+                },
+                device=params.device,
+            )
+        )
+        return SnapshotResult(
+            device=params.device,
+            filename=shot.filename,
+            status="SUCCESS",
+            timestamp=_iso(shot.timestamp),
+            file_size=shot.size,
+            download_url=url,
+        )
+
+    @registry.method(
+        "start_recording",
+        params=StartRecordingParams,
+        result=StartRecordingResult,
+        role=Role.OPERATOR,
+    )
+    async def start_recording(
+        ctx: CallContext, params: StartRecordingParams
+    ) -> StartRecordingResult:
+        """Start a server-side recording (continues if the client disconnects)."""
+        connected_camera(params.device)
+        await writable("recordings")
+        source = capture_source_for(deps.cameras.get(params.device))  # type: ignore[arg-type]
+        with translated_media_errors(params.device):
+            info = await deps.recordings.start(source, None, params.format, params.duration)
+        return StartRecordingResult(
+            device=info.device,
+            filename=info.filename,
+            status="RECORDING",
+            start_time=_iso(info.start_time),
+            format=info.format,
+            duration=info.duration,
+        )
+
+    @registry.method(
+        "stop_recording", params=DeviceParams, result=StopRecordingResult, role=Role.OPERATOR
+    )
+    async def stop_recording(ctx: CallContext, params: DeviceParams) -> StopRecordingResult:
+        """Stop the camera's recording and finalize the file."""
+        camera_or_error(deps.cameras, params.device)
+        with translated_media_errors(params.device):
+            result = await deps.recordings.stop(params.device)
+        return StopRecordingResult(
+            device=result.device,
+            filename=result.filename,
+            status="STOPPED",
+            start_time=_iso(result.start_time),
+            end_time=_iso(result.end_time),
+            duration=round(result.duration, 3),
+            file_size=result.file_size,
+            format=result.format,
+        )
+
+
+def recording_event(event: dict[str, object]) -> Event:
+    """A RecordingManager event dict → the recording_status_update notification."""
+    topic = {"STARTED": "recording.start", "STOPPED": "recording.stop"}.get(
+        str(event.get("status")), "recording.error"
+    )
+    device = str(event.get("device"))
+    return Event(topic, "recording_status_update", dict(event), device=device)
+
+
+__all__ = ["MediaDeps", "NotFound", "recording_event", "register"]

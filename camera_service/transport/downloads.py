@@ -1,0 +1,91 @@
+"""File downloads on 8003: `/files/recordings/{name}` and `/files/snapshots/{name}`.
+
+Auth: `Authorization: Bearer <JWT or API key>`, `X-API-Key`, or the signed `token` query
+that `download_url` carries (one file, short-lived). Range requests, Content-Disposition.
+Names are resolved by the FileStore, which refuses anything outside its directory.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from camera_service.auth.identity import AuthError
+from camera_service.auth.service import Authenticator
+from camera_service.storage import files as storage_files
+from camera_service.storage.files import FileStore
+from camera_service.storage.tokens import TokenExpired, TokenInvalid, verify_download_token
+
+log = logging.getLogger(__name__)
+KINDS = ("recordings", "snapshots")
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".mkv": "video/x-matroska",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+}
+
+
+class Downloads:
+    def __init__(self, files: FileStore, authenticator: Authenticator, secret: bytes) -> None:
+        self.files = files
+        self.auth = authenticator
+        self.secret = secret
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/files/{kind}/{name}", self.download)
+
+    def _authorize(self, request: web.Request, kind: str, name: str) -> None:
+        token = request.query.get("token")
+        if token is not None:
+            try:
+                verify_download_token(self.secret, token, kind, name)
+            except TokenExpired:
+                raise web.HTTPUnauthorized(text="download link expired") from None
+            except TokenInvalid:
+                raise web.HTTPForbidden(text="download token not valid for this file") from None
+            return
+        credential = _header_credential(request)
+        if credential is None:
+            raise web.HTTPUnauthorized(
+                text="credentials required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        try:
+            self.auth.verify(credential)
+        except AuthError as exc:
+            raise web.HTTPUnauthorized(text=exc.reason) from None
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        kind = request.match_info["kind"]
+        name = request.match_info["name"]
+        if kind not in KINDS:
+            raise web.HTTPNotFound(text="unknown file kind")
+        try:
+            storage_files.validate_filename(name)
+        except storage_files.InvalidFilename as exc:
+            raise web.HTTPBadRequest(text=f"invalid file name: {exc.rule}") from None
+        self._authorize(request, kind, name)
+        try:
+            path = await self.files.path_for(kind, name)  # type: ignore[arg-type]
+        except storage_files.InvalidFilename:
+            raise web.HTTPBadRequest(text="invalid file name") from None
+        except storage_files.NotFound:
+            raise web.HTTPNotFound(text="no such file") from None
+        content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": content_type,
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Cache-Control": "private, no-store",
+            },
+        )
+
+
+def _header_credential(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("X-API-Key") or None
