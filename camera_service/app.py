@@ -51,6 +51,7 @@ from camera_service.transport.websocket import WebSocketServer
 log = logging.getLogger(__name__)
 
 SHUTDOWN_BUDGET_S = 9.0
+RELOADABLE_KEYS = frozenset({"logging.level", "server.allowed_origins"})
 SESSION_SWEEP_INTERVAL_S = 1.0
 SUPPORTED_FORMATS = {"snapshot": ["jpg", "png"], "recording": ["fmp4", "mp4", "mkv"]}
 
@@ -281,7 +282,7 @@ class Application:
             {
                 "listening": True,
                 "connections": self.metrics.open_connections,
-                "port": self.config.server.port,
+                "port": self.ws.port,
             },
         )
 
@@ -471,29 +472,26 @@ class Application:
 
     def reload(self) -> ReloadReport:
         """SIGHUP: apply what can change safely at run time, report the rest."""
-        applied: list[str] = []
-        needs_restart: list[str] = []
         self.keys.reload()
-        applied.append("auth.api_keys")
+        self.policies.reload()
+        applied = ["auth.api_keys", "retention.policy"]
         try:
             fresh, _ = load_config(self.config_path)
         except ConfigError as exc:
             log.error("reload: configuration rejected, keeping the running one: %s", exc)
-            return ReloadReport(applied, needs_restart)
-        if fresh.logging.level != self.config.logging.level:
+            return ReloadReport(applied, [])
+        changed = changed_keys(self.config, fresh)
+        if "logging.level" in changed:
             service_logging.set_level(fresh.logging.level)
-            applied.append("logging.level")
-        if fresh.server.allowed_origins != self.config.server.allowed_origins:
-            self.ws.config = self.ws.config.model_copy(
-                update={"allowed_origins": fresh.server.allowed_origins}
-            )
-            applied.append("server.allowed_origins")
-        needs_restart = _changed_sections(self.config, fresh, ignore={"logging", "server"})
-        if fresh.server.model_copy(update={"allowed_origins": []}) != self.config.server.model_copy(
-            update={"allowed_origins": []}
-        ):
-            needs_restart.append("server")
-        self.config = fresh.model_copy(update={"server": self.ws.config})
+        if "server.allowed_origins" in changed:
+            origins = fresh.server.allowed_origins
+            self.ws.config = self.ws.config.model_copy(update={"allowed_origins": origins})
+        applied += sorted(changed & RELOADABLE_KEYS)
+        needs_restart = sorted(changed - RELOADABLE_KEYS)
+        logging_config = self.config.logging.model_copy(update={"level": fresh.logging.level})
+        self.config = self.config.model_copy(
+            update={"server": self.ws.config, "logging": logging_config}
+        )
         log.info(
             "configuration reloaded", extra={"applied": applied, "needs_restart": needs_restart}
         )
@@ -516,9 +514,12 @@ class Application:
                 await asyncio.wait_for(self.stop(), SHUTDOWN_BUDGET_S)
 
 
-def _changed_sections(old: Config, new: Config, ignore: set[str]) -> list[str]:
-    return [
-        name
-        for name in Config.model_fields
-        if name not in ignore and getattr(old, name) != getattr(new, name)
-    ]
+def changed_keys(old: Config, new: Config) -> set[str]:
+    """Dotted `section.key` names whose values differ."""
+    before, after = old.model_dump(mode="json"), new.model_dump(mode="json")
+    return {
+        f"{section}.{key}"
+        for section, values in after.items()
+        for key, value in values.items()
+        if before[section].get(key) != value
+    }

@@ -68,6 +68,7 @@ class ServerConfig(Section):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     ping_interval: Seconds = Field(20.0, description="Keepalive ping interval")
     ping_timeout: Seconds = Field(20.0, description="Close a peer that does not answer a ping")
+    close_timeout: Seconds = Field(5.0, description="Wait for the peer's close frame, then drop")
     send_queue_size: int = Field(
         1024, ge=8, le=100000, description="Outgoing messages queued per client before close 1013"
     )
@@ -90,7 +91,9 @@ class HttpConfig(Section):
 
 class AuthConfig(Section):
     jwt_secret: SecretStr | None = Field(
-        None, description="HS256 secret; generated into the state dir on first start when unset"
+        None,
+        min_length=32,
+        description="HS256 secret (>= 32 chars); generated into the state dir when unset",
     )
     jwt_secret_file: Path | None = Field(None, description="Default: <state_dir>/jwt_secret")
     token_ttl: Seconds = Field(86400.0, description="Default lifetime of issued JWTs (seconds)")
@@ -113,8 +116,10 @@ class CamerasConfig(Section):
     forget_after: Seconds = Field(300.0, description="Forget a disconnected camera after this")
     probe_timeout: Seconds = Field(5.0, description="V4L2 capability probe timeout")
     probe_retries: int = Field(2, ge=0, le=10, description="Probe retries before ERROR")
-    default_resolution: str = Field("640x480", pattern=r"^\d{2,5}x\d{2,5}$")
-    default_fps: int = Field(15, ge=1, le=240)
+    default_resolution: str = Field(
+        "640x480", pattern=r"^\d{2,5}x\d{2,5}$", description="Capture size when none is probed"
+    )
+    default_fps: int = Field(15, ge=1, le=240, description="Frame rate when none is probed")
     sources: list[SourceConfig] = Field(default_factory=list, description="Configured cameras")
 
     @field_validator("discovery", mode="before")
@@ -154,15 +159,19 @@ class FfmpegConfig(Section):
     ffprobe: str = Field("ffprobe", description="ffprobe executable")
     preset: str = Field("veryfast", description="libx264 preset")
     bitrate: str = Field("2M", pattern=r"^\d+[kKmM]?$", description="Video bitrate")
-    profile: Literal["baseline", "main", "high"] = "main"
+    profile: Literal["baseline", "main", "high"] = Field("main", description="H.264 profile")
     gop_seconds: float = Field(1.0, gt=0, le=10, description="Keyframe interval (fragment size)")
     snapshot_timeout: Seconds = Field(10.0, description="Timeout of one snapshot capture")
     stop_timeout: Seconds = Field(5.0, description="Grace period before SIGTERM/SIGKILL")
 
 
 class StorageConfig(Section):
-    recordings_dir: Path = Field(Path("/var/lib/camera-service/recordings"))
-    snapshots_dir: Path = Field(Path("/var/lib/camera-service/snapshots"))
+    recordings_dir: Path = Field(
+        Path("/var/lib/camera-service/recordings"), description="Where recordings are written"
+    )
+    snapshots_dir: Path = Field(
+        Path("/var/lib/camera-service/snapshots"), description="Where snapshots are written"
+    )
     state_dir: Path = Field(
         Path("/var/lib/camera-service/state"), description="API keys, secrets, policies"
     )
@@ -179,16 +188,22 @@ class StorageConfig(Section):
 
 
 class RetentionConfig(Section):
-    enabled: bool = False
-    policy_type: Literal["age", "size", "manual"] = "manual"
-    max_age_days: float | None = Field(None, gt=0)
-    max_size_gb: float | None = Field(None, gt=0)
+    enabled: bool = Field(False, description="Initial policy; set_retention_policy overrides it")
+    policy_type: Literal["age", "size", "manual"] = Field(
+        "manual", description="age: by max_age_days; size: by max_size_gb; manual: never"
+    )
+    max_age_days: float | None = Field(None, gt=0, description="Delete files older than this")
+    max_size_gb: float | None = Field(
+        None, gt=0, description="Delete the oldest files above this total (GB = 10^9 bytes)"
+    )
     interval: Seconds = Field(3600.0, description="Cleanup loop interval")
 
 
 class LoggingConfig(Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["json", "text"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level (SIGHUP applies a change)"
+    )
+    format: Literal["json", "text"] = Field("json", description="One JSON object per line, or text")
 
     @field_validator("level", mode="before")
     @classmethod

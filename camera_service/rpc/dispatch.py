@@ -135,7 +135,8 @@ class Dispatcher:
             raise
         except Exception:
             log.exception(
-                "unhandled error in %s", spec.name,
+                "unhandled error in %s",
+                spec.name,
                 extra={"method": spec.name, "request_id": ctx.request_id},
             )
             raise InternalError(ctx.request_id) from None
@@ -143,7 +144,13 @@ class Dispatcher:
     async def _run_audited(self, spec: MethodSpec, ctx: CallContext, params: Any) -> Any:
         who = ctx.identity.subject if ctx.identity else None
         role = ctx.identity.role.label if ctx.identity else None
-        fields = {"who": who, "role": role, "method": spec.name, "remote": ctx.session.remote}
+        fields = {
+            "who": who,
+            "role": role,
+            "method": spec.name,
+            "remote": ctx.session.remote,
+            "params": params.model_dump(mode="json", exclude_none=True),
+        }
         try:
             result = _dump(await self._run(spec, ctx, params))
         except RpcError as error:
@@ -174,12 +181,25 @@ class Dispatcher:
         return identity
 
     def _call_identity(self, session: Session, credential: Any) -> Identity:
+        if credential is not None:
+            return self._verify_call_credential(session, credential)
         try:
-            if credential is not None:
-                return self.auth.verify(credential)
             if session.identity is None:
                 raise AuthError("not authenticated: call authenticate first")
             self.auth.recheck(session.identity)
             return session.identity
         except AuthError as exc:
+            raise AuthenticationFailed(exc.reason) from None
+
+    def _verify_call_credential(self, session: Session, credential: Any) -> Identity:
+        """A per-call `auth_token`: counted against the failed-auth limit like authenticate."""
+        limiter = self.auth.limiter
+        wait_ms = limiter.retry_after_ms(session.remote)
+        if wait_ms:
+            raise RateLimited(wait_ms, scope="address")
+        try:
+            return self.auth.verify(credential)
+        except AuthError as exc:
+            limiter.record_failure(session.remote)
+            audit("authentication failed", remote=session.remote, reason=exc.reason)
             raise AuthenticationFailed(exc.reason) from None

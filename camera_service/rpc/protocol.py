@@ -15,9 +15,7 @@ from typing import Any
 from camera_service.rpc.errors import InvalidRequest, ParseError, RpcError
 
 _ALLOWED_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
-_encoder = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
-)
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
 encode = _encoder.encode
 
 RequestId = str | int | float | None

@@ -90,6 +90,11 @@ class PolicyStore:
     def policy(self) -> RetentionPolicy:
         return self._policy
 
+    def reload(self) -> RetentionPolicy:
+        """Re-read the file (SIGHUP: an operator restored or edited it)."""
+        self._policy = self._load()
+        return self._policy
+
     def _load(self) -> RetentionPolicy:
         try:
             text = self.path.read_text(encoding="utf-8")

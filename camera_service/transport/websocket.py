@@ -79,6 +79,7 @@ class WebSocketServer:
             max_size=cfg.max_message_bytes,
             ping_interval=cfg.ping_interval,
             ping_timeout=cfg.ping_timeout,
+            close_timeout=cfg.close_timeout,
             ssl=self._ssl_context(),
             server_header=None,
             compression=None,

@@ -121,3 +121,16 @@ async def test_cli_key_lifecycle_revocation_applies_to_open_connection(tmp_path:
     assert any(
         '"audit": true' in line and "authentication succeeded" in line for line in daemon.log_lines
     )
+
+
+async def test_bad_per_call_tokens_count_toward_the_failed_auth_limit(
+    daemon: RunningDaemon,
+) -> None:
+    async with CameraClient(daemon.ws_url) as client:
+        for _ in range(5):
+            with pytest.raises(RpcCallError) as info:
+                await client.call("get_server_info", {"auth_token": "forged"})
+            assert info.value.code == -32001
+        with pytest.raises(RpcCallError) as limited:
+            await client.call("get_server_info", {"auth_token": daemon.keys["viewer"]})
+        assert limited.value.code == -32040

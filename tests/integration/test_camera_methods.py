@@ -124,7 +124,7 @@ async def test_device_filter_and_topic_filter(seamed: Any) -> None:
 
 
 async def test_external_streams_persist_across_restart(tmp_path: Path) -> None:
-    url = "rtsp://192.0.2.10:554/stream1"
+    url = "rtsp://viewer:s3cret@192.0.2.10:554/stream1"
     async with running_daemon(tmp_path) as daemon, daemon.client("operator") as client:
         added = await client.call("add_external_stream", {"stream_url": url, "stream_name": "gate"})
         assert added["status"] == "ADDED"
@@ -135,7 +135,8 @@ async def test_external_streams_persist_across_restart(tmp_path: Path) -> None:
         assert (await client.call("get_camera_status", {"device": "gate"}))["status"] == "CONNECTED"
     async with running_daemon(tmp_path) as daemon, daemon.client("operator") as client:
         streams = await client.call("get_external_streams")
-        assert streams["total_count"] == 1 and streams["external_streams"][0]["stream_url"] == url
+        assert streams["total_count"] == 1
+        assert streams["external_streams"][0]["stream_url"] == url.replace("s3cret", "***")
         listing = await client.call("get_camera_list")
         assert "gate" in {c["device"] for c in listing["cameras"]}
         removed = await client.call("remove_external_stream", {"stream_url": url})

@@ -167,7 +167,7 @@ async def test_sighup_reload_is_reported_in_the_log(tmp_path: Path) -> None:
         report = json.loads(await daemon.wait_for_log("configuration reloaded"))
         assert "logging.level" in report["applied"]
         assert "auth.api_keys" in report["applied"]
-        assert report["needs_restart"] == ["server"]
+        assert report["needs_restart"] == ["server.max_batch"]
     finally:
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait() == 0

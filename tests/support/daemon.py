@@ -90,8 +90,10 @@ class DaemonProcess:
         tmp_path: Path,
         overrides: dict[str, Any] | None = None,
         args: tuple[str, ...] = ("run",),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.tmp_path = tmp_path
+        self.env = env or {}
         self.config_file = tmp_path / "config.yaml"
         self.config_file.write_text(
             yaml.safe_dump(deep_merge(base_config(tmp_path), overrides or {}))
@@ -116,7 +118,7 @@ class DaemonProcess:
             *self.args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         await asyncio.wait_for(self._wait_started(), timeout)
         self._pump = asyncio.create_task(self._drain())

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 
@@ -210,8 +211,20 @@ def register(registry: Registry, deps: CameraDeps) -> None:
     @registry.method("get_external_streams", result=ExternalStreamsResult, role=Role.VIEWER)
     async def get_external_streams(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         """External streams added at run time."""
-        streams = [s.public_dict() for s in deps.external.list()]
+        streams = [
+            {**s.public_dict(), "stream_url": without_password(s.stream_url)}
+            for s in deps.external.list()
+        ]
         return {"external_streams": streams, "total_count": len(streams), "timestamp": _now_iso()}
+
+
+def without_password(url: str) -> str:
+    """`rtsp://user:secret@host/x` → `rtsp://user:***@host/x`: viewers see no credentials."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _invalid(exc: Exception) -> InvalidParams:
