@@ -273,9 +273,21 @@ async def test_get_metrics_reports_recordings(media: RunningDaemon) -> None:
     assert metrics["camera_metrics"]["cameras"]["lab0"]["status"] == "CONNECTED"
 
 
-def test_no_ffmpeg_left_behind() -> None:
-    """Runs after the tests above in this module: none of their FFmpeg children survive."""
-    import psutil
+async def test_camera_gone_mid_recording_is_error_camera_disconnected(media: RunningDaemon) -> None:
+    from dataclasses import replace
 
-    children = [p for p in psutil.Process().children(recursive=True) if "ffmpeg" in p.name()]
-    assert children == []
+    from camera_service.cameras.model import CameraStatus
+
+    async with media.client("operator") as client:
+        started = await client.call("start_recording", {"device": "lab0"})
+        camera = media.app.cameras.get("lab0")
+        assert camera is not None
+        # What the registry tells its listeners when a camera disappears.
+        media.app._camera_changed(
+            replace(camera, status=CameraStatus.DISCONNECTED), "camera.disconnected"
+        )
+        ended = await wait_recording_status(client, "ERROR")
+    assert ended["reason"] == "camera_disconnected"
+    assert ended["filename"] == started["filename"]
+    probed = ffprobe(media.app.config.storage.recordings_dir / started["filename"])
+    assert float(probed["format"]["duration"]) > 0
