@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from camera_service.cameras.model import is_valid_camera_id
+from camera_service.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,22 @@ def validate_stream_url(url: object) -> str:
     if not isinstance(url, str) or not url:
         raise ExternalStreamError("stream_url", "type", "a non-empty string is required")
     if len(url) > MAX_URL_LENGTH:
-        raise ExternalStreamError("stream_url", "max_length",
-                                  f"at most {MAX_URL_LENGTH} characters")
+        raise ExternalStreamError(
+            "stream_url", "max_length", f"at most {MAX_URL_LENGTH} characters"
+        )
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise ExternalStreamError("stream_url", "format",
-                                  "no whitespace or control characters allowed")
+        raise ExternalStreamError(
+            "stream_url", "format", "no whitespace or control characters allowed"
+        )
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError on a malformed port
     except ValueError as exc:
         raise ExternalStreamError("stream_url", "format", f"malformed URL ({exc})") from exc
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise ExternalStreamError("stream_url", "scheme",
-                                  "scheme must be one of rtsp, rtsps, http, https")
+        raise ExternalStreamError(
+            "stream_url", "scheme", "scheme must be one of rtsp, rtsps, http, https"
+        )
     if not parts.hostname:
         raise ExternalStreamError("stream_url", "host", "the URL must name a host")
     return url
@@ -84,8 +88,10 @@ def validate_stream_url(url: object) -> str:
 def validate_stream_name(name: object) -> str:
     if not isinstance(name, str) or not is_valid_camera_id(name):
         raise ExternalStreamError(
-            "stream_name", "pattern",
-            "1-64 characters: letters, digits, '_' or '-', starting with a letter or digit")
+            "stream_name",
+            "pattern",
+            "1-64 characters: letters, digits, '_' or '-', starting with a letter or digit",
+        )
     return name
 
 
@@ -97,8 +103,9 @@ def validate_stream_type(stream_type: object, url: str) -> str:
     if stream_type is None:
         return default_stream_type(url)
     if not isinstance(stream_type, str) or not STREAM_TYPE_RE.fullmatch(stream_type):
-        raise ExternalStreamError("stream_type", "pattern",
-                                  "1-32 characters: letters, digits, '_', '.' or '-'")
+        raise ExternalStreamError(
+            "stream_type", "pattern", "1-32 characters: letters, digits, '_', '.' or '-'"
+        )
     return stream_type
 
 
@@ -110,43 +117,23 @@ def _parse_entries(data: object) -> list[ExternalStream]:
         if not isinstance(item, dict):
             raise ValueError("entry is not an object")
         url = validate_stream_url(item.get("stream_url"))
-        out.append(ExternalStream(
-            stream_url=url,
-            stream_name=validate_stream_name(item.get("stream_name")),
-            stream_type=validate_stream_type(item.get("stream_type"), url),
-            added_at=float(item.get("added_at", 0.0)),
-        ))
+        out.append(
+            ExternalStream(
+                stream_url=url,
+                stream_name=validate_stream_name(item.get("stream_name")),
+                stream_type=validate_stream_type(item.get("stream_type"), url),
+                added_at=float(item.get("added_at", 0.0)),
+            )
+        )
     return out
-
-
-def write_json_atomic(path: Path, data: object, mode: int = 0o600) -> None:
-    """Write JSON so that readers see the old or the new file, never a partial one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ExternalStreamStore:
     """Persistent list of external streams. Loads synchronously at construction."""
 
-    def __init__(self, state_dir: str | os.PathLike[str],
-                 *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, state_dir: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = Path(state_dir) / FILE_NAME
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -161,8 +148,12 @@ class ExternalStreamStore:
             return _parse_entries(json.loads(raw))
         except (ValueError, TypeError) as exc:
             backup = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error("external streams file %s is invalid (%s); moved to %s, starting empty",
-                      self.path, exc, backup)
+            log.error(
+                "external streams file %s is invalid (%s); moved to %s, starting empty",
+                self.path,
+                exc,
+                backup,
+            )
             with contextlib.suppress(OSError):
                 os.replace(self.path, backup)
             return []
@@ -173,9 +164,14 @@ class ExternalStreamStore:
     def get_by_url(self, stream_url: str) -> ExternalStream | None:
         return next((s for s in self._streams if s.stream_url == stream_url), None)
 
-    async def add(self, stream_url: object, stream_name: object,
-                  stream_type: object = None,
-                  *, reserved_ids: Container[str] = ()) -> ExternalStream:
+    async def add(
+        self,
+        stream_url: object,
+        stream_name: object,
+        stream_type: object = None,
+        *,
+        reserved_ids: Container[str] = (),
+    ) -> ExternalStream:
         """Validate and persist. ``reserved_ids``: ids of existing cameras (name clashes)."""
         url = validate_stream_url(stream_url)
         name = validate_stream_name(stream_name)
@@ -184,8 +180,9 @@ class ExternalStreamStore:
             if any(s.stream_url == url for s in self._streams):
                 raise ExternalStreamError("stream_url", "duplicate", "this URL is already added")
             if name in reserved_ids or any(s.stream_name == name for s in self._streams):
-                raise ExternalStreamError("stream_name", "duplicate",
-                                          "a camera or stream with this name exists")
+                raise ExternalStreamError(
+                    "stream_name", "duplicate", "a camera or stream with this name exists"
+                )
             stream = ExternalStream(url, name, kind, self._clock())
             await self._save([*self._streams, stream])
             return stream
@@ -205,4 +202,4 @@ class ExternalStreamStore:
 
     def _write(self, payload: builtins.list[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, payload)
+        atomic_write(self.path, json.dumps(payload, indent=2) + "\n", mode=0o600)

@@ -37,13 +37,14 @@ import logging
 import os
 import re
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypedDict
+
+from camera_service.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -378,30 +379,7 @@ class _DeviceIndex:
                     return
             else:
                 data[name] = device
-            atomic_write_text(self._path, json.dumps(data, sort_keys=True, indent=0))
-
-
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            atomic_write(self._path, json.dumps(data, sort_keys=True, indent=0), mode=0o644)
 
 
 # --------------------------------------------------------------------------- scanning

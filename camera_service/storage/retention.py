@@ -23,13 +23,13 @@ from typing import Literal, Self, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from camera_service.fsutil import atomic_write
 from camera_service.storage.files import (
     KINDS,
     FileEntry,
     FileInUse,
     FileStore,
     NotFound,
-    atomic_write_text,
 )
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class PolicyStore:
     def save_sync(self, policy: RetentionPolicy) -> RetentionPolicy:
         """Persist ``policy`` (blocking) and make it current."""
         text = json.dumps(policy.model_dump(mode="json"), indent=2, sort_keys=True)
-        atomic_write_text(self.path, text + "\n", mode=0o600)
+        atomic_write(self.path, text + "\n", mode=0o600)
         self._policy = policy
         return policy
 

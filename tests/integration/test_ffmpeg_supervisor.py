@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,49 +18,13 @@ from camera_service.media.ffmpeg import (
     DeviceBusy,
     MediaError,
     ProcessSupervisor,
-    StopPolicy,
 )
+from tests.support.media import FAST_STOP, LAVFI, ffprobe, no_leftover_children
 
 ROOT = Path(__file__).resolve().parents[2]
-LAVFI = "testsrc2=size=320x240:rate=15"
-FAST_STOP = StopPolicy(quit_grace=0.3, int_grace=0.3, term_grace=0.5, kill_grace=2.0)
+
 pytestmark = pytest.mark.timeout(30)
-
-
-# --------------------------------------------------------------------------- shared helpers
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    """ffprobe's JSON (format + streams) of a media file; fails the test if unreadable."""
-    import subprocess
-
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=True,
-    )
-    data: dict[str, Any] = json.loads(out.stdout)
-    return data
-
-
-@pytest.fixture
-def no_leftover_children() -> Iterator[None]:
-    """Every child started during the test is gone (and reaped) when it ends."""
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
-    yield
-    left = [p for p in me.children(recursive=True) if p.pid not in before]
-    alive: list[psutil.Process] = []
-    zombies: list[psutil.Process] = []
-    for proc in left:
-        try:
-            (zombies if proc.status() == psutil.STATUS_ZOMBIE else alive).append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    assert not alive, f"leftover child processes: {alive}"
-    assert not zombies, f"zombie child processes: {zombies}"
+__all__ = ["ffprobe", "no_leftover_children"]
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 from camera_service.client import RpcCallError
 from camera_service.storage.usage import DiskUsage
 from tests.support.daemon import RunningDaemon, running_daemon
+from tests.support.media import ffprobe
 
 SOURCE = {
     "id": "lab0",
@@ -23,17 +22,6 @@ SOURCE = {
     "input": "testsrc2=size=320x240:rate=15",
     "exclusive": True,
 }
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -19,13 +19,8 @@ from camera_service.media.ffmpeg import (
 from camera_service.media.recordings import EncoderSettings, RecordingManager
 from camera_service.media.snapshots import SnapshotService
 from camera_service.media.source import CaptureSource
-from tests.integration.test_ffmpeg_supervisor import (
-    FAST_STOP,
-    LAVFI,
-    ffprobe,
-    no_leftover_children,
-    python_ignoring,
-)
+from tests.integration.test_ffmpeg_supervisor import python_ignoring
+from tests.support.media import FAST_STOP, LAVFI, ffprobe, no_leftover_children
 
 __all__ = ["no_leftover_children"]  # fixture used through `supervisor`
 pytestmark = pytest.mark.timeout(30)
