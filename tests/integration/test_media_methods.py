@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,10 @@ async def download(url: str, headers: dict[str, str] | None = None) -> tuple[int
         return response.status, await response.read(), response.headers
 
 
-async def test_downloads_token_headers_range_and_refusals(media: RunningDaemon) -> None:
+async def test_downloads_token_headers_range_and_refusals(
+    media: RunningDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="http.access")
     async with media.client("operator") as client:
         shot = await client.call("take_snapshot", {"device": "lab0"})
         other = await client.call("take_snapshot", {"device": "lab0", "filename": "other"})
@@ -183,6 +187,10 @@ async def test_downloads_token_headers_range_and_refusals(media: RunningDaemon) 
             media.http_url + "/files/state/api_keys.json", {"X-API-Key": media.keys["admin"]}
         )
     )[0] == 404
+    access = [r.getMessage() for r in caplog.records if r.name == "http.access"]
+    token = url.split("?token=")[1]
+    assert any("token=[REDACTED]" in line for line in access)
+    assert not any(token in line for line in access)
 
 
 async def test_expired_download_token_is_401(media: RunningDaemon) -> None:
