@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import itertools
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -152,6 +154,18 @@ def _load_prctl() -> Callable[..., int] | None:
 
 
 _PRCTL = _load_prctl()
+# util-linux's setpriv sets PDEATHSIG and then execs the program. Using it instead of a
+# preexec_fn lets subprocess spawn with vfork: ~2 ms instead of ~10 ms of forking the daemon.
+_SETPRIV = shutil.which("setpriv")
+
+
+def with_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """argv and preexec_fn that make the child get SIGKILL when the daemon dies."""
+    if _SETPRIV is not None:
+        if shutil.which(argv[0]) is None:  # setpriv would start and then fail to exec
+            raise FileNotFoundError(errno.ENOENT, "no such program", argv[0])
+        return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
+    return argv, _child_setup(os.getpid())
 
 
 def _child_setup(parent_pid: int) -> Callable[[], None] | None:
@@ -448,13 +462,14 @@ class ProcessSupervisor:
     async def _spawn(
         argv: list[str], capture_progress: bool, env: Mapping[str, str] | None
     ) -> asyncio.subprocess.Process:
+        command, preexec = with_death_signal(argv)
         return await asyncio.create_subprocess_exec(
-            *argv,
+            *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE if capture_progress else asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_child_setup(os.getpid()),
+            preexec_fn=preexec,
             env=dict(env) if env is not None else None,
         )
 

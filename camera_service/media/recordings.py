@@ -76,15 +76,31 @@ def generated_name(camera_id: str, now: datetime) -> str:
 
 
 def resolve_output_path(
-    directory: Path, filename: str | None, extension: str, camera_id: str, now: datetime
+    directory: Path,
+    filename: str | None,
+    extension: str,
+    camera_id: str,
+    now: datetime,
+    taken: Callable[[Path], bool] = lambda path: False,
 ) -> Path:
-    """The output path in ``directory``; adds ``extension`` when missing (no I/O)."""
+    """The output path in ``directory``; adds ``extension`` when missing.
+
+    A generated name that is ``taken`` (two captures in the same second) gets ``_2``, ``_3``…;
+    a name the user chose is returned as is (the caller refuses it if it exists).
+    """
     name = filename or generated_name(camera_id, now)
     if not name.lower().endswith(extension):
         name += extension
     if not _NAME.fullmatch(name) or ".." in name or len(name) > 255:
         raise InvalidTarget(f"invalid filename: {name!r}")
-    return directory / name
+    path = directory / name
+    if filename is None:
+        stem = name[: -len(extension)]
+        counter = 2
+        while taken(path):
+            path = directory / f"{stem}_{counter}{extension}"
+            counter += 1
+    return path
 
 
 def safe_id(camera_id: str) -> str:
@@ -143,7 +159,9 @@ def build_recording_args(
         *_container_args(fmt),
         str(output),
         # Full-range yuv420p JPEG: avoids swscale's "deprecated pixel format" (yuvj) warnings.
-        *("-map", "0:v:0", "-an", "-vf", f"fps={frame_rate:g},scale=out_range=full"),
+        # round=up: the first frame leaves the fps filter at once, so FFmpeg reports progress
+        # (and start_recording answers) ~0.2 s sooner than with the default rounding.
+        *("-map", "0:v:0", "-an", "-vf", f"fps={frame_rate:g}:round=up,scale=out_range=full"),
         *("-pix_fmt", "yuv420p", "-strict", "unofficial", "-c:v", "mjpeg", "-q:v", "3"),
         *("-update", "1", "-atomic_writing", "1"),
         *limit,
@@ -296,7 +314,8 @@ class RecordingManager:
             raise AlreadyRecording(f"camera {camera_id} is already recording")
         now = datetime.now(UTC)
         path = resolve_output_path(
-            self.recordings_dir, filename, RECORDING_FORMATS[format], camera_id, now
+            self.recordings_dir, filename, RECORDING_FORMATS[format], camera_id, now,
+            taken=Path.exists,
         )
         info = RecordingInfo(camera_id, path.name, path, format, now, duration)
         rec = _Recording(info, self._frames_path(camera_id))

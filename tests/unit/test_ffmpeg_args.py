@@ -159,3 +159,17 @@ def test_publish_is_no_clobber(tmp_path: Path) -> None:
     with pytest.raises(InvalidTarget):
         publish(tmp, final)
     assert final.read_bytes() == b"one" and not tmp.exists()
+
+
+def test_generated_names_that_are_taken_get_a_counter() -> None:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from camera_service.media.recordings import resolve_output_path
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    taken = {"cam0_2026-01-02_03-04-05.jpg", "cam0_2026-01-02_03-04-05_2.jpg"}
+    path = resolve_output_path(Path("/s"), None, ".jpg", "cam0", now, lambda p: p.name in taken)
+    assert path.name == "cam0_2026-01-02_03-04-05_3.jpg"
+    chosen = resolve_output_path(Path("/s"), "door", ".jpg", "cam0", now, lambda p: True)
+    assert chosen.name == "door.jpg"  # a user's name is never renamed; the caller refuses it
