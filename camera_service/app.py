@@ -27,8 +27,8 @@ from camera_service.config import Config, ConfigError, load_config
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.health import ComponentStatus, Health
 from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
-from camera_service.media.recordings import EncoderSettings, RecordingManager
-from camera_service.media.snapshots import SnapshotService
+from camera_service.media.recordings import EncoderSettings
+from camera_service.mediamtx.service import MediaMTXService, StreamRecordings, StreamSnapshots
 from camera_service.metrics import Metrics
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
@@ -36,6 +36,7 @@ from camera_service.rpc.methods import cameras as camera_methods
 from camera_service.rpc.methods import events as event_methods
 from camera_service.rpc.methods import files as file_methods
 from camera_service.rpc.methods import media as media_methods
+from camera_service.rpc.methods import streams as stream_methods
 from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.registry import Registry
 from camera_service.rpc.session import Session
@@ -103,6 +104,7 @@ class Application:
         self.ws = WebSocketServer(config.server, self.dispatcher, self.bus, self.metrics)
         self.http = HttpServer(config.http, self.health, self.metrics)
         self._build_cameras(event_source, prober)
+        self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
         self._build_media(secret)
         self.notifier = SystemdNotifier.from_env()
         self.stop_requested = asyncio.Event()
@@ -136,6 +138,7 @@ class Application:
                 metric_sections={
                     "cameras": self.camera_metrics,
                     "recordings": self.recording_metrics,
+                    "streams": self.mediamtx.metrics_section,
                 },
             ),
         )
@@ -147,7 +150,7 @@ class Application:
                 cameras=self.cameras,
                 external=self.external,
                 streams_for=self.streams_for,
-                stream_metrics=lambda camera: {},
+                stream_metrics=self.mediamtx.stream_metrics,
             ),
         )
         self.media_deps = media_methods.MediaDeps(
@@ -160,6 +163,7 @@ class Application:
             block_percent=self.config.storage.block_percent,
         )
         media_methods.register(self.registry, self.media_deps)
+        stream_methods.register(self.registry, self.mediamtx, self.cameras)
         file_methods.register(
             self.registry,
             file_methods.FileDeps(
@@ -204,7 +208,8 @@ class Application:
             quit_grace=min(ffmpeg.stop_timeout, 4.0), int_grace=2.0, term_grace=1.0, kill_grace=1.0
         )
         self.supervisor = ProcessSupervisor(stop_policy=stop_policy)
-        self.recordings = RecordingManager(
+        self.recordings = StreamRecordings(
+            self.mediamtx,
             self.supervisor,
             storage.recordings_dir,
             EncoderSettings(preset=ffmpeg.preset, bitrate=ffmpeg.bitrate, profile=ffmpeg.profile),
@@ -212,7 +217,8 @@ class Application:
             ffmpeg=ffmpeg.binary,
             stop_policy=stop_policy,
         )
-        self.snapshots = SnapshotService(
+        self.snapshots = StreamSnapshots(
+            self.mediamtx,
             self.supervisor,
             self.recordings,
             storage.snapshots_dir,
@@ -254,7 +260,9 @@ class Application:
     def _register_health(self) -> None:
         self.health.register("websocket_server", self._websocket_health)
         self.health.register("camera_monitor", self._camera_health)
-        self.health.register("mediamtx", self._mediamtx_health, required=False)
+        self.health.register(
+            "mediamtx", self._mediamtx_health, required=self.config.mediamtx.required
+        )
         self.health.require_ready("websocket_listening", self.listening)
         self.health.require_ready("first_camera_scan", self.discovery.first_scan_done)
 
@@ -270,9 +278,7 @@ class Application:
         return ComponentStatus("healthy", details)
 
     def _mediamtx_health(self) -> ComponentStatus:
-        return ComponentStatus(
-            "disabled", {"enabled": self.config.mediamtx.enabled, "integration": "not configured"}
-        )
+        return self.mediamtx.health()
 
     def _websocket_health(self) -> ComponentStatus:
         if not self.listening.is_set():
@@ -304,10 +310,11 @@ class Application:
             "file-downloads",
             "retention",
             "external-streams",
+            *self.mediamtx.capabilities(),
         ]
 
     def streams_for(self, camera: Camera) -> dict[str, str]:
-        return {}
+        return self.mediamtx.streams_for(camera)
 
     def system_status(self) -> dict[str, Any]:
         counts = self.cameras.counts()
@@ -395,6 +402,7 @@ class Application:
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
         self.links.http_port = self.http.port
         await self.discovery.start()
+        await self.mediamtx.start()
         self.retention.start()
         self.storage_guard.start()
         self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
@@ -443,6 +451,7 @@ class Application:
         await self.retention.stop()
         await self.discovery.stop()
         await self.recordings.stop_all("shutdown")
+        await self.mediamtx.stop()
         await self.supervisor.shutdown()
         await self.ws.stop(timeout=SHUTDOWN_BUDGET_S / 3)
         await self.http.stop()

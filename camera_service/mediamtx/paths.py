@@ -1,14 +1,19 @@
 """MediaMTX path provisioning: pure PathConf builders plus :class:`PathProvisioner`.
 
-Ownership rule
---------------
-camera-service owns exactly the MediaMTX configuration paths whose name starts with
-:data:`OWNED_PREFIX` (``"camsvc_"``, configurable per provisioner). It creates paths only
-under that prefix (:func:`path_name_for`), and :meth:`PathProvisioner.reconcile` deletes
-only prefixed paths that are no longer wanted. Every other path (the operator's own
-entries in ``mediamtx.yml``, ``all_others``, regular-expression paths, paths added by
-hand through the API) is never replaced or deleted. MediaMTX keeps no free-form metadata
-on a path, so the name is the only marker that survives a MediaMTX restart.
+Names and ownership
+-------------------
+A camera's MediaMTX path is named by its camera id (``rtsp://<host>:8554/camera0``), so the
+name cannot mark the path as ours. Ownership is recorded instead: :class:`PathOwnership`
+keeps the names of the paths camera-service created, persisted as JSON in the state
+directory (``mediamtx_paths.json``, written atomically). MediaMTX keeps no free-form metadata
+on a path, and API-made paths vanish when it restarts, so the record lives with us.
+
+* A name is claimed *before* the path is added, so the record is a superset of what exists:
+  a crash between the two leaves a claim without a path, which the next reconcile drops.
+* :meth:`PathProvisioner.ensure` never replaces a path it does not own (an operator's entry
+  in ``mediamtx.yml`` or one added by hand through the API): it raises :class:`PathConflict`.
+* :meth:`PathProvisioner.reconcile` deletes only owned paths that are no longer wanted.
+  Regular-expression paths, ``all``/``all_others`` and every unowned path are left alone.
 
 How a camera becomes a path
 ---------------------------
@@ -19,8 +24,9 @@ How a camera becomes a path
   in the command's environment and starts it when the first reader arrives, stops it
   ``runOnDemandCloseAfter`` after the last reader leaves, and restarts it if it exits
   (``runOnDemandRestart``). So the device is opened only while someone watches.
+  ``always_on=True`` uses ``runOnInit`` instead (published until switched back).
 * ``rtsp://``, ``rtsps://``, ``http(s)://`` (HLS) URL: MediaMTX pulls it itself
-  (``source: <url>``, ``sourceOnDemand: true``); no FFmpeg involved.
+  (``source: <url>``, ``sourceOnDemand: true``, or ``false`` when always on); no FFmpeg.
 
 MediaMTX splits the command like a POSIX shell (go-shellquote) and then expands
 ``$VAR``/``${VAR}`` inside every argument, quotes or not, with no escape. Input arguments
@@ -29,15 +35,20 @@ containing ``$`` are therefore refused rather than silently mangled.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
+import json
+import logging
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from camera_service.fsutil import atomic_write
 from camera_service.mediamtx.client import (
     MediaMTXClient,
     MediaMTXNotFound,
@@ -45,7 +56,13 @@ from camera_service.mediamtx.client import (
 )
 from camera_service.mediamtx.models import DURATION_FIELDS, PathConf, RecordFormat, RTSPTransport
 
-OWNED_PREFIX = "camsvc_"
+log = logging.getLogger(__name__)
+
+OWNERSHIP_FILE = "mediamtx_paths.json"
+_OWNERSHIP_VERSION = 1
+
+#: Names MediaMTX gives a special meaning (catch-all entries), never used for a camera.
+RESERVED_NAMES = frozenset({"all", "all_others"})
 
 #: Characters allowed in the names we create: a subset of what every MediaMTX release
 #: accepts (older ones refuse ``.`` and ``~``), without ``/`` so names stay flat.
@@ -78,29 +95,20 @@ DEFAULT_START_TIMEOUT = 10.0
 # -- names -------------------------------------------------------------------------------
 
 
-def path_name_for(camera_id: str, prefix: str = OWNED_PREFIX) -> str:
-    """The MediaMTX path name for a camera id, e.g. ``camsvc_cam0``.
+def path_name_for(camera_id: str) -> str:
+    """The MediaMTX path name of a camera: the camera id itself.
 
-    Raises ValueError when the id has characters MediaMTX path names cannot carry.
+    Raises ValueError when the id has characters MediaMTX path names cannot carry, or is a
+    name MediaMTX reserves (``all``, ``all_others``).
     """
     if not _NAME_RE.match(camera_id):
         raise ValueError(
             f"camera id {camera_id!r} cannot be a MediaMTX path name "
             "(use letters, digits, '_' and '-')"
         )
-    return prefix + camera_id
-
-
-def camera_id_from_path(name: str, prefix: str = OWNED_PREFIX) -> str | None:
-    """Inverse of :func:`path_name_for`; None for a path that is not ours."""
-    if not is_owned(name, prefix):
-        return None
-    return name[len(prefix) :]
-
-
-def is_owned(name: str, prefix: str = OWNED_PREFIX) -> bool:
-    """True when camera-service owns the path ``name`` (see the module docstring)."""
-    return name.startswith(prefix) and len(name) > len(prefix)
+    if camera_id in RESERVED_NAMES:
+        raise ValueError(f"camera id {camera_id!r} is a reserved MediaMTX path name")
+    return camera_id
 
 
 def stream_urls(
@@ -247,17 +255,35 @@ def publisher_path_conf(
     ffmpeg: str = "ffmpeg",
     encoder_args: Sequence[str] = DEFAULT_ENCODER_ARGS,
     rtsp_port: int | None = None,
+    always_on: bool = False,
 ) -> PathConf:
-    """PathConf for a local/lavfi/file camera published on demand by FFmpeg."""
+    """PathConf for a local/lavfi/file camera published by FFmpeg.
+
+    On demand (``runOnDemand``) by default; ``always_on`` publishes from path creation on
+    (``runOnInit``, restarted when it exits). The unused hook is sent empty so that switching
+    between the two is a visible difference for :func:`conf_matches`.
+    """
+    command = publisher_command(
+        input_args, ffmpeg=ffmpeg, encoder_args=encoder_args, rtsp_port=rtsp_port
+    )
+    if always_on:
+        return PathConf(
+            source="publisher", run_on_init=command, run_on_init_restart=True, run_on_demand=""
+        )
     return PathConf(
         source="publisher",
-        run_on_demand=publisher_command(
-            input_args, ffmpeg=ffmpeg, encoder_args=encoder_args, rtsp_port=rtsp_port
-        ),
+        run_on_demand=command,
         run_on_demand_restart=True,
         run_on_demand_start_timeout=format_go_duration(start_timeout),
         run_on_demand_close_after=format_go_duration(close_after),
+        run_on_init="",
     )
+
+
+def idle_publisher_conf() -> PathConf:
+    """A publisher path with no command: it exists (URLs stay valid) but nothing opens the
+    camera, e.g. while FFmpeg records a single-reader device directly."""
+    return PathConf(source="publisher", run_on_demand="", run_on_init="")
 
 
 def source_path_conf(
@@ -320,6 +346,31 @@ def recording_patch(
     return conf
 
 
+def recording_fields(
+    conf: PathConf,
+    record_path: str,
+    *,
+    enabled: bool,
+    segment_duration: float = 86400.0,
+    record_format: RecordFormat = "fmp4",
+) -> PathConf:
+    """``conf`` with every recording field set (a copy).
+
+    ``recordDeleteAfter`` is ``0s``: retention of files is camera-service's job, and the
+    MediaMTX default (1 day) would delete our recordings behind our back. The fields are set
+    even while not recording, so a path never points MediaMTX's cleaner anywhere else.
+    """
+    return conf.model_copy(
+        update={
+            "record": enabled,
+            "record_path": record_path,
+            "record_format": record_format,
+            "record_segment_duration": format_go_duration(segment_duration),
+            "record_delete_after": "0s",
+        }
+    )
+
+
 def _same_value(key: str, want: Any, have: Any) -> bool:
     if key in DURATION_FIELDS and isinstance(want, str) and isinstance(have, str):
         try:
@@ -359,7 +410,7 @@ class ReconcileReport:
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    #: Paths MediaMTX refused (400): name -> server error message.
+    #: Paths MediaMTX refused (400) or that we do not own: name -> reason.
     failed: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -374,58 +425,125 @@ class ReconcileReport:
         }[action].append(name)
 
 
+class PathConflict(Exception):
+    """A path of that name exists in MediaMTX and camera-service did not create it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"MediaMTX path {name!r} exists and was not created by camera-service; "
+            "it is left untouched"
+        )
+        self.name = name
+
+
+class PathOwnership:
+    """The names of the MediaMTX paths camera-service created.
+
+    In memory only without ``file``; with it, loaded at construction and rewritten
+    atomically (JSON ``{"version": 1, "paths": [...]}``, mode 0600) on every change. An
+    unreadable file is moved aside (``.corrupt``) and the record starts empty: paths of a
+    lost record are then treated as foreign, never deleted.
+    """
+
+    def __init__(self, file: Path | None = None) -> None:
+        self.file = file
+        self._names: set[str] = self._load(file) if file is not None else set()
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def _load(file: Path) -> set[str]:
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError) as exc:
+            log.error("MediaMTX path ownership file %s unreadable (%s); starting empty", file, exc)
+            with contextlib.suppress(OSError):
+                file.replace(file.with_name(file.name + ".corrupt"))
+            return set()
+        paths = data.get("paths") if isinstance(data, dict) else None
+        if not isinstance(paths, list):
+            log.error("MediaMTX path ownership file %s has no 'paths' list; ignored", file)
+            return set()
+        return {name for name in paths if isinstance(name, str) and _NAME_RE.match(name)}
+
+    def owns(self, name: str) -> bool:
+        return name in self._names
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._names)
+
+    async def claim(self, name: str) -> None:
+        await self._update(self._names | {name})
+
+    async def release(self, *names: str) -> None:
+        await self._update(self._names - set(names))
+
+    async def _update(self, names: set[str]) -> None:
+        if names == self._names:
+            return
+        self._names = names
+        if self.file is None:
+            return
+        async with self._lock:  # one writer at a time, always the latest state
+            text = json.dumps({"version": _OWNERSHIP_VERSION, "paths": sorted(self._names)})
+            await asyncio.to_thread(atomic_write, self.file, text + "\n")
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.match(name) or name in RESERVED_NAMES:
+        raise ValueError(f"{name!r} is not a path name camera-service manages")
+
+
 class PathProvisioner:
     """Keeps MediaMTX path configuration in line with the cameras camera-service serves.
 
     All methods raise :class:`~camera_service.mediamtx.client.MediaMTXUnavailable` when
-    MediaMTX cannot be reached; :meth:`ensure`/:meth:`reconcile` refuse names that do not
-    carry the ownership prefix (ValueError), so the service can never overwrite an
-    operator's path.
+    MediaMTX cannot be reached. Only paths recorded in ``ownership`` are ever replaced or
+    deleted (see the module docstring); without one, an in-memory record is used.
     """
 
-    def __init__(self, client: MediaMTXClient, *, prefix: str = OWNED_PREFIX) -> None:
-        if not prefix:
-            raise ValueError("an empty prefix would claim every MediaMTX path")
+    def __init__(self, client: MediaMTXClient, *, ownership: PathOwnership | None = None) -> None:
         self._client = client
-        self._prefix = prefix
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
+        self.ownership = ownership if ownership is not None else PathOwnership()
 
     def name_for(self, camera_id: str) -> str:
-        return path_name_for(camera_id, self._prefix)
+        return path_name_for(camera_id)
 
     def owns(self, name: str) -> bool:
-        return is_owned(name, self._prefix)
-
-    def _check_owned(self, name: str) -> None:
-        if not self.owns(name):
-            raise ValueError(
-                f"path {name!r} does not start with {self._prefix!r}; "
-                "camera-service only manages its own paths"
-            )
+        return self.ownership.owns(name)
 
     async def ensure(self, name: str, conf: PathConf) -> ProvisionAction:
-        """Make path ``name`` match ``conf``: add it, replace it, or leave it (idempotent)."""
-        self._check_owned(name)
+        """Make path ``name`` match ``conf``: add it, replace it, or leave it (idempotent).
+
+        Raises :class:`PathConflict` when the path exists and is not ours.
+        """
+        _check_name(name)
         try:
             actual: PathConf | None = await self._client.get_config_path(name)
         except MediaMTXNotFound:
             actual = None
+        if actual is not None and not self.owns(name):
+            raise PathConflict(name)
         return await self._apply(name, conf, actual)
 
     async def _apply(self, name: str, conf: PathConf, actual: PathConf | None) -> ProvisionAction:
         if actual is None:
+            owned_before = self.owns(name)
+            await self.ownership.claim(name)  # before the add: the record stays a superset
             try:
                 await self._client.add_config_path(name, conf)
                 return ProvisionAction.ADDED
             except MediaMTXRequestError:
-                # Added concurrently ("path already exists")? Then fall through to replace.
+                # Added concurrently ("path already exists")? Ours: replace; else: conflict.
                 with contextlib.suppress(MediaMTXNotFound):
                     actual = await self._client.get_config_path(name)
+                if actual is None or not owned_before:
+                    await self.ownership.release(name)
                 if actual is None:
                     raise
+                if not owned_before:
+                    raise PathConflict(name) from None
         if conf_matches(conf, actual):
             return ProvisionAction.UNCHANGED
         try:
@@ -436,51 +554,76 @@ class PathProvisioner:
         return ProvisionAction.REPLACED
 
     async def remove(self, name: str) -> bool:
-        """Delete path ``name``; False when it did not exist."""
-        self._check_owned(name)
+        """Delete our path ``name``; False when it did not exist.
+
+        Raises ValueError for an existing path camera-service does not own.
+        """
+        if not self.owns(name):
+            try:
+                await self._client.get_config_path(name)
+            except MediaMTXNotFound:
+                return False
+            raise ValueError(f"path {name!r} was not created by camera-service")
         try:
             await self._client.delete_config_path(name)
         except MediaMTXNotFound:
+            await self.ownership.release(name)
             return False
+        await self.ownership.release(name)
         return True
 
     async def reconcile(self, desired: Mapping[str, PathConf]) -> ReconcileReport:
-        """Make MediaMTX hold exactly the ``desired`` owned paths.
+        """Make MediaMTX hold exactly the ``desired`` paths among those we own.
 
         Owned paths not in ``desired`` are deleted, missing ones added, different ones
-        replaced; paths without the prefix are left alone. A path MediaMTX refuses (400)
-        is reported in ``failed`` and does not stop the others.
+        replaced. A desired name held by a path we do not own, or a path MediaMTX refuses
+        (400), is reported in ``failed`` and does not stop the others. Claims on paths that
+        no longer exist are dropped.
 
         Note that a replace resets every field not in the desired conf, including the
         recording fields set by :meth:`set_recording`.
         """
         for name in desired:
-            self._check_owned(name)
+            _check_name(name)
         current = {
             conf.name: conf for conf in await self._client.list_all_config_paths() if conf.name
         }
         report = ReconcileReport()
-        for name in sorted(current):
-            if self.owns(name) and name not in desired:
-                await self._remove_stale(name, report)
+        for name in sorted(self.ownership.names() - set(desired)):
+            await self._remove_stale(name, name in current, report)
         for name in sorted(desired):
-            try:
-                action = await self._apply(name, desired[name], current.get(name))
-            except MediaMTXRequestError as exc:
-                report.failed[name] = exc.message
-            else:
-                report.record(name, action)
+            await self._reconcile_one(name, desired[name], current.get(name), report)
         return report
 
-    async def _remove_stale(self, name: str, report: ReconcileReport) -> None:
+    async def _reconcile_one(
+        self, name: str, conf: PathConf, actual: PathConf | None, report: ReconcileReport
+    ) -> None:
+        if actual is not None and not self.owns(name):
+            report.failed[name] = str(PathConflict(name))
+            return
+        try:
+            action = await self._apply(name, conf, actual)
+        except MediaMTXRequestError as exc:
+            report.failed[name] = exc.message
+        except PathConflict as exc:
+            report.failed[name] = str(exc)
+        else:
+            report.record(name, action)
+
+    async def _remove_stale(self, name: str, exists: bool, report: ReconcileReport) -> None:
+        if not exists:
+            await self.ownership.release(name)
+            return
         try:
             await self._client.delete_config_path(name)
         except MediaMTXNotFound:
-            return
+            pass
         except MediaMTXRequestError as exc:
             report.failed[name] = exc.message
             return
-        report.removed.append(name)
+        else:
+            report.removed.append(name)
+        await self.ownership.release(name)
 
     async def set_recording(
         self,

@@ -7,6 +7,8 @@ got past the role check)."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt
@@ -15,12 +17,22 @@ import pytest
 from camera_service.auth.roles import Role
 from camera_service.client import CameraClient
 from camera_service.rpc.registry import MethodSpec
-from tests.support.daemon import RunningDaemon
+from tests.support.daemon import RunningDaemon, running_daemon
 
 AUTH_CODES = {-32001, -32002}
 SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "subscribe_events": {"topics": ["camera.*"]},
 }
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[RunningDaemon]:
+    """Every bad per-call token counts toward the failed-auth limit, and the matrix sends one
+    per method: raise the limit so the matrix sees -32001, not -32040."""
+    async with running_daemon(tmp_path, {"auth": {"failed_auth_limit": 10000}}) as running:
+        yield running
+
+
 CASES = ["no_auth", "viewer", "operator", "admin", "expired_jwt", "revoked_key", "wrong_secret_jwt"]
 
 

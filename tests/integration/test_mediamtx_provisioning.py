@@ -1,14 +1,17 @@
-"""PathProvisioner against the fake MediaMTX API: idempotency, reconcile, recording."""
+"""PathProvisioner against the fake MediaMTX API: idempotency, ownership, reconcile, recording."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from camera_service.mediamtx.client import MediaMTXClient, MediaMTXNotFound, MediaMTXUnavailable
 from camera_service.mediamtx.models import PathConf
 from camera_service.mediamtx.paths import (
+    PathConflict,
+    PathOwnership,
     PathProvisioner,
     ProvisionAction,
     camera_path_conf,
@@ -71,26 +74,57 @@ async def test_ensure_duration_spelling_does_not_cause_replace(
     assert await prov.ensure(name, lavfi(close_after=60)) is ProvisionAction.UNCHANGED
 
 
-async def test_ensure_handles_concurrent_add(fake: FakeMediaMTX, prov: PathProvisioner) -> None:
+async def test_ensure_handles_concurrent_add_of_our_path(
+    fake: FakeMediaMTX, prov: PathProvisioner
+) -> None:
     name = prov.name_for("cam0")
+    await prov.ownership.claim(name)  # ours from an earlier run
     fake.set_config_path(name, source="rtsp://old/s")
     fake.fail_next(1, status=404, message="path not found", operation="configPathsGet")
     assert await prov.ensure(name, lavfi()) is ProvisionAction.REPLACED
     assert fake.config_paths[name]["source"] == "publisher"
 
 
+async def test_concurrent_add_by_someone_else_is_a_conflict(
+    fake: FakeMediaMTX, prov: PathProvisioner
+) -> None:
+    fake.set_config_path("cam0", source="rtsp://operator/s")
+    fake.fail_next(1, status=404, message="path not found", operation="configPathsGet")
+    with pytest.raises(PathConflict):
+        await prov.ensure("cam0", lavfi())
+    assert fake.config_paths["cam0"]["source"] == "rtsp://operator/s"
+    assert not prov.owns("cam0")
+
+
 async def test_ensure_and_remove_refuse_foreign_paths(
     fake: FakeMediaMTX, client: MediaMTXClient, prov: PathProvisioner
 ) -> None:
-    with pytest.raises(ValueError, match="camsvc_"):
+    fake.set_config_path("manual", source="rtsp://operator/cam")
+    before = dict(fake.config_paths["manual"])
+    with pytest.raises(PathConflict, match="manual"):
         await prov.ensure("manual", lavfi())
     with pytest.raises(ValueError):
         await prov.remove("manual")
-    with pytest.raises(ValueError):
-        await prov.reconcile({"manual": lavfi()})
-    with pytest.raises(ValueError):
-        PathProvisioner(client, prefix="")
-    assert fake.requests == []
+    report = await prov.reconcile({"manual": lavfi()})
+    assert list(report.failed) == ["manual"] and not report.changed
+    assert fake.config_paths["manual"] == before
+    assert writes(fake) == []
+    for bad in ("all_others", "../x"):
+        with pytest.raises(ValueError):
+            await prov.ensure(bad, lavfi())
+
+
+async def test_ownership_is_persisted_and_claimed_before_add(
+    fake: FakeMediaMTX, client: MediaMTXClient, tmp_path: Path
+) -> None:
+    file = tmp_path / "mediamtx_paths.json"
+    prov = PathProvisioner(client, ownership=PathOwnership(file))
+    fake.drop_next(1, operation="configPathsAdd")  # lost answer: did the add happen?
+    with pytest.raises(MediaMTXUnavailable):
+        await prov.ensure("cam0", lavfi())
+    assert PathOwnership(file).owns("cam0")  # claimed anyway: a superset
+    report = await PathProvisioner(client, ownership=PathOwnership(file)).reconcile({})
+    assert report.removed == [] and not PathOwnership(file).owns("cam0")  # stale claim dropped
 
 
 async def test_remove(fake: FakeMediaMTX, prov: PathProvisioner) -> None:
@@ -108,21 +142,24 @@ async def test_reconcile_after_restart(fake: FakeMediaMTX, prov: PathProvisioner
         b: source_path_conf("rtsp://10.0.0.9/live"),
         c: lavfi(rate=5),
     }
+    await prov.ownership.claim("old")  # a camera of ours that is gone since
     first = await prov.reconcile({a: desired[a], b: desired[b]})
     assert (first.added, first.removed) == ([a, b], [])
+    assert not prov.owns("old")  # the claim without a path is dropped
+    await prov.ownership.claim("old")
 
     # MediaMTX restarts: API-made paths are gone; its config file has a hand-made path
     # and a leftover path of ours that is no longer wanted.
     await fake.stop()
     await fake.start(reset=True)
     fake.set_config_path("manual", source="rtsp://operator/cam")
-    fake.set_config_path(prov.name_for("old"), source="rtsp://gone/cam")
+    fake.set_config_path("old", source="rtsp://gone/cam")
     fake.set_config_path(b, source="rtsp://10.0.0.9/other")  # ours, but different
     manual_before = dict(fake.config_paths["manual"])
     fake.requests.clear()
 
     report = await prov.reconcile(desired)
-    assert report.removed == [prov.name_for("old")]
+    assert report.removed == ["old"]
     assert report.added == [a, c]
     assert report.replaced == [b]
     assert report.failed == {}
@@ -131,6 +168,7 @@ async def test_reconcile_after_restart(fake: FakeMediaMTX, prov: PathProvisioner
     assert fake.config_paths["manual"] == manual_before
     assert all(name != "manual" for _, name in writes(fake))
     assert fake.config_paths[b]["source"] == "rtsp://10.0.0.9/live"
+    assert prov.ownership.names() == {a, b, c}
 
     fake.requests.clear()
     again = await prov.reconcile(desired)

@@ -18,7 +18,8 @@
   outages; ``start(reset=True)`` also forgets API-made state like a MediaMTX restart.
 * Failure injection: :meth:`fail_next` (HTTP error), :meth:`drop_next` (connection closed
   without an answer), :meth:`delay_next` (slow answer, for client timeouts).
-* Every request is recorded in :attr:`FakeMediaMTX.requests`.
+* Every request is recorded in :attr:`FakeMediaMTX.requests`; :meth:`wait_until` waits
+  for a condition on the fake's state, re-checked after every answered request.
 """
 
 from __future__ import annotations
@@ -239,6 +240,7 @@ class FakeMediaMTX:
         self._faults: list[_Fault] = []
         self._runner: web.AppRunner | None = None
         self._request_seen = asyncio.Event()
+        self._answered = asyncio.Event()
         self._stopping = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -334,6 +336,10 @@ class FakeMediaMTX:
         """The next ``count`` requests are answered after ``seconds``."""
         self._faults.append(_Fault("delay", count, delay=seconds, operation=operation))
 
+    def clear_faults(self) -> None:
+        """Forget every pending injected fault (e.g. end a simulated hang)."""
+        self._faults.clear()
+
     def requests_for(self, operation_id: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.operation_id == operation_id]
 
@@ -348,6 +354,13 @@ class FakeMediaMTX:
                         return req
                 self._request_seen.clear()
                 await self._request_seen.wait()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds; checked now and after every answered request."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._answered.clear()
+                await self._answered.wait()
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -402,9 +415,12 @@ class FakeMediaMTX:
             )
             self.requests.append(record)
             self._request_seen.set()
-            response = await self._answer(request, raw, body_ref, handler, record)
-            record.status = response.status
-            return response
+            try:
+                response = await self._answer(request, raw, body_ref, handler, record)
+                record.status = response.status
+                return response
+            finally:
+                self._answered.set()
 
         return wrapped
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any
 
@@ -11,17 +12,17 @@ from pydantic import BaseModel, ValidationError
 from camera_service.mediamtx import models
 from camera_service.mediamtx.models import Path, PathConf, PathConfList, RecordingList
 from camera_service.mediamtx.paths import (
-    OWNED_PREFIX,
-    camera_id_from_path,
+    PathOwnership,
     camera_path_conf,
     conf_matches,
     ffmpeg_input_args,
     format_go_duration,
-    is_owned,
+    idle_publisher_conf,
     parse_go_duration,
     path_name_for,
     publisher_command,
     publisher_path_conf,
+    recording_fields,
     recording_patch,
     source_path_conf,
     stream_urls,
@@ -219,21 +220,64 @@ def test_conf_matches_is_a_subset_check_with_duration_normalisation() -> None:
     assert not conf_matches(PathConf(source="publisher"), PathConf())
 
 
-def test_names_and_ownership() -> None:
-    assert path_name_for("cam0") == OWNED_PREFIX + "cam0"
-    assert camera_id_from_path(OWNED_PREFIX + "cam0") == "cam0"
-    assert camera_id_from_path("cam0") is None
-    assert is_owned(OWNED_PREFIX + "x")
-    assert not is_owned(OWNED_PREFIX)
-    assert not is_owned("manual")
-    for bad in ("", "a b", "../x", "a/b", "~regex"):
+def test_path_names_are_camera_ids() -> None:
+    assert path_name_for("cam0") == "cam0"
+    assert path_name_for("camera-1_b") == "camera-1_b"
+    for bad in ("", "a b", "../x", "a/b", "~regex", "all", "all_others", "a.b"):
         with pytest.raises(ValueError):
             path_name_for(bad)
 
 
+async def test_ownership_persists_atomically(tmp_path: Any) -> None:
+    file = tmp_path / "state" / "mediamtx_paths.json"
+    owned = PathOwnership(file)
+    assert owned.names() == frozenset()
+    await owned.claim("cam0")
+    await owned.claim("cam1")
+    await owned.release("cam0", "never-claimed")
+    assert json.loads(file.read_text()) == {"version": 1, "paths": ["cam1"]}
+    assert file.stat().st_mode & 0o777 == 0o600
+    again = PathOwnership(file)
+    assert again.owns("cam1") and not again.owns("cam0")
+    assert not PathOwnership().owns("cam1")  # in memory only
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"paths": "cam0"}', "[1, 2]"])
+def test_ownership_survives_a_bad_file(tmp_path: Any, content: str) -> None:
+    file = tmp_path / "mediamtx_paths.json"
+    file.write_text(content)
+    owned = PathOwnership(file)
+    assert owned.names() == frozenset()
+
+
+def test_ownership_ignores_invalid_names(tmp_path: Any) -> None:
+    file = tmp_path / "mediamtx_paths.json"
+    file.write_text(json.dumps({"version": 1, "paths": ["ok1", "../x", 3, "a/b"]}))
+    assert PathOwnership(file).names() == frozenset({"ok1"})
+
+
+def test_always_on_idle_and_recording_confs() -> None:
+    args = ["-f", "lavfi", "-i", "testsrc2"]
+    on_demand = publisher_path_conf(args)
+    always = publisher_path_conf(args, always_on=True)
+    assert (on_demand.run_on_init, always.run_on_demand) == ("", "")
+    assert always.run_on_init == on_demand.run_on_demand and always.run_on_init_restart
+    assert not conf_matches(always, on_demand) and not conf_matches(on_demand, always)
+    idle = idle_publisher_conf()
+    assert not conf_matches(idle, on_demand)
+    pulled = source_path_conf("rtsp://h/s", on_demand=False)
+    assert pulled.source_on_demand is False
+    rec = recording_fields(on_demand, "/rec/%path_%Y-%m-%d_%H-%M-%S-%f", enabled=True)
+    assert (rec.record, rec.record_delete_after, rec.record_format) == (True, "0s", "fmp4")
+    assert rec.record_segment_duration == "24h0m0s"
+    assert on_demand.record is None  # a copy
+    for conf in (always, idle, pulled, rec):
+        assert VALIDATOR.schema_errors("PathConf", conf.to_body()) == []
+
+
 def test_stream_urls() -> None:
-    assert stream_urls("camsvc_a", "h", rtsp_port=1, hls_port=2, webrtc_port=3) == {
-        "rtsp": "rtsp://h:1/camsvc_a",
-        "hls": "http://h:2/camsvc_a/index.m3u8",
-        "webrtc": "http://h:3/camsvc_a",
+    assert stream_urls("cam_a", "h", rtsp_port=1, hls_port=2, webrtc_port=3) == {
+        "rtsp": "rtsp://h:1/cam_a",
+        "hls": "http://h:2/cam_a/index.m3u8",
+        "webrtc": "http://h:3/cam_a",
     }
