@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -414,6 +415,9 @@ class Application:
         )
         for hook in self.after_start:
             hook()
+        # Objects built at start-up live as long as the process: keep them out of the
+        # collector's generations so full collections stay short (fan-out p99).
+        gc.freeze()
 
     def _load_cameras(self) -> None:
         sources = [s.model_dump() for s in self.config.cameras.sources]
@@ -473,7 +477,8 @@ class Application:
                 if identity is None:
                     continue
                 if identity.expired(now) or (
-                    identity.key_id is not None and not self.keys.is_active(identity.key_id)
+                    identity.key_id is not None
+                    and not self.keys.is_active(identity.key_id, refresh=False)
                 ):
                     self.bus.drop(session.subscriber_id)
 

@@ -150,7 +150,7 @@ class MediaMTXConfig(Section):
     record_with: Literal["ffmpeg", "mediamtx"] = Field("ffmpeg", description="Who records")
     health_interval: Seconds = Field(5.0, description="/v3/info probe interval")
     backoff_base: Seconds = Field(0.5, description="First retry delay while down")
-    backoff_max: Seconds = Field(10.0, description="Retry delay cap while down")
+    backoff_max: Seconds = Field(4.0, description="Retry delay cap while down")
     request_timeout: Seconds = Field(3.0, description="Timeout of one API request")
 
 

@@ -133,7 +133,9 @@ class ApiKeyStore:
             raise AuthError("API key revoked")
         return Identity(f"key:{record.name}", Role.parse(record.role), "api_key", key_id=record.id)
 
-    def is_active(self, key_id: str) -> bool:
-        self.refresh_if_changed()
+    def is_active(self, key_id: str, *, refresh: bool = True) -> bool:
+        """`refresh=False` for bulk checks right after one `refresh_if_changed()`."""
+        if refresh:
+            self.refresh_if_changed()
         record = self._records.get(key_id)
         return record is not None and record.active

@@ -36,7 +36,11 @@ class TokenBucket:
 
 class Session:
     """One client connection. Outgoing text goes through a bounded queue drained by the
-    transport; when it is full the session is marked overflowed and `on_overflow` runs once."""
+    transport; when it is full the session is marked overflowed and `on_overflow` runs once.
+
+    `write_now` (set by the transport) writes a frame at once when nothing is queued or being
+    sent, which keeps order and skips a task wake-up per message; it declines (False) when the
+    socket's buffer is full, and the message is queued as usual."""
 
     def __init__(
         self,
@@ -52,6 +56,8 @@ class Session:
         self.bucket = bucket
         self.outbox: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.overflowed = False
+        self.writer_busy = False
+        self.write_now: Callable[[str], bool] = lambda text: False
         self._on_overflow = on_overflow
 
     @property
@@ -65,6 +71,8 @@ class Session:
     def send(self, text: str) -> bool:
         if self.overflowed:
             return False
+        if not self.writer_busy and self.outbox.empty() and self.write_now(text):
+            return True
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:

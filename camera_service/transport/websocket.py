@@ -35,7 +35,27 @@ from camera_service.rpc.session import Session, TokenBucket
 log = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013
+WRITE_LIMIT = 1 << 16  # bytes buffered in the transport before direct writes defer to the queue
 INLINE_MARKER = '"authenticate"'
+
+
+def direct_writer(connection: ServerConnection) -> Callable[[str], bool]:
+    """Write one text frame synchronously when the socket can take it.
+
+    Uses the Sans-I/O protocol object of websockets (frame into its buffer, then
+    `send_data()` to the transport): the same two steps `send()` takes, minus the awaiting.
+    Only called when the session's writer task is idle, so frames never interleave."""
+    protocol = connection.protocol
+
+    def write(text: str) -> bool:
+        transport = connection.transport
+        if protocol.state is not State.OPEN or transport.get_write_buffer_size() > WRITE_LIMIT:
+            return False
+        protocol.send_text(text.encode())
+        connection.send_data()
+        return True
+
+    return write
 
 
 def _remote(connection: ServerConnection) -> str:
@@ -137,6 +157,7 @@ class WebSocketServer:
     async def _handle(self, connection: ServerConnection) -> None:
         self._reserved.discard(connection)
         session = self._new_session(connection)
+        session.write_now = direct_writer(connection)
         if connection.request is not None:
             session.host = connection.request.headers.get("Host")
         self.sessions[session.session_id] = session
@@ -199,9 +220,11 @@ class WebSocketServer:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 text = await session.outbox.get()
+                session.writer_busy = True
                 try:
                     await connection.send(text)
                 finally:
+                    session.writer_busy = False
                     session.outbox.task_done()
 
     async def drain_inflight(self, timeout: float) -> None:
