@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from camera_service import __version__
 from camera_service import logging as service_logging
 from camera_service.auth.api_keys import ApiKeyStore
@@ -150,7 +152,7 @@ class Application:
             camera_methods.CameraDeps(
                 cameras=self.cameras,
                 external=self.external,
-                streams_for=self.streams_for,
+                present=self.camera_object,
                 stream_metrics=self.mediamtx.stream_metrics,
             ),
         )
@@ -314,8 +316,18 @@ class Application:
             *self.mediamtx.capabilities(),
         ]
 
-    def streams_for(self, camera: Camera) -> dict[str, str]:
-        return self.mediamtx.streams_for(camera)
+    def camera_object(self, camera: Camera) -> dict[str, Any]:
+        """The public camera object, plus the recording in progress (null when idle)."""
+        active = self.recordings.active(camera.id)
+        recording = None
+        if active is not None:
+            recording = {
+                "filename": active.filename,
+                "start_time": active.start_time.isoformat(timespec="milliseconds"),
+                "duration": active.duration,
+                "format": active.format,
+            }
+        return {**camera.public_dict(self.mediamtx.streams_for(camera)), "recording": recording}
 
     def system_status(self) -> dict[str, Any]:
         counts = self.cameras.counts()
@@ -368,7 +380,7 @@ class Application:
     # --- events ---------------------------------------------------------------------------
 
     def _camera_changed(self, camera: Camera, topic: str) -> None:
-        params = camera.public_dict(self.streams_for(camera))
+        params = self.camera_object(camera)
         self.bus.publish(Event(topic, "camera_status_update", params, device=camera.id))
         if camera.status is not CameraStatus.CONNECTED and self.recordings.active(camera.id):
             self._spawn(self._stop_recording(camera.id, "camera_disconnected"))
@@ -419,6 +431,16 @@ class Application:
         # collector's generations so full collections stay short (fan-out p99).
         gc.freeze()
 
+    async def _client_config(self, request: web.Request) -> web.Response:
+        """Where the browser client finds the WebSocket (it is served from the HTTP port)."""
+        return web.json_response(
+            {
+                "ws_port": self.ws.port,
+                "ws_path": self.config.server.path,
+                "tls": self.config.server.tls.enabled,
+            }
+        )
+
     def _load_cameras(self) -> None:
         sources = [s.model_dump() for s in self.config.cameras.sources]
         self.cameras.load_configured(sources)
@@ -429,6 +451,7 @@ class Application:
                 log.error("external stream %s not loaded: %s", stream.stream_name, exc)
 
     async def _start_http(self) -> None:
+        self.http.app.router.add_get("/client-config.json", self._client_config)
         self.http.add_client_routes()
         await self.http.start()
 

@@ -95,7 +95,16 @@ async def test_plug_unplug_replug_notifications_keep_the_id(seamed: Any) -> None
         source.plug(capture, meta)
         plugged = await next_camera_note(client, "camera2")
         assert plugged["topic"] == "camera.connected" and plugged["status"] == "CONNECTED"
-        assert set(plugged) == {"device", "status", "name", "resolution", "fps", "streams", "topic"}
+        assert set(plugged) == {
+            "device",
+            "status",
+            "name",
+            "resolution",
+            "fps",
+            "streams",
+            "recording",
+            "topic",
+        }
         source.unplug(capture.path, meta.path)
         gone = await next_camera_note(client, "camera2")
         assert (gone["topic"], gone["status"]) == ("camera.disconnected", "DISCONNECTED")

@@ -39,5 +39,5 @@ def test_duplicate_source_ids_are_refused() -> None:
 
 
 def test_short_jwt_secret_is_refused() -> None:
-    with pytest.raises(ConfigError, match="auth.jwt_secret"):
+    with pytest.raises(ConfigError, match=r"auth\.jwt_secret"):
         build_config({"auth": {"jwt_secret": "short"}})

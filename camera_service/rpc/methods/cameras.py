@@ -24,7 +24,7 @@ from camera_service.rpc.registry import NoParams, Params, Registry, Result
 from camera_service.rpc.session import CallContext
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-StreamsFor = Callable[[Camera], dict[str, str]]
+Present = Callable[[Camera], dict[str, Any]]
 StreamMetrics = Callable[[Camera], dict[str, Any]]
 
 
@@ -39,6 +39,7 @@ class CameraObject(Result):
     resolution: str
     fps: int
     streams: dict[str, str]
+    recording: dict[str, Any] | None = None
 
 
 class CameraList(Result):
@@ -94,7 +95,7 @@ class ExternalStreamsResult(Result):
 class CameraDeps:
     cameras: CameraRegistry
     external: ExternalStreamStore
-    streams_for: StreamsFor
+    present: Present  # the public camera object (streams, recording state)
     stream_metrics: StreamMetrics
 
 
@@ -110,8 +111,7 @@ def _now_iso() -> str:
 
 
 def register(registry: Registry, deps: CameraDeps) -> None:
-    def public(camera: Camera) -> dict[str, Any]:
-        return camera.public_dict(deps.streams_for(camera))
+    public = deps.present
 
     @registry.method("get_camera_list", result=CameraList, role=Role.VIEWER)
     async def get_camera_list(ctx: CallContext, params: NoParams) -> dict[str, Any]:

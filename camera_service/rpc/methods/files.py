@@ -225,6 +225,11 @@ def register(registry: Registry, deps: FileDeps) -> None:
         stored = await deps.policies.save(policy)
         return {**stored.model_dump(), "message": "retention policy saved"}
 
+    @registry.method("get_retention_policy", result=RetentionResult, role=Role.ADMIN)
+    async def get_retention_policy(ctx: CallContext, params: NoParams) -> dict[str, Any]:
+        """The stored retention policy (what cleanup_old_files and the cleanup loop apply)."""
+        return {**deps.policies.policy.model_dump(), "message": "current retention policy"}
+
     @registry.method("cleanup_old_files", result=CleanupResultModel, role=Role.ADMIN)
     async def cleanup_old_files(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         """Apply the retention policy now; never touches files of active recordings."""
