@@ -187,6 +187,7 @@ class Application:
             default_fps=cfg.default_fps,
         )
         self.cameras.add_listener(self._camera_changed)
+        self.cameras.add_forget_listener(self._camera_forgotten)
         self.external = ExternalStreamStore(self.config.storage.state_dir)
         if source is not None or cfg.discovery == "off":
             self.discovery = Discovery(
@@ -384,6 +385,13 @@ class Application:
         self.bus.publish(Event(topic, "camera_status_update", params, device=camera.id))
         if camera.status is not CameraStatus.CONNECTED and self.recordings.active(camera.id):
             self._spawn(self._stop_recording(camera.id, "camera_disconnected"))
+
+    def _camera_forgotten(self, camera: Camera) -> None:
+        """Past forget_after (or an external stream removed): clients drop the camera."""
+        params = {**self.camera_object(camera), "forgotten": True}
+        self.bus.publish(
+            Event("camera.disconnected", "camera_status_update", params, device=camera.id)
+        )
 
     async def _recording_event(self, event: dict[str, Any]) -> None:
         self.bus.publish(media_methods.recording_event(event))

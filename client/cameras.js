@@ -151,7 +151,15 @@ export class CamerasView {
   }
 
   onNotification(method, params) {
-    if (method === 'camera_status_update' && params.device) {
+    if (method === 'camera_status_update' && params.device && params.forgotten) {
+      const card = this.cards.get(params.device);
+      if (card) {
+        card.destroy();
+        this.cards.delete(params.device);
+        this.summarize();
+        notify(`Camera ${params.name || params.device} was removed.`);
+      }
+    } else if (method === 'camera_status_update' && params.device) {
       const known = this.cards.has(params.device);
       const { topic, ...camera } = params;
       const previous = this.cards.get(params.device)?.camera.status;

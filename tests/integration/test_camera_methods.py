@@ -162,3 +162,22 @@ async def test_system_status_and_ready_follow_discovery(seamed: Any) -> None:
     assert status["status"] == "ready"
     assert status["available_cameras"] == 2
     assert status["discovery_active"] is True
+
+
+async def test_unplugged_camera_is_forgotten_after_forget_after(seamed: Any) -> None:
+    import time
+
+    daemon, source = seamed
+    async with daemon.client("viewer") as client:
+        capture, meta = uvc_webcam(6, port="7")
+        source.plug(capture, meta)
+        await next_camera_note(client, "camera6")
+        source.unplug(capture.path, meta.path)
+        assert (await next_camera_note(client, "camera6"))["status"] == "DISCONNECTED"
+        forgotten = daemon.app.cameras.expire(now=time.monotonic() + 301)
+        assert [c.id for c in forgotten] == ["camera6"]
+        note = await next_camera_note(client, "camera6")
+        assert note["forgotten"] is True and note["topic"] == "camera.disconnected"
+        with pytest.raises(RpcCallError) as info:
+            await client.call("get_camera_status", {"device": "camera6"})
+        assert info.value.code == -32010
