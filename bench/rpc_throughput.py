@@ -16,7 +16,7 @@ sequential `ping` calls. Servers are measured interleaved (bare, ours, jsonrpcse
 The daemon keeps its per-connection rate limit *enabled* with a bucket large enough
 (100000/s, burst 100000) never to refuse a call, so the token bucket's cost is measured.
 
-    python -m bench.rpc_throughput                       # 50 × 400 × 3 rounds, ~1 minute
+    python -m bench.rpc_throughput                       # 50 × 400 × 5 rounds, 25-60 s
     python -m bench.rpc_throughput --json results.json   # also write the figures as JSON
     python -m bench.rpc_throughput --json                # JSON on stdout, table on stderr
 """
@@ -252,6 +252,7 @@ async def run_benchmark(args: argparse.Namespace, log: TextIO) -> dict[str, Any]
     results: dict[str, list[LoadResult]] = {name: [] for name in SERVERS}
     profiler = cProfile.Profile() if args.profile else None
     started = time.perf_counter()
+    load_average = [round(value, 2) for value in os.getloadavg()]
     async with contextlib.AsyncExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rpc-"))
         app = Application(build_config(daemon_config(Path(tmp))))
@@ -321,6 +322,7 @@ async def run_benchmark(args: argparse.Namespace, log: TextIO) -> dict[str, Any]
         "websockets": metadata.version("websockets"),
         "jsonrpcserver": metadata.version("jsonrpcserver"),
         "cpus": _cpu_count(),
+        "load_average_at_start": load_average,
         "duration_s": round(time.perf_counter() - started, 1),
     }
     return report
@@ -360,7 +362,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"{cfg['connections']} connections x {cfg['calls_per_connection']} pings, "
         f"median of {cfg['rounds']} round(s), {cfg['client']} client, "
-        f"{cfg['cpus']} CPUs, {cfg['duration_s']} s",
+        f"{cfg['cpus']} CPUs, load average {cfg['load_average_at_start'][0]}, "
+        f"{cfg['duration_s']} s",
         table,
         f"req/s ratios:      {ratios}",
         f"CPU/call ratios:   {cpu_ratios}  (bare µs/call ÷ server µs/call)",
@@ -384,7 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=_positive, default=50, help="concurrent connections")
     parser.add_argument("--calls", type=_positive, default=400, help="pings per connection")
-    parser.add_argument("--rounds", type=_positive, default=3, help="interleaved rounds")
+    parser.add_argument("--rounds", type=_positive, default=5, help="interleaved rounds")
     parser.add_argument(
         "--client", choices=CLIENTS, default="raw", help="load generator's WebSocket client"
     )

@@ -62,6 +62,7 @@ class Metrics:
         )
         self._rss.set_function(lambda: float(self._process.memory_info().rss))
         self._recent: deque[float] = deque(maxlen=window)
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.by_method: Counter[str] = Counter()
         self.by_error: Counter[int] = Counter()
         self.open_connections = 0
@@ -93,8 +94,12 @@ class Metrics:
         outcome = "ok" if error_code is None else str(error_code)
         if error_code is not None:
             self.by_error[error_code] += 1
-        self._requests.labels(method, outcome).inc()
-        self._latency.labels(method).observe(seconds)
+        children = self._children.get((method, outcome))
+        if children is None:  # labels() costs ~0.8 µs per lookup: keep the children
+            children = (self._requests.labels(method, outcome), self._latency.labels(method))
+            self._children[(method, outcome)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def latency_ms(self) -> dict[str, float]:
         values = sorted(self._recent)

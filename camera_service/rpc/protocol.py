@@ -1,8 +1,8 @@
 """JSON-RPC 2.0 envelope: parse frames, validate request objects, build responses. No I/O.
 
 Validation is a handful of type checks rather than a JSON-Schema pass: the envelope has four
-members, and checking them by hand costs ~1 µs where a schema validator costs ~190 µs
-(see docs/performance.md).
+members, and checking them by hand costs ~1 µs where jsonrpcserver's jsonschema validation
+costs ~30 µs on this machine (see docs/performance.md, "RPC throughput").
 """
 
 from __future__ import annotations

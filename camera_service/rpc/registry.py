@@ -47,6 +47,7 @@ class MethodSpec:
     role: Role | None
     doc: str
     audited: bool
+    inline: bool  # never awaits I/O: run in the connection's read loop, no task of its own
 
     @property
     def summary(self) -> str:
@@ -66,6 +67,7 @@ class Registry:
         result: Any,
         role: Role | None,
         doc: str | None = None,
+        inline: bool = False,
     ) -> MethodSpec:
         if name in self._methods:
             raise ValueError(f"method {name} registered twice")
@@ -73,7 +75,7 @@ class Registry:
         if not description.strip():
             raise ValueError(f"method {name} has no documentation")
         audited = role is not None and role >= Role.OPERATOR
-        spec = MethodSpec(name, handler, params, result, role, description, audited)
+        spec = MethodSpec(name, handler, params, result, role, description, audited, inline)
         self._methods[name] = spec
         return spec
 
@@ -84,9 +86,10 @@ class Registry:
         params: type[Params] = NoParams,
         result: Any,
         role: Role | None,
+        inline: bool = False,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
-            self.add(name, handler, params=params, result=result, role=role)
+            self.add(name, handler, params=params, result=result, role=role, inline=inline)
             return handler
 
         return decorate

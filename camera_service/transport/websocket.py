@@ -2,9 +2,10 @@
 
 Handshake: wrong path → 404, origin not allowed → 403, over `max_connections` → 503 with
 Retry-After. Frames over `max_message_bytes` close with 1009 (websockets enforces `max_size`).
-Calls on one connection run concurrently up to `max_inflight`; `authenticate` runs inline so a
-pipelined call after it sees the new identity. Outgoing text is queued per session; a full
-queue closes the connection with 1013.
+Frames whose methods never await I/O (registry `inline=True`: ping, authenticate, the
+in-memory getters) are answered in the read loop itself, so `authenticate` binds before the
+next frame is read; the others run as tasks, up to `max_inflight` per connection. Outgoing
+text is written at once or queued per session; a full queue closes the connection with 1013.
 """
 
 from __future__ import annotations
@@ -29,14 +30,13 @@ from camera_service.events import EventBus
 from camera_service.metrics import Metrics
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.errors import InternalError
-from camera_service.rpc.protocol import encode, error_response
+from camera_service.rpc.protocol import Invalid, Parsed, encode, error_response
 from camera_service.rpc.session import Session, TokenBucket
 
 log = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013
 WRITE_LIMIT = 1 << 16  # bytes buffered in the transport before direct writes defer to the queue
-INLINE_MARKER = '"authenticate"'
 
 
 def direct_writer(connection: ServerConnection) -> Callable[[str], bool]:
@@ -189,12 +189,13 @@ class WebSocketServer:
         limiter = asyncio.Semaphore(self.config.max_inflight)
         with contextlib.suppress(ConnectionClosed):
             async for frame in connection:
-                text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-                if INLINE_MARKER in text:
-                    await self._answer(session, frame)
+                parsed = self.dispatcher.parse(frame)
+                if self.dispatcher.is_inline(parsed):
+                    # No I/O to wait for (and authenticate must bind before the next frame).
+                    await self._answer(session, parsed)
                     continue
                 await limiter.acquire()
-                task = asyncio.create_task(self._answer(session, frame))
+                task = asyncio.create_task(self._answer(session, parsed))
                 self._inflight.add(task)
                 task.add_done_callback(self._call_finished(limiter))
 
@@ -205,9 +206,9 @@ class WebSocketServer:
 
         return finished
 
-    async def _answer(self, session: Session, frame: str | bytes) -> None:
+    async def _answer(self, session: Session, parsed: Parsed | Invalid) -> None:
         try:
-            response = await self.dispatcher.handle_frame(session, frame)
+            response = await self.dispatcher.handle_parsed(session, parsed)
         except Exception:
             # Last line of defence: dispatch answers every error it knows about itself.
             request_id = uuid.uuid4().hex[:16]

@@ -41,7 +41,7 @@ def register(
 ) -> None:
 
     @registry.method(
-        "authenticate", params=AuthenticateParams, result=AuthenticateResult, role=None
+        "authenticate", params=AuthenticateParams, result=AuthenticateResult, role=None, inline=True
     )
     async def authenticate(ctx: CallContext, params: AuthenticateParams) -> AuthenticateResult:
         """Authenticate the connection with a JWT or an API key; later calls use that identity."""

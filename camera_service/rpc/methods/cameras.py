@@ -113,7 +113,7 @@ def _now_iso() -> str:
 def register(registry: Registry, deps: CameraDeps) -> None:
     public = deps.present
 
-    @registry.method("get_camera_list", result=CameraList, role=Role.VIEWER)
+    @registry.method("get_camera_list", result=CameraList, role=Role.VIEWER, inline=True)
     async def get_camera_list(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         """All known cameras, with DISCONNECTED ones until forget_after."""
         cameras = deps.cameras.list()
@@ -125,7 +125,11 @@ def register(registry: Registry, deps: CameraDeps) -> None:
         }
 
     @registry.method(
-        "get_camera_status", params=DeviceParams, result=CameraStatusResult, role=Role.VIEWER
+        "get_camera_status",
+        params=DeviceParams,
+        result=CameraStatusResult,
+        role=Role.VIEWER,
+        inline=True,
     )
     async def get_camera_status(ctx: CallContext, params: DeviceParams) -> dict[str, Any]:
         """One camera with stream metrics and a capabilities summary; unknown → -32010."""
@@ -152,6 +156,7 @@ def register(registry: Registry, deps: CameraDeps) -> None:
         params=DeviceParams,
         result=CapabilitiesResult,
         role=Role.VIEWER,
+        inline=True,
     )
     async def get_camera_capabilities(ctx: CallContext, params: DeviceParams) -> dict[str, Any]:
         """Pixel formats, frame sizes and frame rates per size (from V4L2 for USB cameras)."""
@@ -208,7 +213,9 @@ def register(registry: Registry, deps: CameraDeps) -> None:
         deps.cameras.remove_external(stream.stream_name)
         return {"stream_url": stream.stream_url, "status": "REMOVED", "timestamp": _now_iso()}
 
-    @registry.method("get_external_streams", result=ExternalStreamsResult, role=Role.VIEWER)
+    @registry.method(
+        "get_external_streams", result=ExternalStreamsResult, role=Role.VIEWER, inline=True
+    )
     async def get_external_streams(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         """External streams added at run time."""
         streams = [

@@ -75,7 +75,11 @@ class SubscriptionStats(Result):
 
 def register(registry: Registry, bus: EventBus) -> None:
     @registry.method(
-        "subscribe_events", params=SubscribeParams, result=SubscribeResult, role=Role.VIEWER
+        "subscribe_events",
+        params=SubscribeParams,
+        result=SubscribeResult,
+        role=Role.VIEWER,
+        inline=True,
     )
     async def subscribe_events(ctx: CallContext, params: SubscribeParams) -> SubscribeResult:
         """Add topics (and optionally a device filter) to this connection's subscriptions."""
@@ -87,14 +91,20 @@ def register(registry: Registry, bus: EventBus) -> None:
         )
 
     @registry.method(
-        "unsubscribe_events", params=UnsubscribeParams, result=UnsubscribeResult, role=Role.VIEWER
+        "unsubscribe_events",
+        params=UnsubscribeParams,
+        result=UnsubscribeResult,
+        role=Role.VIEWER,
+        inline=True,
     )
     async def unsubscribe_events(ctx: CallContext, params: UnsubscribeParams) -> UnsubscribeResult:
         """Remove the given topics, or every subscription when topics is absent."""
         removed = bus.unsubscribe(ctx.session.subscriber_id, params.topics)
         return UnsubscribeResult(unsubscribed=True, topics=sorted(removed))
 
-    @registry.method("get_subscription_stats", result=SubscriptionStats, role=Role.VIEWER)
+    @registry.method(
+        "get_subscription_stats", result=SubscriptionStats, role=Role.VIEWER, inline=True
+    )
     async def get_subscription_stats(ctx: CallContext, params: NoParams) -> SubscriptionStats:
         """Global subscription counts and this connection's topics."""
         sid = ctx.session.subscriber_id

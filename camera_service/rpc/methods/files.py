@@ -225,7 +225,7 @@ def register(registry: Registry, deps: FileDeps) -> None:
         stored = await deps.policies.save(policy)
         return {**stored.model_dump(), "message": "retention policy saved"}
 
-    @registry.method("get_retention_policy", result=RetentionResult, role=Role.ADMIN)
+    @registry.method("get_retention_policy", result=RetentionResult, role=Role.ADMIN, inline=True)
     async def get_retention_policy(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         """The stored retention policy (what cleanup_old_files and the cleanup loop apply)."""
         return {**deps.policies.policy.model_dump(), "message": "current retention policy"}

@@ -78,17 +78,17 @@ def _section(deps: SystemDeps, name: str, admin: bool) -> dict[str, Any]:
 
 
 def register(registry: Registry, deps: SystemDeps) -> None:
-    @registry.method("ping", result=Literal["pong"], role=None)
+    @registry.method("ping", result=Literal["pong"], role=None, inline=True)
     async def ping(ctx: CallContext, params: NoParams) -> str:
         """Liveness check; needs no credentials. Returns "pong"."""
         return "pong"
 
-    @registry.method("rpc.discover", result=dict[str, Any], role=None)
+    @registry.method("rpc.discover", result=dict[str, Any], role=None, inline=True)
     async def discover(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         """OpenRPC 1.x document generated from the method registry."""
         return openrpc_document(deps.registry)
 
-    @registry.method("get_server_info", result=ServerInfo, role=Role.VIEWER)
+    @registry.method("get_server_info", result=ServerInfo, role=Role.VIEWER, inline=True)
     async def get_server_info(ctx: CallContext, params: NoParams) -> ServerInfo:
         """Name, versions, platform, enabled capabilities and supported formats."""
         return ServerInfo(
@@ -102,7 +102,7 @@ def register(registry: Registry, deps: SystemDeps) -> None:
             max_cameras=deps.max_cameras,
         )
 
-    @registry.method("get_status", result=StatusResult, role=Role.ADMIN)
+    @registry.method("get_status", result=StatusResult, role=Role.ADMIN, inline=True)
     async def get_status(ctx: CallContext, params: NoParams) -> StatusResult:
         """Overall health (HEALTHY, DEGRADED, UNHEALTHY) with per-component detail."""
         components = {
@@ -117,12 +117,12 @@ def register(registry: Registry, deps: SystemDeps) -> None:
             components=components,
         )
 
-    @registry.method("get_system_status", result=SystemStatus, role=Role.VIEWER)
+    @registry.method("get_system_status", result=SystemStatus, role=Role.VIEWER, inline=True)
     async def get_system_status(ctx: CallContext, params: NoParams) -> SystemStatus:
         """Discovery readiness: starting, partial or ready, with the camera count."""
         return SystemStatus(**deps.system_status())
 
-    @registry.method("get_metrics", result=MetricsResult, role=Role.ADMIN)
+    @registry.method("get_metrics", result=MetricsResult, role=Role.ADMIN, inline=True)
     async def get_metrics(ctx: CallContext, params: NoParams) -> MetricsResult:
         """Real process, camera, recording, stream and RPC figures."""
         return MetricsResult(
