@@ -43,13 +43,15 @@ from aiohttp import web
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 _REPO = Path(__file__).resolve().parents[2]
+# The project's shared reference wins; the copy in tests/support/reference keeps the suite
+# runnable from a lone checkout of this repository.
 _SPEC_CANDIDATES = (
-    _REPO / "tests" / "support" / "mediamtx-openapi.yaml",
     _REPO.parent / "shared" / "reference" / "mediamtx-openapi.yaml",
+    _REPO / "tests" / "support" / "reference" / "mediamtx-openapi.yaml",
 )
 _CONF_CANDIDATES = (
-    _REPO / "tests" / "support" / "mediamtx.yml",
     _REPO.parent / "shared" / "reference" / "mediamtx.yml",
+    _REPO / "tests" / "support" / "reference" / "mediamtx.yml",
 )
 
 #: Path names MediaMTX accepts (``conf.IsValidPathName``), regex names (``~...``) aside.
