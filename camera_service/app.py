@@ -44,6 +44,7 @@ from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.registry import Registry
 from camera_service.rpc.session import Session
 from camera_service.sdnotify import SystemdNotifier, watchdog_loop
+from camera_service.status import NodeStatus
 from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
 from camera_service.storage.links import DownloadLinks, derive_download_secret
@@ -109,6 +110,14 @@ class Application:
         self._build_cameras(event_source, prober)
         self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
         self._build_media(secret)
+        self.status = NodeStatus(
+            self.cameras,
+            self.discovery,
+            self.recordings,
+            self.supervisor,
+            self.mediamtx,
+            discovery_enabled=config.cameras.discovery != "off",
+        )
         self.notifier = SystemdNotifier.from_env()
         self.stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -134,13 +143,13 @@ class Application:
                 registry=self.registry,
                 health=self.health,
                 metrics=self.metrics,
-                system_status=self.system_status,
+                system_status=self.status.system_status,
                 capabilities=self.capabilities,
                 supported_formats=SUPPORTED_FORMATS,
                 max_cameras=64,
                 metric_sections={
-                    "cameras": self.camera_metrics,
-                    "recordings": self.recording_metrics,
+                    "cameras": self.status.camera_metrics,
+                    "recordings": self.status.recording_metrics,
                     "streams": self.mediamtx.metrics_section,
                 },
             ),
@@ -152,7 +161,7 @@ class Application:
             camera_methods.CameraDeps(
                 cameras=self.cameras,
                 external=self.external,
-                present=self.camera_object,
+                present=self.status.camera_object,
                 stream_metrics=self.mediamtx.stream_metrics,
             ),
         )
@@ -263,23 +272,12 @@ class Application:
 
     def _register_health(self) -> None:
         self.health.register("websocket_server", self._websocket_health)
-        self.health.register("camera_monitor", self._camera_health)
+        self.health.register("camera_monitor", self.status.camera_health)
         self.health.register(
             "mediamtx", self._mediamtx_health, required=self.config.mediamtx.required
         )
         self.health.require_ready("websocket_listening", self.listening)
         self.health.require_ready("first_camera_scan", self.discovery.first_scan_done)
-
-    def _camera_health(self) -> ComponentStatus:
-        details = {**self.discovery.status(), **self.cameras.counts()}
-        if not self.discovery.first_scan_done.is_set():
-            return ComponentStatus("starting", details)
-        if self.config.cameras.discovery != "off" and not self.discovery.active:
-            return ComponentStatus("degraded", details)
-        errors = [c.id for c in self.cameras.list() if c.status is CameraStatus.ERROR]
-        if errors:
-            return ComponentStatus("degraded", {**details, "cameras_in_error": errors})
-        return ComponentStatus("healthy", details)
 
     def _mediamtx_health(self) -> ComponentStatus:
         return self.mediamtx.health()
@@ -317,78 +315,17 @@ class Application:
             *self.mediamtx.capabilities(),
         ]
 
-    def camera_object(self, camera: Camera) -> dict[str, Any]:
-        """The public camera object, plus the recording in progress (null when idle)."""
-        active = self.recordings.active(camera.id)
-        recording = None
-        if active is not None:
-            recording = {
-                "filename": active.filename,
-                "start_time": active.start_time.isoformat(timespec="milliseconds"),
-                "duration": active.duration,
-                "format": active.format,
-            }
-        return {**camera.public_dict(self.mediamtx.streams_for(camera)), "recording": recording}
-
-    def system_status(self) -> dict[str, Any]:
-        counts = self.cameras.counts()
-        available = sum(1 for c in self.cameras.list() if c.status is CameraStatus.CONNECTED)
-        errors = sum(1 for c in self.cameras.list() if c.status is CameraStatus.ERROR)
-        if not self.discovery.first_scan_done.is_set():
-            status, message = "starting", "first camera scan in progress"
-        elif errors or (self.config.cameras.discovery != "off" and not self.discovery.active):
-            mode = self.discovery.mode
-            status, message = "partial", f"{errors} camera(s) in error; discovery: {mode}"
-        else:
-            status, message = "ready", f"{available} camera(s) available"
-        return {
-            "status": status,
-            "message": message,
-            "available_cameras": available,
-            "discovery_active": self.discovery.active,
-            "counts": counts,
-        }
-
-    def camera_metrics(self, admin: bool) -> dict[str, Any]:
-        cameras = self.cameras.list()
-        per_camera = {
-            c.id: {
-                "status": c.status.value,
-                "kind": c.kind.value,
-                "error": c.error,
-                **({"device_path": c.device_path} if admin and c.device_path else {}),
-            }
-            for c in cameras
-        }
-        return {"total": len(cameras), "discovery": self.discovery.status(), "cameras": per_camera}
-
-    def recording_metrics(self, admin: bool) -> dict[str, Any]:
-        active = self.recordings.active_all()
-        return {
-            "active": len(active),
-            "recordings": [
-                {
-                    "device": r.device,
-                    "filename": r.filename,
-                    "format": r.format,
-                    "start_time": r.start_time.isoformat(),
-                }
-                for r in active
-            ],
-            "ffmpeg_processes": len(self.supervisor.all()),
-        }
-
     # --- events ---------------------------------------------------------------------------
 
     def _camera_changed(self, camera: Camera, topic: str) -> None:
-        params = self.camera_object(camera)
+        params = self.status.camera_object(camera)
         self.bus.publish(Event(topic, "camera_status_update", params, device=camera.id))
         if camera.status is not CameraStatus.CONNECTED and self.recordings.active(camera.id):
             self._spawn(self._stop_recording(camera.id, "camera_disconnected"))
 
     def _camera_forgotten(self, camera: Camera) -> None:
         """Past forget_after (or an external stream removed): clients drop the camera."""
-        params = {**self.camera_object(camera), "forgotten": True}
+        params = {**self.status.camera_object(camera), "forgotten": True}
         self.bus.publish(
             Event("camera.disconnected", "camera_status_update", params, device=camera.id)
         )
