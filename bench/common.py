@@ -14,6 +14,7 @@ times less than a `websockets` client connection, so the generator is not the bo
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TextIO, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -43,6 +44,48 @@ CLIENTS = ("raw", "websockets")
 
 
 # --- statistics ---------------------------------------------------------------------------
+
+
+# --- command-line plumbing shared by the benchmarks ---------------------------------------
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be at least 0")
+    return value
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="PATH",
+        help="write the figures as JSON to PATH (no PATH: stdout, and the table goes to stderr)",
+    )
+
+
+def log_stream(json_target: str | None) -> TextIO:
+    """Where progress and the table go: stderr when the JSON goes to stdout."""
+    return sys.stderr if json_target == "-" else sys.stdout
+
+
+def publish(report: dict[str, Any], table: str, json_target: str | None) -> None:
+    """Print the table, and write the report as JSON to stdout (`-`) or a file."""
+    print(table, file=log_stream(json_target))
+    if json_target == "-":
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif json_target:
+        Path(json_target).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:

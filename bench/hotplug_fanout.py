@@ -44,7 +44,14 @@ from typing import Any, TextIO
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import format_table, latency_summary_ms
+from bench.common import (
+    add_json_option,
+    format_table,
+    latency_summary_ms,
+    log_stream,
+    positive_int,
+    publish,
+)
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -522,18 +529,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.hotplug_fanout",
         description=__doc__.splitlines()[0] if __doc__ else "",
     )
-    parser.add_argument("--clients", type=_positive, default=1000, help="subscribed clients")
-    parser.add_argument("--events", type=_positive, default=50, help="measured plug events")
+    parser.add_argument("--clients", type=positive_int, default=1000, help="subscribed clients")
+    parser.add_argument("--events", type=positive_int, default=50, help="measured plug events")
     parser.add_argument(
-        "--client-procs", type=_positive, default=1, help="processes the clients are split over"
+        "--client-procs", type=positive_int, default=1, help="processes the clients are split over"
     )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="PATH",
-        help="write the figures as JSON to PATH (no PATH: stdout, and the table goes to stderr)",
-    )
+    add_json_option(parser)
     parser.add_argument(
         "--profile", metavar="PATH", help="cProfile the daemon during the events into PATH"
     )
@@ -546,25 +547,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker is not None:
         return worker_main(args.worker)
-    log = sys.stderr if args.json == "-" else sys.stdout
+    log = log_stream(args.json)
     report = asyncio.run(run_benchmark(args, log))
-    print(render(report), file=log)
-    if args.json == "-":
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, render(report), args.json)
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import platform
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import format_table, latency_summary_ms
+from bench.common import add_json_option, format_table, latency_summary_ms, publish
 from camera_service.app import Application
 from camera_service.client import CameraClient
 from camera_service.config import build_config
@@ -313,7 +312,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backoff-max", type=float, default=0.5, help="mediamtx.backoff_max")
     parser.add_argument("--pings", type=int, default=500, help="calls per block")
     parser.add_argument("--blocks", type=int, default=20, help="blocks per condition")
-    parser.add_argument("--json", nargs="?", const="-", help="write figures as JSON (file or -)")
+    add_json_option(parser)
     return parser.parse_args(argv)
 
 
@@ -321,14 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.getLogger("camera_service").setLevel(logging.ERROR)  # outages are intended
     results = asyncio.run(main_async(args))
-    text = report(results)
-    if args.json == "-":
-        print(text, file=sys.stderr)
-        print(json.dumps(results, indent=2))
-    else:
-        print(text)
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    publish(results, report(results), args.json)
     return 0 if results["recovery"]["meets_target"] else 1
 
 

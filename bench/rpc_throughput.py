@@ -45,8 +45,12 @@ from bench.common import (
     LoadJob,
     LoadResult,
     LoadWorker,
+    add_json_option,
     format_table,
+    log_stream,
     median,
+    positive_int,
+    publish,
 )
 
 HOST = "127.0.0.1"
@@ -221,9 +225,7 @@ def summarize(results: dict[str, list[LoadResult]]) -> dict[str, Any]:
         "servers": servers,
         "ratios": ratios,
         "cpu_ratios": cpu_ratios,
-        "load_bound": [
-            name for name in SERVERS if servers[name]["client_cpu"] >= LOAD_BOUND_CPU
-        ],
+        "load_bound": [name for name in SERVERS if servers[name]["client_cpu"] >= LOAD_BOUND_CPU],
         "target": {
             "ratio_min": TARGET_RATIO,
             "p99_max_ms": TARGET_P99_MS,
@@ -385,22 +387,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.rpc_throughput",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    parser.add_argument("--connections", type=_positive, default=50, help="concurrent connections")
-    parser.add_argument("--calls", type=_positive, default=400, help="pings per connection")
-    parser.add_argument("--rounds", type=_positive, default=5, help="interleaved rounds")
+    parser.add_argument(
+        "--connections", type=positive_int, default=50, help="concurrent connections"
+    )
+    parser.add_argument("--calls", type=positive_int, default=400, help="pings per connection")
+    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds")
     parser.add_argument(
         "--client", choices=CLIENTS, default="raw", help="load generator's WebSocket client"
     )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="PATH",
-        help="write the figures as JSON to PATH (no PATH: stdout, and the table goes to stderr)",
-    )
+    add_json_option(parser)
     parser.add_argument(
         "--micro-iterations",
-        type=_positive,
+        type=positive_int,
         default=MICRO_ITERATIONS,
         help="iterations of the in-process per-call cost measurements",
     )
@@ -410,23 +408,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    log = sys.stderr if args.json == "-" else sys.stdout
+    log = log_stream(args.json)
     report = asyncio.run(run_benchmark(args, log))
-    print(render(report), file=log)
-    if args.json == "-":
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, render(report), args.json)
     return 0
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import re
@@ -58,7 +57,16 @@ from typing import Any, TextIO
 import psutil
 import yaml
 
-from bench.common import REPO_ROOT, format_table, latency_summary_ms
+from bench.common import (
+    REPO_ROOT,
+    add_json_option,
+    format_table,
+    latency_summary_ms,
+    log_stream,
+    non_negative_int,
+    positive_int,
+    publish,
+)
 from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.roles import Role
 from camera_service.client import CameraClient
@@ -603,13 +611,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.snapshot_latency",
         description=__doc__.splitlines()[0] if __doc__ else "",
     )
-    parser.add_argument("--snapshots", type=_positive, default=30, help="(bare, api) pairs")
-    parser.add_argument("--cycles", type=_positive, default=10, help="start/stop cycles")
+    parser.add_argument("--snapshots", type=positive_int, default=30, help="(bare, api) pairs")
+    parser.add_argument("--cycles", type=positive_int, default=10, help="start/stop cycles")
     parser.add_argument(
         "--record-seconds", type=float, default=1.0, help="length of each recording (s)"
     )
     parser.add_argument(
-        "--warmup", type=_non_negative, default=1, help="untimed snapshot pairs first"
+        "--warmup", type=non_negative_int, default=1, help="untimed snapshot pairs first"
     )
     parser.add_argument(
         "--what-if", action="store_true", help="also time variants of the recording argv"
@@ -619,46 +627,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="take_snapshot without a filename (API calls spaced > 1 s apart)",
     )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="PATH",
-        help="write the figures as JSON to PATH (no PATH: stdout, and the table goes to stderr)",
-    )
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if not 0 < args.record_seconds <= 60:
         parser.error("--record-seconds must be in (0, 60]")
     return args
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be at least 0")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    log = sys.stderr if args.json == "-" else sys.stdout
+    log = log_stream(args.json)
     if shutil.which("ffmpeg") is None:
         print("ffmpeg is not on PATH", file=sys.stderr)
         return 2
     report = asyncio.run(run_benchmark(args, log))
-    print(render(report), file=log)
-    if args.json == "-":
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, render(report), args.json)
     return 0
 
 

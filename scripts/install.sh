@@ -11,16 +11,9 @@
 # systemd is running. Safe to run again: every step is idempotent. See docs/deployment.md.
 set -euo pipefail
 
-SERVICE_USER=camera-service
-SERVICE_GROUP=camera-service
-PREFIX=/opt/camera-service
-CONFIG_DIR=/etc/camera-service
+# shellcheck source=scripts/deploy-common.sh
+. "$(dirname "$0")/deploy-common.sh"
 CONFIG_FILE=$CONFIG_DIR/config.yaml
-DATA_DIR=/var/lib/camera-service
-UNIT_DIR=/etc/systemd/system
-SYSUSERS_FILE=/etc/sysusers.d/camera-service.conf
-TMPFILES_FILE=/etc/tmpfiles.d/camera-service.conf
-MODULES_FILE=/etc/modules-load.d/camera-service.conf
 MEDIAMTX_BIN=/usr/local/bin/mediamtx
 KEEP_RELEASES=3
 SOURCE_EXCLUDES=(--exclude=./.git --exclude=./build --exclude=./dist --exclude="'*.egg-info'"
@@ -58,7 +51,6 @@ Options:
 EOF
 }
 
-die() { echo "install.sh: error: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -77,32 +69,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-# A staging root is an absolute path without a trailing slash; "/" means the live system.
-if [ -n "$ROOT" ]; then
-    case $ROOT in /*) ;; *) ROOT=$(pwd)/$ROOT ;; esac
-    ROOT=${ROOT%/}
-fi
-STAGING=0
-[ -n "$ROOT" ] && STAGING=1
+normalise_root
 
-# --- output helpers -------------------------------------------------------------------------
-# "+ cmd"          an action (only printed under --dry-run)
-# "~ cmd  # why"   an action deliberately not done here
-# "= text"         information
-quote() {
-    local out="" arg
-    for arg in "$@"; do out+="$(printf '%q' "$arg") "; done
-    printf '%s' "${out% }"
-}
-run() {
-    echo "+ $(quote "$@")"
-    [ "$DRY_RUN" = 1 ] || "$@"
-}
-defer() {
-    local why=$1; shift
-    echo "~ $(quote "$@")  # not done: $why"
-}
-info() { echo "= $*"; }
 write_line() {  # write_line MODE FILE LINE
     echo "+ echo $(quote "$3") > $(quote "$2") && chmod $1 $(quote "$2")"
     if [ "$DRY_RUN" = 0 ]; then

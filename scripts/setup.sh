@@ -18,6 +18,7 @@ python3 -c "import ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if $with_test; then
   need systemd-analyze systemd
   need chromium chromium
+  need shellcheck shellcheck
 fi
 
 if ((${#missing[@]})); then

@@ -10,15 +10,8 @@
 # MediaMTX itself (/usr/local/bin/mediamtx, /etc/mediamtx) is never touched.
 set -euo pipefail
 
-SERVICE_USER=camera-service
-SERVICE_GROUP=camera-service
-PREFIX=/opt/camera-service
-CONFIG_DIR=/etc/camera-service
-DATA_DIR=/var/lib/camera-service
-UNIT_DIR=/etc/systemd/system
-SYSUSERS_FILE=/etc/sysusers.d/camera-service.conf
-TMPFILES_FILE=/etc/tmpfiles.d/camera-service.conf
-MODULES_FILE=/etc/modules-load.d/camera-service.conf
+# shellcheck source=scripts/deploy-common.sh
+. "$(dirname "$0")/deploy-common.sh"
 UNITS=(camera-service.service mediamtx.service)
 
 DRY_RUN=0
@@ -37,7 +30,6 @@ Options:
 EOF
 }
 
-die() { echo "uninstall.sh: error: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -51,31 +43,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-if [ -n "$ROOT" ]; then
-    case $ROOT in /*) ;; *) ROOT=$(pwd)/$ROOT ;; esac
-    ROOT=${ROOT%/}
-fi
-STAGING=0
-[ -n "$ROOT" ] && STAGING=1
+normalise_root
 
-quote() {
-    local out="" arg
-    for arg in "$@"; do out+="$(printf '%q' "$arg") "; done
-    printf '%s' "${out% }"
-}
-run() {
-    echo "+ $(quote "$@")"
-    [ "$DRY_RUN" = 1 ] || "$@"
-}
-run_ok() {  # like run, but a failure is reported and ignored
-    echo "+ $(quote "$@")"
-    [ "$DRY_RUN" = 1 ] || "$@" || echo "= (ignored failure of: $1)"
-}
-defer() {
-    local why=$1; shift
-    echo "~ $(quote "$@")  # not done: $why"
-}
-info() { echo "= $*"; }
 remove() {  # remove PATH: rm -rf when it exists
     if [ -e "$ROOT$1" ] || [ -L "$ROOT$1" ]; then
         run rm -rf "$ROOT$1"

@@ -89,8 +89,13 @@ def test_shellcheck() -> None:
     if shellcheck is None:
         print("SKIP: shellcheck not installed (apt-get install -y shellcheck)")
         pytest.skip("shellcheck not installed")
+    common = INSTALL.parent / "deploy-common.sh"
     proc = subprocess.run(
-        [shellcheck, str(INSTALL), str(UNINSTALL)], capture_output=True, text=True, timeout=30
+        [shellcheck, "-x", str(INSTALL), str(UNINSTALL), str(common)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=INSTALL.parent.parent,  # the scripts' `source=` directives are repository-relative
     )
     assert proc.returncode == 0, proc.stdout
 
