@@ -88,6 +88,15 @@ def publish(report: dict[str, Any], table: str, json_target: str | None) -> None
         Path(json_target).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+def subprocess_env() -> dict[str, str]:
+    """The environment for a benchmark's child process: this repository importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        part for part in (str(REPO_ROOT), env.get("PYTHONPATH")) if part
+    )
+    return env
+
+
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of already sorted values (0.0 when empty)."""
     if not sorted_values:
@@ -426,10 +435,7 @@ class LoadWorker:
 
     @classmethod
     async def start(cls) -> LoadWorker:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            part for part in (str(REPO_ROOT), env.get("PYTHONPATH")) if part
-        )
+        env = subprocess_env()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

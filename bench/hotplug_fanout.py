@@ -45,16 +45,17 @@ from typing import Any, TextIO
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import (
+    REPO_ROOT,
     add_json_option,
     format_table,
     latency_summary_ms,
     log_stream,
     positive_int,
     publish,
+    subprocess_env,
 )
 
 HOST = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_P99_MS = 50.0
 SEED_DETECTION_MS = 200.0  # the seed system's published "sub-200 ms detection"
 NOTE_MARK = '"camera_status_update"'
@@ -256,10 +257,7 @@ class ClientProcess:
 
     @classmethod
     async def start(cls, job: ClientJob) -> ClientProcess:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            part for part in (str(REPO_ROOT), env.get("PYTHONPATH")) if part
-        )
+        env = subprocess_env()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -37,6 +37,7 @@ from camera_service.cameras.registry import (
     TOPIC_STATUS_CHANGE,
     CameraRegistry,
 )
+from tests.support.clock import ManualClock as Clock
 from tests.support.fake_devices import (
     FakeDevice,
     FakeEventSource,
@@ -71,17 +72,9 @@ class Recorder:
         return [t for t, c in self.events if c.id == cam_id]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(start=0.0)
 
 
 @pytest.fixture
@@ -91,8 +84,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def registry(recorder: Recorder, clock: Clock) -> CameraRegistry:
-    reg = CameraRegistry(forget_after=300, on_change=recorder, clock=clock,
-                         schedule_expiry=False)
+    reg = CameraRegistry(forget_after=300, on_change=recorder, clock=clock, schedule_expiry=False)
     return reg
 
 
@@ -107,8 +99,9 @@ def source(prober: FakeProber) -> FakeEventSource:
 
 
 @pytest.fixture
-async def make_discovery(source: FakeEventSource, prober: FakeProber,
-                         registry: CameraRegistry) -> AsyncIterator[Callable[..., Discovery]]:
+async def make_discovery(
+    source: FakeEventSource, prober: FakeProber, registry: CameraRegistry
+) -> AsyncIterator[Callable[..., Discovery]]:
     started: list[Discovery] = []
 
     def make(**kw: object) -> Discovery:
@@ -136,8 +129,11 @@ async def _started(disc: Discovery) -> Discovery:
 
 
 async def test_initial_scan_one_camera_per_physical_device(
-        make_discovery: Callable[..., Discovery], source: FakeEventSource,
-        registry: CameraRegistry, recorder: Recorder) -> None:
+    make_discovery: Callable[..., Discovery],
+    source: FakeEventSource,
+    registry: CameraRegistry,
+    recorder: Recorder,
+) -> None:
     cam_a = uvc_webcam(0, port="1")
     cam_b = uvc_webcam(2, port="2", fixture="usb2_generic")
     source.plug(*cam_b, *cam_a, announce=False)  # enumeration order must not matter
@@ -156,18 +152,27 @@ async def test_initial_scan_one_camera_per_physical_device(
     assert disc.status()["first_scan_done"] is True
 
 
-async def test_plug_unplug_forget_replug(make_discovery: Callable[..., Discovery],
-                                         source: FakeEventSource, registry: CameraRegistry,
-                                         recorder: Recorder, clock: Clock) -> None:
+async def test_plug_unplug_forget_replug(
+    make_discovery: Callable[..., Discovery],
+    source: FakeEventSource,
+    registry: CameraRegistry,
+    recorder: Recorder,
+    clock: Clock,
+) -> None:
     await _started(make_discovery())
     assert registry.list() == []
     capture, meta = uvc_webcam(0, port="3", serial="AB12")
     source.plug(capture, meta)
     await recorder.wait_for(lambda: recorder.topics("camera0") == [TOPIC_CONNECTED])
     _topic, cam = recorder.events[0]
-    assert cam.public_dict() == {"device": "camera0", "status": "CONNECTED",
-                                 "name": "HD Pro Webcam C920", "resolution": "1280x720",
-                                 "fps": 30, "streams": {}}
+    assert cam.public_dict() == {
+        "device": "camera0",
+        "status": "CONNECTED",
+        "name": "HD Pro Webcam C920",
+        "resolution": "1280x720",
+        "fps": 30,
+        "streams": {},
+    }
 
     clock.now = 50.0
     source.unplug(capture.path, meta.path)
@@ -191,11 +196,20 @@ async def test_plug_unplug_forget_replug(make_discovery: Callable[..., Discovery
 
 
 async def test_probe_timeout_gives_error_and_discovery_continues(
-        make_discovery: Callable[..., Discovery], source: FakeEventSource,
-        prober: FakeProber, registry: CameraRegistry, recorder: Recorder) -> None:
+    make_discovery: Callable[..., Discovery],
+    source: FakeEventSource,
+    prober: FakeProber,
+    registry: CameraRegistry,
+    recorder: Recorder,
+) -> None:
     await _started(make_discovery(probe_retries=1))
-    stuck = FakeDevice("/dev/video0", "uvc_c920_capture", "devices/usb1/1-1/1-1:1.0",
-                       name="Stuck Cam", behaviour="hang")
+    stuck = FakeDevice(
+        "/dev/video0",
+        "uvc_c920_capture",
+        "devices/usb1/1-1/1-1:1.0",
+        name="Stuck Cam",
+        behaviour="hang",
+    )
     source.plug(stuck)
     good, meta = uvc_webcam(2, port="2")
     source.plug(good, meta)
@@ -209,19 +223,29 @@ async def test_probe_timeout_gives_error_and_discovery_continues(
     assert cam2 is not None and cam2.status is CameraStatus.CONNECTED
 
 
-async def test_vanishing_device_and_flaky_probe(make_discovery: Callable[..., Discovery],
-                                                source: FakeEventSource,
-                                                prober: FakeProber, registry: CameraRegistry,
-                                                recorder: Recorder) -> None:
-    flaky = FakeDevice("/dev/video2", "usb2_generic_capture", "devices/usb1/1-2/1-2:1.0",
-                       behaviour="flaky", fail_times=1, error="VIDIOC_QUERYCAP failed: EIO")
+async def test_vanishing_device_and_flaky_probe(
+    make_discovery: Callable[..., Discovery],
+    source: FakeEventSource,
+    prober: FakeProber,
+    registry: CameraRegistry,
+    recorder: Recorder,
+) -> None:
+    flaky = FakeDevice(
+        "/dev/video2",
+        "usb2_generic_capture",
+        "devices/usb1/1-2/1-2:1.0",
+        behaviour="flaky",
+        fail_times=1,
+        error="VIDIOC_QUERYCAP failed: EIO",
+    )
     source.plug(flaky, announce=False)
     disc = await _started(make_discovery(probe_retries=2))
     assert registry.get("camera2") is not None  # first attempt failed, retry succeeded
     assert prober.calls["/dev/video2"] == 2
 
-    ghost = FakeDevice("/dev/video0", "uvc_c920_capture", "devices/usb1/1-1/1-1:1.0",
-                       behaviour="vanish")
+    ghost = FakeDevice(
+        "/dev/video0", "uvc_c920_capture", "devices/usb1/1-1/1-1:1.0", behaviour="vanish"
+    )
     source.plug(ghost)
     await recorder.wait_for(lambda: registry.get("camera0") is not None)
     cam = registry.get("camera0")
@@ -233,23 +257,34 @@ async def test_vanishing_device_and_flaky_probe(make_discovery: Callable[..., Di
     assert disc.active and disc.last_error is not None
 
 
-async def test_error_camera_rechecked_until_it_works(make_discovery: Callable[..., Discovery],
-                                                     source: FakeEventSource,
-                                                     registry: CameraRegistry,
-                                                     recorder: Recorder) -> None:
-    slow = FakeDevice("/dev/video0", "uvc_c920_capture", "devices/usb1/1-1/1-1:1.0",
-                      behaviour="flaky", fail_times=1)
+async def test_error_camera_rechecked_until_it_works(
+    make_discovery: Callable[..., Discovery],
+    source: FakeEventSource,
+    registry: CameraRegistry,
+    recorder: Recorder,
+) -> None:
+    slow = FakeDevice(
+        "/dev/video0",
+        "uvc_c920_capture",
+        "devices/usb1/1-1/1-1:1.0",
+        behaviour="flaky",
+        fail_times=1,
+    )
     source.plug(slow, announce=False)
     await _started(make_discovery(probe_retries=0, error_recheck_interval=0.02))
-    await recorder.wait_for(lambda: recorder.topics("camera0") == [TOPIC_STATUS_CHANGE,
-                                                                    TOPIC_CONNECTED])
+    await recorder.wait_for(
+        lambda: recorder.topics("camera0") == [TOPIC_STATUS_CHANGE, TOPIC_CONNECTED]
+    )
     cam = registry.get("camera0")
     assert cam is not None and cam.status is CameraStatus.CONNECTED
 
 
-async def test_source_failure_resyncs(make_discovery: Callable[..., Discovery],
-                                      source: FakeEventSource, registry: CameraRegistry,
-                                      recorder: Recorder) -> None:
+async def test_source_failure_resyncs(
+    make_discovery: Callable[..., Discovery],
+    source: FakeEventSource,
+    registry: CameraRegistry,
+    recorder: Recorder,
+) -> None:
     capture, meta = uvc_webcam(0)
     source.plug(capture, meta, announce=False)
     disc = await _started(make_discovery())
@@ -266,9 +301,9 @@ async def test_source_failure_resyncs(make_discovery: Callable[..., Discovery],
     await recorder.wait_for(lambda: recorder.topics("camera0").count(TOPIC_CONNECTED) == 2)
 
 
-async def test_stop_while_events_are_being_handled(make_discovery: Callable[..., Discovery],
-                                                   source: FakeEventSource,
-                                                   recorder: Recorder) -> None:
+async def test_stop_while_events_are_being_handled(
+    make_discovery: Callable[..., Discovery], source: FakeEventSource, recorder: Recorder
+) -> None:
     disc = await _started(make_discovery())
     for n in range(0, 40, 2):
         source.plug(*uvc_webcam(n, port=str(n)))
@@ -288,29 +323,29 @@ async def test_discovery_off(registry: CameraRegistry, prober: FakeProber) -> No
 # --- polling source on a fake sysfs tree -----------------------------------------------------
 
 
-async def test_poll_source_sees_the_same_devices(tmp_path: Path, prober: FakeProber,
-                                                 registry: CameraRegistry,
-                                                 recorder: Recorder) -> None:
+async def test_poll_source_sees_the_same_devices(
+    tmp_path: Path, prober: FakeProber, registry: CameraRegistry, recorder: Recorder
+) -> None:
     tree = FakeSysfs(tmp_path)
     tree.add_node(0, port="1", serial="AB12")
     tree.add_node(1, port="1", index=1)  # metadata node, same interface
     for dev in uvc_webcam(0, port="1", serial="AB12"):
         prober.devices[dev.path.replace("/dev", str(tree.dev_root))] = dev
 
-    source = PollEventSource(poll_interval=0.02, sys_root=tree.sys_root,
-                             dev_root=tree.dev_root)
+    source = PollEventSource(poll_interval=0.02, sys_root=tree.sys_root, dev_root=tree.dev_root)
     disc = Discovery(source, prober, registry, error_recheck_interval=None)
     await disc.start()
     try:
         await asyncio.wait_for(disc.first_scan_done.wait(), WAIT)
         cams = registry.list()
         assert [(c.id, c.device_path, c.stable_key, c.serial_key) for c in cams] == [
-            ("camera0", str(tree.dev_root / "video0"), tree.stable_key("1"),
-             "046d:082d:ab12:00")]
+            ("camera0", str(tree.dev_root / "video0"), tree.stable_key("1"), "046d:082d:ab12:00")
+        ]
 
         tree.add_node(2, port="2", name="USB 2.0 Camera: USB 2.0 Camera")
         prober.devices[str(tree.dev_root / "video2")] = FakeDevice(
-            str(tree.dev_root / "video2"), "usb2_generic_capture")
+            str(tree.dev_root / "video2"), "usb2_generic_capture"
+        )
         await recorder.wait_for(lambda: registry.get("camera2") is not None)
 
         tree.remove_node(0)
@@ -341,17 +376,24 @@ def test_scan_and_diff_are_pure(tmp_path: Path) -> None:
     assert scan_nodes(tmp_path / "missing", tree.sys_root) == {}
 
 
-def test_fallback_to_poll_when_udevd_missing(tmp_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_fallback_to_poll_when_udevd_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     registry = CameraRegistry(schedule_expiry=False)
     with caplog.at_level(logging.WARNING):
-        disc = create_discovery(registry, mode="udev",
-                                udev_control_path=str(tmp_path / "no-udevd"),
-                                poll_interval=7, sys_root=str(tmp_path), dev_root=str(tmp_path))
+        disc = create_discovery(
+            registry,
+            mode="udev",
+            udev_control_path=str(tmp_path / "no-udevd"),
+            poll_interval=7,
+            sys_root=str(tmp_path),
+            dev_root=str(tmp_path),
+        )
     assert isinstance(disc.source, PollEventSource) and disc.source.poll_interval == 7
     assert [r.message for r in caplog.records if "unavailable" in r.message] == [
         f"udev camera discovery unavailable: udevd is not running ({tmp_path}/no-udevd "
-        "missing); polling every 7 s instead"]
+        "missing); polling every 7 s instead"
+    ]
     with pytest.raises(ValueError):
         create_event_source("sometimes")
 
@@ -361,15 +403,32 @@ def test_fallback_to_poll_when_udevd_missing(tmp_path: Path,
 
 def test_event_from_udev_record() -> None:
     sys_path = "/sys/devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0/video4linux/video0"
-    ev = event_from_udev("add", "/dev/video0", sys_path, {
-        "ID_V4L_PRODUCT": "HD Pro Webcam C920", "ID_VENDOR_ID": "046d", "ID_MODEL_ID": "082d",
-        "ID_SERIAL_SHORT": "A1B2C3", "ID_USB_INTERFACE_NUM": "00", "DEVNAME": "/dev/video0",
-    })
+    ev = event_from_udev(
+        "add",
+        "/dev/video0",
+        sys_path,
+        {
+            "ID_V4L_PRODUCT": "HD Pro Webcam C920",
+            "ID_VENDOR_ID": "046d",
+            "ID_MODEL_ID": "082d",
+            "ID_SERIAL_SHORT": "A1B2C3",
+            "ID_USB_INTERFACE_NUM": "00",
+            "DEVNAME": "/dev/video0",
+        },
+    )
     assert ev == DeviceEvent(
-        "add", "/dev/video0",
-        {"ID_V4L_PRODUCT": "HD Pro Webcam C920", "ID_VENDOR_ID": "046d",
-         "ID_MODEL_ID": "082d", "ID_SERIAL_SHORT": "A1B2C3", "ID_USB_INTERFACE_NUM": "00"},
-        "devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0", "046d:082d:a1b2c3:00")
+        "add",
+        "/dev/video0",
+        {
+            "ID_V4L_PRODUCT": "HD Pro Webcam C920",
+            "ID_VENDOR_ID": "046d",
+            "ID_MODEL_ID": "082d",
+            "ID_SERIAL_SHORT": "A1B2C3",
+            "ID_USB_INTERFACE_NUM": "00",
+        },
+        "devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0",
+        "046d:082d:a1b2c3:00",
+    )
     assert ev.name == "HD Pro Webcam C920"
     assert event_from_udev("bind", "/dev/video0", sys_path, {}) is None
     assert event_from_udev("add", None, sys_path, {}) is None
@@ -404,11 +463,13 @@ async def test_udev_source_starts_and_enumerates() -> None:
 # --- external streams ------------------------------------------------------------------------
 
 
-async def test_external_streams_persist_across_restart(tmp_path: Path,
-                                                       registry: CameraRegistry) -> None:
+async def test_external_streams_persist_across_restart(
+    tmp_path: Path, registry: CameraRegistry
+) -> None:
     store = ExternalStreamStore(tmp_path / "state", clock=lambda: 1700000000.0)
-    added = await store.add("rtsp://user:pw@192.168.1.20:554/stream1", "front_door",
-                            reserved_ids=registry.ids())
+    added = await store.add(
+        "rtsp://user:pw@192.168.1.20:554/stream1", "front_door", reserved_ids=registry.ids()
+    )
     assert added.stream_type == "rtsp"
     await store.add("https://cams.example.org/live/index.m3u8", "yard", "hls")
     registry.add_external(added.stream_name, added.stream_url, added.stream_type)
@@ -418,7 +479,9 @@ async def test_external_streams_persist_across_restart(tmp_path: Path,
 
     reopened = ExternalStreamStore(tmp_path / "state")
     assert [(s.stream_name, s.stream_type) for s in reopened.list()] == [
-        ("front_door", "rtsp"), ("yard", "hls")]
+        ("front_door", "rtsp"),
+        ("yard", "hls"),
+    ]
     assert reopened.list()[0].added_at == 1700000000.0
 
     with pytest.raises(ExternalStreamError) as dup:
@@ -434,22 +497,24 @@ async def test_external_streams_persist_across_restart(tmp_path: Path,
     assert removed.stream_name == "yard"
     with pytest.raises(ExternalStreamNotFound):
         await reopened.remove("https://cams.example.org/live/index.m3u8")
-    assert [s.stream_name for s in ExternalStreamStore(tmp_path / "state").list()] == [
-        "front_door"]
+    assert [s.stream_name for s in ExternalStreamStore(tmp_path / "state").list()] == ["front_door"]
 
 
-@pytest.mark.parametrize(("url", "rule"), [
-    ("file:///etc/passwd", "scheme"),
-    ("javascript:alert(1)", "scheme"),
-    ("ftp://host/x", "scheme"),
-    ("rtsp://", "host"),
-    ("rtsp:///path", "host"),
-    ("http://:8080/x", "host"),
-    ("rtsp://host:99999/x", "format"),
-    ("rtsp://host/a b", "format"),
-    ("", "type"),
-    ("rtsp://h/" + "x" * 3000, "max_length"),
-])
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("file:///etc/passwd", "scheme"),
+        ("javascript:alert(1)", "scheme"),
+        ("ftp://host/x", "scheme"),
+        ("rtsp://", "host"),
+        ("rtsp:///path", "host"),
+        ("http://:8080/x", "host"),
+        ("rtsp://host:99999/x", "format"),
+        ("rtsp://host/a b", "format"),
+        ("", "type"),
+        ("rtsp://h/" + "x" * 3000, "max_length"),
+    ],
+)
 async def test_external_stream_url_rejected(tmp_path: Path, url: str, rule: str) -> None:
     store = ExternalStreamStore(tmp_path)
     with pytest.raises(ExternalStreamError) as err:
@@ -465,8 +530,9 @@ async def test_external_stream_name_rejected(tmp_path: Path, name: object) -> No
     assert err.value.param == "stream_name"
 
 
-def test_corrupt_external_store_is_set_aside(tmp_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_external_store_is_set_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "external_streams.json").write_text(json.dumps([{"stream_url": "file:///x"}]))
     with caplog.at_level(logging.ERROR):
         store = ExternalStreamStore(tmp_path)

@@ -12,14 +12,7 @@ from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.roles import Role, allows
 from camera_service.auth.service import FailedAuthLimiter
 from camera_service.rpc.session import TokenBucket
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock as Clock
 
 
 def test_role_order() -> None:

@@ -15,20 +15,10 @@ from camera_service.mediamtx.monitor import (
     MediaMTXMonitor,
     backoff_delay,
 )
+from tests.support.clock import ManualClock as FakeClock
 from tests.support.fake_mediamtx import FakeMediaMTX
 
 WAIT = 5.0  # upper bound for any awaited event; tests finish far sooner
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def state_of(breaker: CircuitBreaker) -> BreakerState:
