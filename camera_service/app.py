@@ -8,7 +8,6 @@ import contextlib
 import gc
 import logging
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from aiohttp import web
 from camera_service import __version__
 from camera_service import logging as service_logging
 from camera_service.auth.api_keys import ApiKeyStore
+from camera_service.auth.identity import AuthError
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
@@ -439,15 +439,12 @@ class Application:
         while True:
             await asyncio.sleep(SESSION_SWEEP_INTERVAL_S)
             self.keys.refresh_if_changed()
-            now = time.time()
             for session in list(self.ws.sessions.values()):
-                identity = session.identity
-                if identity is None:
+                if session.identity is None:
                     continue
-                if identity.expired(now) or (
-                    identity.key_id is not None
-                    and not self.keys.is_active(identity.key_id, refresh=False)
-                ):
+                try:
+                    self.authenticator.recheck(session.identity, refresh=False)
+                except AuthError:
                     self.bus.drop(session.subscriber_id)
 
     # --- signals and reload ---------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Async Python client for the camera-service JSON-RPC API (used by tests and benchmarks).
 
-    async with CameraClient("ws://127.0.0.1:8002/ws") as client:
-        await client.authenticate(api_key)
-        cameras = await client.call("get_camera_list")
-        async for note in client.notifications():
-            ...
+async with CameraClient("ws://127.0.0.1:8002/ws") as client:
+    await client.authenticate(api_key)
+    cameras = await client.call("get_camera_list")
+    async for note in client.notifications():
+        ...
 """
 
 from __future__ import annotations

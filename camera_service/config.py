@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from camera_service.cameras.model import CAMERA_ID_PATTERN
+
 ENV_PREFIX = "CAMERA_SERVICE__"
 CONFIG_ENV_VAR = "CAMERA_SERVICE_CONFIG"
 SYSTEM_CONFIG = Path("/etc/camera-service/config.yaml")
@@ -103,7 +105,7 @@ class AuthConfig(Section):
 
 
 class SourceConfig(Section):
-    id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Camera id")
+    id: str = Field(..., pattern=CAMERA_ID_PATTERN, description="Camera id")
     name: str | None = Field(None, max_length=128, description="Display name")
     input: str = Field(..., min_length=1, description="FFmpeg input, e.g. testsrc2=size=640x480")
     input_format: str | None = Field(None, description="FFmpeg -f value, e.g. lavfi, v4l2")

@@ -88,8 +88,6 @@ class EventBus:
     def __init__(self) -> None:
         self._subscriptions: dict[str, Subscription] = {}
         self._listeners: list[Listener] = []
-        self.published: Counter[str] = Counter()
-        self.delivered = 0
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -137,7 +135,6 @@ class EventBus:
 
     def publish(self, event: Event) -> int:
         """Deliver to every matching subscriber and listener; returns the subscriber count."""
-        self.published[event.topic] += 1
         for listener in self._listeners:
             try:
                 listener(event)
@@ -148,7 +145,6 @@ class EventBus:
             text = encode(notification(event.method, {**event.params, "topic": event.topic}))
             for subscriber in targets:
                 subscriber.deliver(event, text)
-        self.delivered += len(targets)
         return len(targets)
 
     def stats(self) -> dict[str, Any]:

@@ -53,10 +53,10 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        self.uptime_gauge = Gauge(
+        uptime = Gauge(
             "camera_service_uptime_seconds", "Seconds since start", registry=self.registry
         )
-        self.uptime_gauge.set_function(self.uptime)
+        uptime.set_function(self.uptime)
         self._rss = Gauge(
             "camera_service_process_rss_bytes", "Resident memory", registry=self.registry
         )

@@ -61,9 +61,13 @@ class Authenticator:
             return self.keys.verify(credential)
         return self.jwt.verify(credential)
 
-    def recheck(self, identity: Identity) -> None:
-        """Raise if a session's identity is no longer valid (expired JWT, revoked key)."""
+    def recheck(self, identity: Identity, *, refresh: bool = True) -> None:
+        """Raise if a session's identity is no longer valid (expired JWT, revoked key).
+
+        `refresh=False` skips re-reading the key store, for bulk checks after one refresh."""
         if identity.expired(self._clock()):
             raise AuthError("token expired")
-        if identity.key_id is not None and not self.keys.is_active(identity.key_id):
+        if identity.key_id is not None and not self.keys.is_active(
+            identity.key_id, refresh=refresh
+        ):
             raise AuthError("API key revoked")

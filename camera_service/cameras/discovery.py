@@ -38,8 +38,17 @@ DiscoveryMode = Literal["udev", "poll", "off"]
 DEFAULT_UDEV_CONTROL = "/run/udev/control"
 _NODE_NAME_RE = re.compile(r"^video\d+$")
 _UDEV_PROPERTIES = (
-    "ID_V4L_PRODUCT", "ID_V4L_CAPABILITIES", "ID_PATH", "ID_SERIAL", "ID_SERIAL_SHORT",
-    "ID_VENDOR_ID", "ID_MODEL_ID", "ID_USB_INTERFACE_NUM", "ID_USB_DRIVER", "MAJOR", "MINOR",
+    "ID_V4L_PRODUCT",
+    "ID_V4L_CAPABILITIES",
+    "ID_PATH",
+    "ID_SERIAL",
+    "ID_SERIAL_SHORT",
+    "ID_VENDOR_ID",
+    "ID_MODEL_ID",
+    "ID_USB_INTERFACE_NUM",
+    "ID_USB_DRIVER",
+    "MAJOR",
+    "MINOR",
 )
 
 
@@ -65,8 +74,7 @@ class DeviceEvent:
         return self.attrs.get("name") or self.attrs.get("ID_V4L_PRODUCT") or None
 
     def with_action(self, action: str) -> DeviceEvent:
-        return DeviceEvent(action, self.device_path, self.attrs, self.stable_key,
-                           self.serial_key)
+        return DeviceEvent(action, self.device_path, self.attrs, self.stable_key, self.serial_key)
 
 
 class EventSourceError(Exception):
@@ -102,28 +110,39 @@ def stable_key_from_sys_path(node_sys_path: str, sys_root: str = "/sys") -> str:
     parent = os.path.dirname(os.path.dirname(os.path.normpath(node_sys_path)))
     root = os.path.normpath(sys_root)
     if parent.startswith(root + os.sep):
-        return parent[len(root) + 1:]
+        return parent[len(root) + 1 :]
     return parent
 
 
-def make_serial_key(vendor: str | None, product: str | None, serial: str | None,
-                    interface: str | None) -> str | None:
+def make_serial_key(
+    vendor: str | None, product: str | None, serial: str | None, interface: str | None
+) -> str | None:
     """``vendor:product:serial:interface`` or None when the device has no serial."""
     if not serial or not vendor or not product:
         return None
     return f"{vendor}:{product}:{serial}:{interface or ''}".lower()
 
 
-def event_from_udev(action: str, device_node: str | None, sys_path: str,
-                    properties: Mapping[str, str], sys_root: str = "/sys") -> DeviceEvent | None:
+def event_from_udev(
+    action: str,
+    device_node: str | None,
+    sys_path: str,
+    properties: Mapping[str, str],
+    sys_root: str = "/sys",
+) -> DeviceEvent | None:
     """A udev device record → :class:`DeviceEvent` (None when it has no /dev node)."""
     if not device_node or action not in ("add", "remove", "change"):
         return None
     attrs = {k: str(properties[k]) for k in _UDEV_PROPERTIES if k in properties}
-    serial = make_serial_key(attrs.get("ID_VENDOR_ID"), attrs.get("ID_MODEL_ID"),
-                             attrs.get("ID_SERIAL_SHORT"), attrs.get("ID_USB_INTERFACE_NUM"))
-    return DeviceEvent(action, device_node, attrs, stable_key_from_sys_path(sys_path, sys_root),
-                       serial)
+    serial = make_serial_key(
+        attrs.get("ID_VENDOR_ID"),
+        attrs.get("ID_MODEL_ID"),
+        attrs.get("ID_SERIAL_SHORT"),
+        attrs.get("ID_USB_INTERFACE_NUM"),
+    )
+    return DeviceEvent(
+        action, device_node, attrs, stable_key_from_sys_path(sys_path, sys_root), serial
+    )
 
 
 def _read_attr(directory: Path, name: str) -> str | None:
@@ -133,8 +152,9 @@ def _read_attr(directory: Path, name: str) -> str | None:
         return None
 
 
-def read_sysfs_node(node_name: str, sys_root: Path) -> tuple[dict[str, str], str | None,
-                                                             str | None]:
+def read_sysfs_node(
+    node_name: str, sys_root: Path
+) -> tuple[dict[str, str], str | None, str | None]:
     """(attrs, stable_key, serial_key) of ``<sys_root>/class/video4linux/<node_name>``."""
     node_dir = sys_root / "class" / "video4linux" / node_name
     if not node_dir.exists():
@@ -143,9 +163,12 @@ def read_sysfs_node(node_name: str, sys_root: Path) -> tuple[dict[str, str], str
     real = node_dir.resolve()
     interface_dir = real.parent.parent
     usb_dir = interface_dir.parent
-    serial = make_serial_key(_read_attr(usb_dir, "idVendor"), _read_attr(usb_dir, "idProduct"),
-                             _read_attr(usb_dir, "serial"),
-                             _read_attr(interface_dir, "bInterfaceNumber"))
+    serial = make_serial_key(
+        _read_attr(usb_dir, "idVendor"),
+        _read_attr(usb_dir, "idProduct"),
+        _read_attr(usb_dir, "serial"),
+        _read_attr(interface_dir, "bInterfaceNumber"),
+    )
     return attrs, stable_key_from_sys_path(str(real), str(sys_root.resolve())), serial
 
 
@@ -169,20 +192,26 @@ def _node_order(event: DeviceEvent) -> tuple[int, str]:
     return (number if number is not None else 1 << 30), event.device_path
 
 
-def diff_scans(old: Mapping[str, DeviceEvent],
-               new: Mapping[str, DeviceEvent]) -> list[DeviceEvent]:
+def diff_scans(old: Mapping[str, DeviceEvent], new: Mapping[str, DeviceEvent]) -> list[DeviceEvent]:
     """Events turning ``old`` into ``new``: removes first, then adds, each in node order.
 
     A node whose identity changed (other major:minor or physical device) is removed and
     re-added.
     """
+
     def fingerprint(ev: DeviceEvent) -> tuple[str | None, str | None]:
         return ev.attrs.get("dev"), ev.stable_key
 
-    removes = [ev.with_action("remove") for path, ev in old.items()
-               if path not in new or fingerprint(new[path]) != fingerprint(ev)]
-    adds = [ev for path, ev in new.items()
-            if path not in old or fingerprint(old[path]) != fingerprint(ev)]
+    removes = [
+        ev.with_action("remove")
+        for path, ev in old.items()
+        if path not in new or fingerprint(new[path]) != fingerprint(ev)
+    ]
+    adds = [
+        ev
+        for path, ev in new.items()
+        if path not in old or fingerprint(old[path]) != fingerprint(ev)
+    ]
     return sorted(removes, key=_node_order) + sorted(adds, key=_node_order)
 
 
@@ -194,8 +223,13 @@ class PollEventSource:
 
     name = "poll"
 
-    def __init__(self, *, poll_interval: float = 2.0, sys_root: str | Path = "/sys",
-                 dev_root: str | Path = "/dev") -> None:
+    def __init__(
+        self,
+        *,
+        poll_interval: float = 2.0,
+        sys_root: str | Path = "/sys",
+        dev_root: str | Path = "/dev",
+    ) -> None:
         self.poll_interval = poll_interval
         self.sys_root = Path(sys_root)
         self.dev_root = Path(dev_root)
@@ -281,15 +315,20 @@ class UdevEventSource:
             if event is not None:
                 name = device.attributes.get("name")
                 if isinstance(name, bytes):
-                    event = DeviceEvent("add", event.device_path,
-                                        {**event.attrs, "name": name.decode(errors="replace")},
-                                        event.stable_key, event.serial_key)
+                    event = DeviceEvent(
+                        "add",
+                        event.device_path,
+                        {**event.attrs, "name": name.decode(errors="replace")},
+                        event.stable_key,
+                        event.serial_key,
+                    )
                 out.append(event)
         return sorted(out, key=_node_order)
 
     def _convert(self, action: str, device: Any) -> DeviceEvent | None:
-        return event_from_udev(action, device.device_node, device.sys_path,
-                               dict(device.properties), self.sys_root)
+        return event_from_udev(
+            action, device.device_node, device.sys_path, dict(device.properties), self.sys_root
+        )
 
     def _on_readable(self) -> None:
         monitor = self._monitor
@@ -358,8 +397,11 @@ def create_event_source(
         reason = UdevEventSource.unavailable_reason(udev_control_path)
         if reason is None:
             return UdevEventSource(sys_root=sys_root)
-        log.warning("udev camera discovery unavailable: %s; polling every %g s instead",
-                    reason, poll_interval)
+        log.warning(
+            "udev camera discovery unavailable: %s; polling every %g s instead",
+            reason,
+            poll_interval,
+        )
     elif mode != "poll":
         raise ValueError(f"unknown discovery mode {mode!r} (udev|poll|off)")
     return PollEventSource(poll_interval=poll_interval, sys_root=sys_root, dev_root=dev_root)
@@ -439,8 +481,9 @@ class Discovery:
         await self._start_source()
         self._tasks.append(asyncio.create_task(self._run(), name="camera-discovery"))
         if self.error_recheck_interval:
-            self._tasks.append(asyncio.create_task(self._recheck_errors(),
-                                                   name="camera-error-recheck"))
+            self._tasks.append(
+                asyncio.create_task(self._recheck_errors(), name="camera-error-recheck")
+            )
         log.info("camera discovery started (%s)", self.mode)
 
     async def _start_source(self) -> None:
@@ -450,8 +493,9 @@ class Discovery:
         except Exception as exc:
             if self._fallback is None:
                 raise
-            log.warning("camera event source %s failed to start (%s); falling back",
-                        self.source.name, exc)
+            log.warning(
+                "camera event source %s failed to start (%s); falling back", self.source.name, exc
+            )
             self.source = self._fallback()
             self._fallback = None
             await self.source.start()
@@ -519,8 +563,7 @@ class Discovery:
             return
         async with self._lock:
             events = sorted(await self.source.enumerate(), key=_node_order)
-            results = await asyncio.gather(*(self._bounded_probe(ev.device_path)
-                                             for ev in events))
+            results = await asyncio.gather(*(self._bounded_probe(ev.device_path) for ev in events))
             for event, result in zip(events, results, strict=True):
                 self._apply(event, result)
             present = {ev.device_path for ev in events}
@@ -539,8 +582,7 @@ class Discovery:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("handling camera event %s %s failed", event.action,
-                          event.device_path)
+            log.exception("handling camera event %s %s failed", event.action, event.device_path)
 
     async def _recheck_errors(self) -> None:
         """Re-probe cameras in ERROR periodically (a slow device may come good)."""
@@ -549,12 +591,16 @@ class Discovery:
             await asyncio.sleep(self.error_recheck_interval)
             for cam in self._error_cameras():
                 assert cam.device_path is not None
-                await self.handle_event(DeviceEvent("change", cam.device_path, {},
-                                                    cam.stable_key, cam.serial_key))
+                await self.handle_event(
+                    DeviceEvent("change", cam.device_path, {}, cam.stable_key, cam.serial_key)
+                )
 
     def _error_cameras(self) -> list[Camera]:
-        return [c for c in self.registry.list() if c.kind is CameraKind.V4L2
-                and c.status is CameraStatus.ERROR and c.device_path]
+        return [
+            c
+            for c in self.registry.list()
+            if c.kind is CameraKind.V4L2 and c.status is CameraStatus.ERROR and c.device_path
+        ]
 
     # --- probing -----------------------------------------------------------------------------
 
@@ -582,24 +628,37 @@ class Discovery:
             except Exception as exc:
                 log.exception("unexpected probe failure on %s", device_path)
                 reason = f"probe failed: {exc}"
-            log.info("probing %s failed (attempt %d/%d): %s", device_path, attempt + 1,
-                     self.probe_retries + 1, reason)
+            log.info(
+                "probing %s failed (attempt %d/%d): %s",
+                device_path,
+                attempt + 1,
+                self.probe_retries + 1,
+                reason,
+            )
         return ProbeFailure(reason)
 
     def _apply(self, event: DeviceEvent, result: Capabilities | ProbeFailure) -> None:
         if isinstance(result, ProbeFailure):
             self.last_error = f"{event.device_path}: {result.reason}"
             log.warning("camera %s unusable: %s", event.device_path, result.reason)
-            self.registry.device_error(event.device_path, result.reason,
-                                       stable_key=event.stable_key,
-                                       serial_key=event.serial_key, name=event.name)
+            self.registry.device_error(
+                event.device_path,
+                result.reason,
+                stable_key=event.stable_key,
+                serial_key=event.serial_key,
+                name=event.name,
+            )
             return
         if not result.is_capture:
-            log.debug("%s is not a capture node (caps 0x%08x); skipped", event.device_path,
-                      result.device_caps)
+            log.debug(
+                "%s is not a capture node (caps 0x%08x); skipped",
+                event.device_path,
+                result.device_caps,
+            )
             return
-        self.registry.device_added(event.device_path, result, stable_key=event.stable_key,
-                                   serial_key=event.serial_key)
+        self.registry.device_added(
+            event.device_path, result, stable_key=event.stable_key, serial_key=event.serial_key
+        )
 
 
 def create_discovery(
@@ -615,15 +674,22 @@ def create_discovery(
     probe_retries: int = 1,
 ) -> Discovery:
     """Composition helper: source for ``mode`` (udev → poll fallback) + V4L2 prober."""
-    source = create_event_source(mode, poll_interval=poll_interval, sys_root=sys_root,
-                                 dev_root=dev_root, udev_control_path=udev_control_path)
+    source = create_event_source(
+        mode,
+        poll_interval=poll_interval,
+        sys_root=sys_root,
+        dev_root=dev_root,
+        udev_control_path=udev_control_path,
+    )
 
     def fallback() -> EventSource:
-        return PollEventSource(poll_interval=poll_interval, sys_root=sys_root,
-                               dev_root=dev_root)
+        return PollEventSource(poll_interval=poll_interval, sys_root=sys_root, dev_root=dev_root)
 
     return Discovery(
-        source, prober or V4L2Prober(), registry, probe_timeout=probe_timeout,
+        source,
+        prober or V4L2Prober(),
+        registry,
+        probe_timeout=probe_timeout,
         probe_retries=probe_retries,
         fallback_source=fallback if isinstance(source, UdevEventSource) else None,
     )

@@ -75,8 +75,9 @@ def _natural_key(cam_id: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", cam_id)]
 
 
-def source_mode(source: Mapping[str, Any], default_resolution: str,
-                default_fps: int) -> tuple[str, int]:
+def source_mode(
+    source: Mapping[str, Any], default_resolution: str, default_fps: int
+) -> tuple[str, int]:
     """Resolution/fps of a configured source: explicit keys, else lavfi ``size=``/``rate=``."""
     text = str(source.get("input", ""))
     resolution = source.get("resolution")
@@ -165,15 +166,20 @@ class CameraRegistry:
     def by_device_path(self, device_path: str) -> Camera | None:
         """The active (not DISCONNECTED) V4L2 camera on that node."""
         for cam in self._cameras.values():
-            if (cam.kind is CameraKind.V4L2 and cam.device_path == device_path
-                    and cam.status is not CameraStatus.DISCONNECTED):
+            if (
+                cam.kind is CameraKind.V4L2
+                and cam.device_path == device_path
+                and cam.status is not CameraStatus.DISCONNECTED
+            ):
                 return cam
         return None
 
     def active_device_paths(self) -> set[str]:
         return {
-            c.device_path for c in self._cameras.values()
-            if c.kind is CameraKind.V4L2 and c.device_path
+            c.device_path
+            for c in self._cameras.values()
+            if c.kind is CameraKind.V4L2
+            and c.device_path
             and c.status is not CameraStatus.DISCONNECTED
         }
 
@@ -188,8 +194,9 @@ class CameraRegistry:
                     return cam
         return None
 
-    def _target(self, device_path: str, stable_key: str,
-                serial_key: str | None) -> tuple[bool, Camera | None]:
+    def _target(
+        self, device_path: str, stable_key: str, serial_key: str | None
+    ) -> tuple[bool, Camera | None]:
         """(skip, existing camera to update). skip: a secondary node of an active device."""
         current = self.by_device_path(device_path)
         if current is not None:
@@ -243,25 +250,40 @@ class CameraRegistry:
         if skip:
             log.debug("%s: secondary capture node of an already listed device", device_path)
             return None
-        resolution, fps = choose_default_mode(capabilities, self._default_resolution,
-                                              self._default_fps)
+        resolution, fps = choose_default_mode(
+            capabilities, self._default_resolution, self._default_fps
+        )
         now = self._wall()
         if current is None:
             cam_id = self._allocate_id(device_path, key, serial_key)
             cam = Camera(
-                id=cam_id, kind=CameraKind.V4L2, status=CameraStatus.CONNECTED,
-                name=capabilities.card or cam_id, resolution=resolution, fps=fps,
-                capabilities=capabilities, device_path=device_path, stable_key=key,
-                serial_key=serial_key, connected_at=now,
+                id=cam_id,
+                kind=CameraKind.V4L2,
+                status=CameraStatus.CONNECTED,
+                name=capabilities.card or cam_id,
+                resolution=resolution,
+                fps=fps,
+                capabilities=capabilities,
+                device_path=device_path,
+                stable_key=key,
+                serial_key=serial_key,
+                connected_at=now,
             )
             return self._store(cam, None, key, serial_key)
         was_connected = current.status is CameraStatus.CONNECTED
         cam = replace(
-            current, status=CameraStatus.CONNECTED, error=None, device_path=device_path,
-            capabilities=capabilities, name=capabilities.card or current.name,
-            resolution=resolution, fps=fps, stable_key=key,
+            current,
+            status=CameraStatus.CONNECTED,
+            error=None,
+            device_path=device_path,
+            capabilities=capabilities,
+            name=capabilities.card or current.name,
+            resolution=resolution,
+            fps=fps,
+            stable_key=key,
             serial_key=serial_key or current.serial_key,
-            connected_at=current.connected_at if was_connected else now, disconnected_at=None,
+            connected_at=current.connected_at if was_connected else now,
+            disconnected_at=None,
         )
         return self._store(cam, current, key, serial_key)
 
@@ -283,15 +305,27 @@ class CameraRegistry:
         if current is None:
             cam_id = self._allocate_id(device_path, key, serial_key)
             cam = Camera(
-                id=cam_id, kind=CameraKind.V4L2, status=CameraStatus.ERROR,
-                name=name or cam_id, resolution=self._default_resolution,
-                fps=self._default_fps, device_path=device_path, error=reason,
-                stable_key=key, serial_key=serial_key,
+                id=cam_id,
+                kind=CameraKind.V4L2,
+                status=CameraStatus.ERROR,
+                name=name or cam_id,
+                resolution=self._default_resolution,
+                fps=self._default_fps,
+                device_path=device_path,
+                error=reason,
+                stable_key=key,
+                serial_key=serial_key,
             )
             return self._store(cam, None, key, serial_key)
-        cam = replace(current, status=CameraStatus.ERROR, error=reason, device_path=device_path,
-                      stable_key=key, serial_key=serial_key or current.serial_key,
-                      disconnected_at=None)
+        cam = replace(
+            current,
+            status=CameraStatus.ERROR,
+            error=reason,
+            device_path=device_path,
+            stable_key=key,
+            serial_key=serial_key or current.serial_key,
+            disconnected_at=None,
+        )
         return self._store(cam, current, key, serial_key)
 
     def device_removed(self, device_path: str) -> Camera | None:
@@ -299,16 +333,18 @@ class CameraRegistry:
         current = self.by_device_path(device_path)
         if current is None:
             return None
-        cam = replace(current, status=CameraStatus.DISCONNECTED, error=None,
-                      disconnected_at=self._wall())
+        cam = replace(
+            current, status=CameraStatus.DISCONNECTED, error=None, disconnected_at=self._wall()
+        )
         self._gone_since[cam.id] = self._clock()
         self._cameras[cam.id] = cam
         self._arm_timer(cam.id)
         self._notify(cam, TOPIC_DISCONNECTED)
         return cam
 
-    def _store(self, cam: Camera, previous: Camera | None, key: str,
-               serial_key: str | None) -> Camera:
+    def _store(
+        self, cam: Camera, previous: Camera | None, key: str, serial_key: str | None
+    ) -> Camera:
         self._cameras[cam.id] = cam
         self._gone_since.pop(cam.id, None)
         self._cancel_timer(cam.id)
@@ -323,16 +359,16 @@ class CameraRegistry:
     def expire(self, now: float | None = None) -> builtins.list[Camera]:
         """Forget cameras DISCONNECTED for ``forget_after`` seconds or more (clock time)."""
         current = self._clock() if now is None else now
-        due = [cid for cid, since in self._gone_since.items()
-               if current - since >= self.forget_after]
+        due = [
+            cid for cid, since in self._gone_since.items() if current - since >= self.forget_after
+        ]
         forgotten: builtins.list[Camera] = []
         for cam_id in due:
             del self._gone_since[cam_id]
             self._cancel_timer(cam_id)
             cam = self._cameras.pop(cam_id, None)
             if cam is not None:
-                log.info("camera %s forgotten after %.0f s disconnected", cam_id,
-                         self.forget_after)
+                log.info("camera %s forgotten after %.0f s disconnected", cam_id, self.forget_after)
                 forgotten.append(cam)
                 self._notify_forgotten(cam)
         return forgotten
@@ -391,15 +427,22 @@ class CameraRegistry:
         resolution, fps = source_mode(src, self._default_resolution, self._default_fps)
         input_format = src.get("input_format")
         cam = Camera(
-            id=str(src["id"]), kind=CameraKind.CONFIGURED, status=CameraStatus.CONNECTED,
-            name=str(src.get("name") or src["id"]), resolution=resolution, fps=fps,
+            id=str(src["id"]),
+            kind=CameraKind.CONFIGURED,
+            status=CameraStatus.CONNECTED,
+            name=str(src.get("name") or src["id"]),
+            resolution=resolution,
+            fps=fps,
             capabilities=Capabilities(
                 formats=[str(input_format)] if input_format else [],
-                resolutions=[resolution], fps_options={resolution: [fps]},
+                resolutions=[resolution],
+                fps_options={resolution: [fps]},
             ),
-            source=SourceSpec(input=str(src["input"]),
-                              input_format=str(input_format) if input_format else None,
-                              exclusive=bool(src.get("exclusive", False))),
+            source=SourceSpec(
+                input=str(src["input"]),
+                input_format=str(input_format) if input_format else None,
+                exclusive=bool(src.get("exclusive", False)),
+            ),
             connected_at=self._wall(),
         )
         return self._store(cam, None, f"configured:{cam.id}", None)
@@ -408,8 +451,12 @@ class CameraRegistry:
         """An external stream becomes a CONNECTED camera with id = stream_name."""
         cam_id = self._check_new_id(stream_name)
         cam = Camera(
-            id=cam_id, kind=CameraKind.EXTERNAL, status=CameraStatus.CONNECTED, name=cam_id,
-            resolution=self._default_resolution, fps=self._default_fps,
+            id=cam_id,
+            kind=CameraKind.EXTERNAL,
+            status=CameraStatus.CONNECTED,
+            name=cam_id,
+            resolution=self._default_resolution,
+            fps=self._default_fps,
             source=SourceSpec(input=stream_url, input_format=stream_type),
             connected_at=self._wall(),
         )
@@ -441,4 +488,8 @@ def _topic_for(previous: Camera | None, cam: Camera) -> str | None:
 
 def _visible_change(old: Camera, new: Camera) -> bool:
     return (old.name, old.resolution, old.fps, old.capabilities) != (
-        new.name, new.resolution, new.fps, new.capabilities)
+        new.name,
+        new.resolution,
+        new.fps,
+        new.capabilities,
+    )

@@ -311,10 +311,12 @@ def encode_capability(cap: DeviceCapability) -> bytes:
     )
 
 
-def encode_fmtdesc(index: int, buf_type: int, flags: int = 0, description: str = "",
-                   pixelformat: int = 0) -> bytes:
-    return FMTDESC_STRUCT.pack(index, buf_type, flags, description.encode(), pixelformat, 0, 0,
-                               0, 0)
+def encode_fmtdesc(
+    index: int, buf_type: int, flags: int = 0, description: str = "", pixelformat: int = 0
+) -> bytes:
+    return FMTDESC_STRUCT.pack(
+        index, buf_type, flags, description.encode(), pixelformat, 0, 0, 0, 0
+    )
 
 
 def decode_fmtdesc(buf: bytes) -> tuple[int, FormatEntry]:
@@ -330,8 +332,14 @@ def encode_frmsize(index: int, pixelformat: int, size: FrameSize | None = None) 
     if size.type == FRMSIZE_TYPE_DISCRETE:
         union = (size.min_width, size.min_height, 0, 0, 0, 0)
     else:
-        union = (size.min_width, size.max_width, size.step_width,
-                 size.min_height, size.max_height, size.step_height)
+        union = (
+            size.min_width,
+            size.max_width,
+            size.step_width,
+            size.min_height,
+            size.max_height,
+            size.step_height,
+        )
     return FRMSIZE_STRUCT.pack(index, pixelformat, size.type, *union, 0, 0)
 
 
@@ -343,15 +351,22 @@ def decode_frmsize(buf: bytes) -> FrameSize:
     return FrameSize(size_type, u0, u1, u2, u3, u4, u5)
 
 
-def encode_frmival(index: int, pixelformat: int, width: int, height: int,
-                   interval: FrameInterval | None = None) -> bytes:
+def encode_frmival(
+    index: int, pixelformat: int, width: int, height: int, interval: FrameInterval | None = None
+) -> bytes:
     if interval is None:
         return FRMIVAL_STRUCT.pack(index, pixelformat, width, height, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     if interval.type == FRMIVAL_TYPE_DISCRETE:
         union = (interval.min_numerator, interval.min_denominator, 0, 0, 0, 0)
     else:
-        union = (interval.min_numerator, interval.min_denominator,
-                 interval.max_numerator, interval.max_denominator, 1, 1)
+        union = (
+            interval.min_numerator,
+            interval.min_denominator,
+            interval.max_numerator,
+            interval.max_denominator,
+            1,
+            1,
+        )
     return FRMIVAL_STRUCT.pack(index, pixelformat, width, height, interval.type, *union, 0, 0)
 
 
@@ -421,10 +436,14 @@ def _fits_step(value: int, minimum: int, maximum: int, step: int) -> bool:
 def resolutions_from_size(size: FrameSize) -> list[tuple[int, int]]:
     """A discrete size, or common sizes (plus the maximum) within a stepwise range."""
     if size.type == FRMSIZE_TYPE_DISCRETE:
-        return [(size.min_width, size.min_height)] if _size_ok(size.min_width,
-                                                                size.min_height) else []
-    if not (_size_ok(size.max_width, size.max_height) and size.min_width <= size.max_width
-            and size.min_height <= size.max_height):
+        return (
+            [(size.min_width, size.min_height)] if _size_ok(size.min_width, size.min_height) else []
+        )
+    if not (
+        _size_ok(size.max_width, size.max_height)
+        and size.min_width <= size.max_width
+        and size.min_height <= size.max_height
+    ):
         return []
     out = [
         (w, h)
@@ -555,15 +574,19 @@ class _Enumerator:
             if reply is None:
                 break
             _, fmt = decode_fmtdesc(reply)
-            out.append(FormatEntry(fmt.pixelformat, fmt.description, fmt.flags,
-                                   self.sizes(fmt.pixelformat)))
+            out.append(
+                FormatEntry(
+                    fmt.pixelformat, fmt.description, fmt.flags, self.sizes(fmt.pixelformat)
+                )
+            )
         return out
 
     def sizes(self, pixelformat: int) -> list[SizeEntry]:
         out: list[SizeEntry] = []
         for index in range(MAX_FRAME_SIZES):
-            reply = self.call(VIDIOC_ENUM_FRAMESIZES, encode_frmsize(index, pixelformat),
-                              "VIDIOC_ENUM_FRAMESIZES")
+            reply = self.call(
+                VIDIOC_ENUM_FRAMESIZES, encode_frmsize(index, pixelformat), "VIDIOC_ENUM_FRAMESIZES"
+            )
             if reply is None:
                 break
             size = decode_frmsize(reply)
@@ -576,9 +599,11 @@ class _Enumerator:
     def intervals(self, pixelformat: int, width: int, height: int) -> list[FrameInterval]:
         out: list[FrameInterval] = []
         for index in range(MAX_FRAME_INTERVALS):
-            reply = self.call(VIDIOC_ENUM_FRAMEINTERVALS,
-                              encode_frmival(index, pixelformat, width, height),
-                              "VIDIOC_ENUM_FRAMEINTERVALS")
+            reply = self.call(
+                VIDIOC_ENUM_FRAMEINTERVALS,
+                encode_frmival(index, pixelformat, width, height),
+                "VIDIOC_ENUM_FRAMEINTERVALS",
+            )
             if reply is None:
                 break
             ival = decode_frmival(reply)
@@ -605,8 +630,9 @@ def probe_device(
         raise _os_error(exc, "open") from exc
     try:
         enum = _Enumerator(fd, ioctl)
-        reply = enum.call(VIDIOC_QUERYCAP, CAPABILITY_STRUCT.pack(*([b""] * 3), *([0] * 6)),
-                          "VIDIOC_QUERYCAP")
+        reply = enum.call(
+            VIDIOC_QUERYCAP, CAPABILITY_STRUCT.pack(*([b""] * 3), *([0] * 6)), "VIDIOC_QUERYCAP"
+        )
         if reply is None:
             raise ProbeError("VIDIOC_QUERYCAP rejected")
         capability = decode_capability(reply)
@@ -654,14 +680,17 @@ class V4L2Prober:
                 raise ProbeError("too many probes stuck in the driver")
             self._in_flight += 1
         thread = threading.Thread(
-            target=self._work, args=(loop, future, device_path),
-            name=f"v4l2-probe:{device_path}", daemon=True,
+            target=self._work,
+            args=(loop, future, device_path),
+            name=f"v4l2-probe:{device_path}",
+            daemon=True,
         )
         thread.start()
         return await future
 
-    def _work(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[RawDeviceInfo],
-              path: str) -> None:
+    def _work(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[RawDeviceInfo], path: str
+    ) -> None:
         try:
             result = self._probe_fn(path)
         except BaseException as exc:  # delivered to the awaiting coroutine
@@ -673,8 +702,12 @@ class V4L2Prober:
                 self._in_flight -= 1
 
 
-def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[RawDeviceInfo],
-             result: RawDeviceInfo | None, exc: BaseException | None) -> None:
+def _deliver(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[RawDeviceInfo],
+    result: RawDeviceInfo | None,
+    exc: BaseException | None,
+) -> None:
     def settle() -> None:
         if future.done():
             return  # the waiter gave up (timeout / cancel)

@@ -314,7 +314,11 @@ class RecordingManager:
             raise AlreadyRecording(f"camera {camera_id} is already recording")
         now = datetime.now(UTC)
         path = resolve_output_path(
-            self.recordings_dir, filename, RECORDING_FORMATS[format], camera_id, now,
+            self.recordings_dir,
+            filename,
+            RECORDING_FORMATS[format],
+            camera_id,
+            now,
             taken=Path.exists,
         )
         info = RecordingInfo(camera_id, path.name, path, format, now, duration)

@@ -124,8 +124,13 @@ class SnapshotService:
             raise InvalidTarget(f"unsupported snapshot format: {format!r}")
         now = datetime.now(UTC)
         final = await asyncio.to_thread(
-            resolve_output_path, self.snapshots_dir, filename, f".{format}", source.camera_id,
-            now, Path.exists,
+            resolve_output_path,
+            self.snapshots_dir,
+            filename,
+            f".{format}",
+            source.camera_id,
+            now,
+            Path.exists,
         )
         await asyncio.to_thread(self._check_target, final)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")

@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from camera_service.auth.identity import Identity
 from camera_service.events import Event
@@ -64,10 +64,6 @@ class Session:
     def subscriber_id(self) -> str:
         return self.session_id
 
-    @property
-    def authenticated(self) -> bool:
-        return self.identity is not None
-
     def send(self, text: str) -> bool:
         if self.overflowed:
             return False
@@ -93,4 +89,3 @@ class CallContext:
     session: Session
     request_id: str
     identity: Identity | None = None
-    extra: dict[str, object] = field(default_factory=dict)

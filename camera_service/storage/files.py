@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 FileKind = Literal["recordings", "snapshots"]
 KINDS: tuple[FileKind, ...] = ("recordings", "snapshots")
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # also the params models' pattern
+NAME_RE = re.compile(FILENAME_PATTERN)
 MAX_NAME_LEN = 128
 INDEX_NAME = ".index.json"
 _STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"

@@ -17,13 +17,12 @@ from camera_service.cameras.external import (
     ExternalStreamNotFound,
     ExternalStreamStore,
 )
-from camera_service.cameras.model import Camera, CameraStatus
+from camera_service.cameras.model import CAMERA_ID_PATTERN, Camera, CameraStatus
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.rpc.errors import InvalidParams, NotFound
 from camera_service.rpc.registry import NoParams, Params, Registry, Result
 from camera_service.rpc.session import CallContext
 
-CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 Present = Callable[[Camera], dict[str, Any]]
 StreamMetrics = Callable[[Camera], dict[str, Any]]
 

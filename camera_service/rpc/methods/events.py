@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator
 
 from camera_service.auth.roles import Role
+from camera_service.cameras.model import CAMERA_ID_RE
 from camera_service.events import TOPICS, EventBus, valid_pattern
 from camera_service.rpc.registry import NoParams, Params, Registry, Result
 from camera_service.rpc.session import CallContext
-
-DEVICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
 def _check_topics(topics: list[str] | None) -> list[str] | None:
@@ -38,7 +35,7 @@ class SubscribeFilters(Params):
     def _valid_devices(cls, value: list[str] | str | None) -> list[str] | str | None:
         values = [value] if isinstance(value, str) else (value or [])
         for item in values:
-            if not re.match(DEVICE_PATTERN, item):
+            if not CAMERA_ID_RE.match(item):
                 raise ValueError(f"malformed camera id {item!r}")
         return value
 

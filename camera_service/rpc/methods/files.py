@@ -11,22 +11,21 @@ from typing import Any, Literal
 from pydantic import Field
 
 from camera_service.auth.roles import Role
+from camera_service.cameras.model import CAMERA_ID_PATTERN
 from camera_service.rpc.errors import DependencyFailed, InvalidParams, InvalidState, NotFound
 from camera_service.rpc.registry import NoParams, Params, Registry, Result
 from camera_service.rpc.session import CallContext
 from camera_service.storage import files as storage_files
 from camera_service.storage import usage
-from camera_service.storage.files import FileKind, FileStore
+from camera_service.storage.files import FILENAME_PATTERN, FileKind, FileStore
 from camera_service.storage.links import DownloadLinks
 from camera_service.storage.retention import PolicyStore, RetentionPolicy, cleanup
-
-FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class ListParams(Params):
     limit: int = Field(50, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=10_000_000)
-    device: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    device: str | None = Field(None, pattern=CAMERA_ID_PATTERN)
 
 
 class FilenameParams(Params):

@@ -30,10 +30,8 @@ from camera_service.rpc.registry import Registry, Result
 from camera_service.rpc.session import CallContext
 from camera_service.storage import files as storage_files
 from camera_service.storage import usage
-from camera_service.storage.files import FileStore
+from camera_service.storage.files import FILENAME_PATTERN, FileStore
 from camera_service.storage.links import DownloadLinks
-
-FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class SnapshotParams(DeviceParams):
