@@ -11,7 +11,6 @@ import contextlib
 import inspect
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -31,6 +30,7 @@ from camera_service.media.ffmpeg import (
     summarize_stderr,
 )
 from camera_service.media.source import CaptureSource
+from camera_service.storage.files import InvalidFilename, generated_filename, with_extension
 
 __all__ = [
     "RECORDING_FORMATS",
@@ -51,8 +51,6 @@ RecordingFormat = Literal["fmp4", "mp4", "mkv"]
 RECORDING_FORMATS: dict[str, str] = {"fmp4": ".mp4", "mp4": ".mp4", "mkv": ".mkv"}
 EventCallback = Callable[[dict[str, Any]], object]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _DURATION_SLACK = 10.0  # the watchdog stops a timed recording that overruns -t by this much
 
 
@@ -70,11 +68,6 @@ class EncoderSettings:
     tune: str | None = None
 
 
-def generated_name(camera_id: str, now: datetime) -> str:
-    """``<device>_<YYYY-MM-DD_HH-MM-SS>`` in UTC, without extension."""
-    return f"{_UNSAFE.sub('_', camera_id)}_{now.astimezone(UTC):%Y-%m-%d_%H-%M-%S}"
-
-
 def resolve_output_path(
     directory: Path,
     filename: str | None,
@@ -83,28 +76,16 @@ def resolve_output_path(
     now: datetime,
     taken: Callable[[Path], bool] = lambda path: False,
 ) -> Path:
-    """The output path in ``directory``; adds ``extension`` when missing.
-
-    A generated name that is ``taken`` (two captures in the same second) gets ``_2``, ``_3``…;
-    a name the user chose is returned as is (the caller refuses it if it exists).
-    """
-    name = filename or generated_name(camera_id, now)
-    if not name.lower().endswith(extension):
-        name += extension
-    if not _NAME.fullmatch(name) or ".." in name or len(name) > 255:
-        raise InvalidTarget(f"invalid filename: {name!r}")
-    path = directory / name
-    if filename is None:
-        stem = name[: -len(extension)]
-        counter = 2
-        while taken(path):
-            path = directory / f"{stem}_{counter}{extension}"
-            counter += 1
-    return path
-
-
-def safe_id(camera_id: str) -> str:
-    return _UNSAFE.sub("_", camera_id)
+    """The output path in ``directory``, named by the storage rules (the same ones listing,
+    download and deletion apply): a user's name gets ``extension`` when missing; otherwise
+    ``<camera>_<UTC stamp>``, with ``_1``, ``_2``… when that is ``taken``."""
+    try:
+        if filename is not None:
+            return directory / with_extension(filename, extension)
+        name = generated_filename(camera_id, extension, now, lambda n: taken(directory / n))
+    except InvalidFilename as exc:
+        raise InvalidTarget(f"invalid filename: {exc}") from None
+    return directory / name
 
 
 def _video_codec_args(source: CaptureSource, encoder: EncoderSettings) -> list[str]:
@@ -381,7 +362,7 @@ class RecordingManager:
     def _frames_path(self, camera_id: str) -> Path:
         if self._frames_dir is None:
             self._frames_dir = Path(tempfile.mkdtemp(prefix="camera-service-frames-"))
-        return self._frames_dir / f"{safe_id(camera_id)}_latest.jpg"
+        return self._frames_dir / f"{camera_id}_latest.jpg"
 
     @staticmethod
     def _prepare_files(path: Path, frame_path: Path) -> None:

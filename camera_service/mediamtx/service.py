@@ -53,7 +53,6 @@ from camera_service.media.recordings import (
     RecordingInfo,
     RecordingManager,
     RecordingResult,
-    generated_name,
 )
 from camera_service.media.snapshots import SnapshotResult, SnapshotService
 from camera_service.media.source import CaptureSource, capture_source_for
@@ -81,6 +80,7 @@ from camera_service.mediamtx.paths import (
     source_path_conf,
     stream_urls,
 )
+from camera_service.storage.files import generated_filename
 
 log = logging.getLogger(__name__)
 
@@ -740,7 +740,7 @@ class StreamRecordings(RecordingManager):
     ) -> RecordingInfo | None:
         """Start a MediaMTX recording; None when MediaMTX went away (caller falls back)."""
         now = _utc_now()
-        name = generated_name(camera_id, now) + ".mp4"
+        name = generated_filename(camera_id, ".mp4", now)
         info = RecordingInfo(camera_id, name, self.recordings_dir / name, "fmp4", now, duration)
         rec = _MtxRecording(info)
         self._mtx[camera_id] = rec  # reserved before any await: no double start

@@ -11,7 +11,6 @@ from camera_service.media.ffmpeg import InvalidTarget
 from camera_service.media.recordings import (
     EncoderSettings,
     build_recording_args,
-    generated_name,
     recording_outcome,
     resolve_output_path,
 )
@@ -99,14 +98,14 @@ def test_snapshot_args() -> None:
 
 def test_output_names() -> None:
     d = Path("/data")
-    assert generated_name("camera0", NOW) == "camera0_2025-01-02_03-04-05"
     assert resolve_output_path(d, None, ".mp4", "camera0", NOW) == d / (
         "camera0_2025-01-02_03-04-05.mp4"
     )
     assert resolve_output_path(d, "clip", ".mkv", "c", NOW).name == "clip.mkv"
     assert resolve_output_path(d, "clip.MKV", ".mkv", "c", NOW).name == "clip.MKV"
     assert resolve_output_path(d, "clip.mp4", ".mkv", "c", NOW).name == "clip.mp4.mkv"
-    for bad in ("../etc/passwd", "a/b", ".hidden", "a..b", "sp ace", "x%d"):
+    # The storage rules: listing, download and deletion accept exactly these names.
+    for bad in ("../etc/passwd", "a/b", ".hidden", "a..b", "sp ace", "x%d", "x" * 126):
         with pytest.raises(InvalidTarget):
             resolve_output_path(d, bad, ".jpg", "c", NOW)
 
@@ -168,8 +167,8 @@ def test_generated_names_that_are_taken_get_a_counter() -> None:
     from camera_service.media.recordings import resolve_output_path
 
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    taken = {"cam0_2026-01-02_03-04-05.jpg", "cam0_2026-01-02_03-04-05_2.jpg"}
+    taken = {"cam0_2026-01-02_03-04-05.jpg", "cam0_2026-01-02_03-04-05_1.jpg"}
     path = resolve_output_path(Path("/s"), None, ".jpg", "cam0", now, lambda p: p.name in taken)
-    assert path.name == "cam0_2026-01-02_03-04-05_3.jpg"
+    assert path.name == "cam0_2026-01-02_03-04-05_2.jpg"
     chosen = resolve_output_path(Path("/s"), "door", ".jpg", "cam0", now, lambda p: True)
     assert chosen.name == "door.jpg"  # a user's name is never renamed; the caller refuses it
