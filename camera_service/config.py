@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from camera_service.cameras.model import CAMERA_ID_PATTERN
+from camera_service.cameras.model import CAMERA_ID_PATTERN, is_valid_camera_id
 
 ENV_PREFIX = "CAMERA_SERVICE__"
 CONFIG_ENV_VAR = "CAMERA_SERVICE_CONFIG"
@@ -110,6 +110,13 @@ class SourceConfig(Section):
     input: str = Field(..., min_length=1, description="FFmpeg input, e.g. testsrc2=size=640x480")
     input_format: str | None = Field(None, description="FFmpeg -f value, e.g. lavfi, v4l2")
     exclusive: bool = Field(False, description="Single reader: never opened twice at once")
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if not is_valid_camera_id(value):
+            raise ValueError(f"{value!r} is reserved (MediaMTX path names)")
+        return value
 
 
 class CamerasConfig(Section):

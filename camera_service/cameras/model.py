@@ -17,9 +17,17 @@ CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
 RESOLUTION_RE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
 
 
+# A camera's MediaMTX path is named by its id, and MediaMTX reserves these path names.
+RESERVED_CAMERA_IDS = frozenset({"all", "all_others"})
+
+
 def is_valid_camera_id(value: object) -> bool:
     """True when ``value`` is a well-formed public camera id (not whether it exists)."""
-    return isinstance(value, str) and CAMERA_ID_RE.fullmatch(value) is not None
+    return (
+        isinstance(value, str)
+        and CAMERA_ID_RE.fullmatch(value) is not None
+        and value not in RESERVED_CAMERA_IDS
+    )
 
 
 def parse_resolution(value: str) -> tuple[int, int] | None:

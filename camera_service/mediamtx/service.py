@@ -232,13 +232,9 @@ class MediaMTXService:
         """``{rtsp, hls, webrtc}`` reader URLs of the camera; empty when disabled."""
         if not self.enabled:
             return {}
-        try:
-            name = path_name_for(camera.id)
-        except ValueError:
-            return {}
         cfg = self.config
         return stream_urls(
-            name,
+            camera.id,
             cfg.public_host,
             rtsp_port=cfg.rtsp_port,
             hls_port=cfg.hls_port,
@@ -353,7 +349,6 @@ class MediaMTXService:
     def desired_conf(self, camera: Camera) -> PathConf | None:
         """The path configuration a camera needs now; None when it cannot have a path."""
         try:
-            path_name_for(camera.id)
             source = capture_source_for(camera)
             base = self._base_conf(camera, source)
         except ValueError as exc:
@@ -422,10 +417,7 @@ class MediaMTXService:
     async def _sync_locked(self, camera_id: str) -> None:
         camera = self._cameras.get(camera_id)
         conf = self.desired_conf(camera) if camera is not None else None
-        try:
-            name = path_name_for(camera_id)
-        except ValueError:
-            return
+        name = camera_id  # camera ids are valid path names (model.is_valid_camera_id)
         if conf is None:
             if self.ownership.owns(name):
                 await self.provisioner.remove(name)
@@ -605,10 +597,7 @@ class MediaMTXService:
         )
 
     def _path_usable(self, camera_id: str) -> bool:
-        try:
-            name = path_name_for(camera_id)
-        except ValueError:
-            return False
+        name = camera_id
         return (
             self.enabled
             and self.monitor.is_up

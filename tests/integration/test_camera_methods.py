@@ -50,7 +50,7 @@ async def test_list_has_usb_and_configured_cameras_once_without_paths(seamed: An
     assert set(by_id) == {"camera0", "lab0"}
     assert by_id["camera0"]["status"] == "CONNECTED"
     assert by_id["camera0"]["name"] == "HD Pro Webcam C920"
-    assert by_id["lab0"]["resolution"] == "320x240" or by_id["lab0"]["resolution"]
+    assert by_id["lab0"]["resolution"] == "320x240"
     assert by_id["camera0"]["streams"] == {}
     assert "/dev/" not in str(listing)
 
@@ -141,6 +141,12 @@ async def test_external_streams_persist_across_restart(tmp_path: Path) -> None:
             with pytest.raises(RpcCallError) as info:
                 await client.call("add_external_stream", {"stream_url": bad, "stream_name": "x1"})
             assert info.value.code == -32602
+        # `all` is a MediaMTX-reserved path name, and cameras' paths are named by their id.
+        with pytest.raises(RpcCallError) as reserved:
+            await client.call(
+                "add_external_stream", {"stream_url": "rtsp://192.0.2.11/s", "stream_name": "all"}
+            )
+        assert reserved.value.code == -32602
         assert (await client.call("get_camera_status", {"device": "gate"}))["status"] == "CONNECTED"
     async with running_daemon(tmp_path) as daemon, daemon.client("operator") as client:
         streams = await client.call("get_external_streams")

@@ -41,3 +41,9 @@ def test_duplicate_source_ids_are_refused() -> None:
 def test_short_jwt_secret_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"auth\.jwt_secret"):
         build_config({"auth": {"jwt_secret": "short"}})
+
+
+def test_mediamtx_reserved_path_names_are_not_camera_ids() -> None:
+    source = {"id": "all", "input": "testsrc2", "input_format": "lavfi"}
+    with pytest.raises(ConfigError, match="cameras.sources.0.id"):
+        build_config({"cameras": {"sources": [source]}})
