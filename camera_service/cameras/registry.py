@@ -457,7 +457,8 @@ class CameraRegistry:
             name=cam_id,
             resolution=self._default_resolution,
             fps=self._default_fps,
-            source=SourceSpec(input=stream_url, input_format=stream_type),
+            # stream_type (rtsp/http…) is a label; FFmpeg and MediaMTX read the URL's scheme.
+            source=SourceSpec(input=stream_url, input_format=None),
             connected_at=self._wall(),
         )
         return self._store(cam, None, f"external:{cam_id}", None)

@@ -85,11 +85,10 @@ def capture_source_for(camera: Camera) -> CaptureSource:
     spec = camera.source
     if spec is None:
         raise ValueError(f"camera {camera.id} has no input")
-    input_format = spec.input_format if camera.kind is CameraKind.CONFIGURED else None
     return CaptureSource(
         camera_id=camera.id,
         input=spec.input,
-        input_format=input_format,
+        input_format=spec.input_format,
         exclusive=spec.exclusive,
         resolution=camera.resolution,
         fps=camera.fps,

@@ -178,14 +178,20 @@ def register(registry: Registry, deps: CameraDeps) -> None:
     async def add_external_stream(ctx: CallContext, params: AddExternalParams) -> dict[str, Any]:
         """Add an RTSP/HTTP source as a camera whose id is stream_name (persisted)."""
         try:
+            # Persist first (it validates and refuses duplicates), then register; if a
+            # hot-plugged camera took the name during the write, the saved entry is undone.
             stream = await deps.external.add(
                 params.stream_url,
                 params.stream_name,
                 params.stream_type,
                 reserved_ids=deps.cameras.ids(),
             )
+        except ExternalStreamError as exc:
+            raise _invalid(exc) from None
+        try:
             deps.cameras.add_external(stream.stream_name, stream.stream_url, stream.stream_type)
-        except (ExternalStreamError, CameraIdError) as exc:
+        except CameraIdError as exc:
+            await deps.external.remove(stream.stream_url)  # a camera took the name meanwhile
             raise _invalid(exc) from None
         return {
             "stream_url": stream.stream_url,
