@@ -416,6 +416,8 @@ class Application:
         self.notifier.stopping("shutting down")
         self.ws.stop_accepting()
         self.publish_system("system.shutdown", "stopping", "camera-service is shutting down")
+        # Calls in progress finish first: they may need the FFmpeg processes stopped below.
+        await self.ws.drain_inflight(SHUTDOWN_BUDGET_S / 3)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -10,6 +10,7 @@ import socket
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from websockets.asyncio.client import connect
@@ -17,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from camera_service.client import CameraClient
 from tests.support.daemon import DaemonProcess, base_config, make_config, run_cli
+from tests.support.waiting import wait_until
 
 
 async def test_sigterm_with_open_clients_exits_0_and_closes_with_1001(tmp_path: Path) -> None:
@@ -59,21 +61,40 @@ async def test_sigint_also_stops_cleanly(tmp_path: Path) -> None:
 
 
 async def test_in_flight_call_finishes_before_exit(tmp_path: Path) -> None:
-    daemon = DaemonProcess(tmp_path)
+    source = {"id": "lab0", "input_format": "lavfi", "input": "testsrc2=size=320x240:rate=15"}
+    daemon = DaemonProcess(tmp_path, {"cameras": {"sources": [source]}})
+    key = json.loads(
+        daemon.cli("keys", "create", "--role", "operator", "--name", "k", "--json").stdout
+    )
     await daemon.start()
     try:
         async with connect(daemon.ws_url) as ws:
-            batch = [{"jsonrpc": "2.0", "method": "rpc.discover", "id": i} for i in range(10)]
-            await ws.send(json.dumps(batch))
+            await ws.send(
+                json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "take_snapshot",
+                        "id": 1,
+                        "params": {"device": "lab0", "auth_token": key["key"]},
+                    }
+                )
+            )
+            # The call is in flight once its FFmpeg capture runs; only then comes SIGTERM.
+            daemon_process = psutil.Process(daemon.proc.pid)  # type: ignore[union-attr]
+            await wait_until(
+                lambda: any("ffmpeg" in p.name() for p in daemon_process.children(recursive=True)),
+                what="snapshot capture started",
+            )
             daemon.signal(signal.SIGTERM)
             try:
-                answer = await asyncio.wait_for(ws.recv(), 10)
-                assert len(json.loads(answer)) == 10
+                answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
             except ConnectionClosed as closed:
-                pytest.fail(f"closed before answering in-flight batch: {closed}")
+                pytest.fail(f"closed before answering the in-flight call: {closed}")
+            assert answer.get("result", {}).get("status") == "SUCCESS", answer
         assert await daemon.wait() == 0
     finally:
         await daemon.stop()
+    assert (tmp_path / "snapshots" / answer["result"]["filename"]).stat().st_size > 0
 
 
 async def test_port_in_use_is_one_clear_line_and_nonzero_exit(tmp_path: Path) -> None:

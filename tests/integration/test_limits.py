@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -122,34 +123,45 @@ async def test_slow_reader_is_closed_1013_without_delaying_others(tmp_path: Path
         assert info.value.rcvd is not None and info.value.rcvd.code == 1013
 
 
-BAD_FRAMES = [
-    b"\xff\xfe\x00binary garbage",
-    "{",
-    "null",
-    "[[]]",
-    '{"jsonrpc":"2.0","method":"ping","id":[1]}',
-    '{"jsonrpc":"2.0","method":"' + "m" * 10000 + '","id":1}',
-    '{"jsonrpc":"2.0","method":"subscribe_events","params":{"topics":123},"id":1}',
-    '{"jsonrpc":"2.0","method":"authenticate","params":{"auth_token":{"$ne":1}},"id":1}',
-    '{"jsonrpc":"2.0","method":"authenticate","params":{"auth_token":"' + "a" * 9000 + '"},"id":1}',
-    '{"jsonrpc":"2.0","method":"get_status","params":{"auth_token":12},"id":1}',
-    json.dumps([{"jsonrpc": "2.0", "method": "ping"}] * 51),
-    '{"jsonrpc":"2.0","method":"ping","id":1e400}',
-    '{"a":' * 5000 + "1" + "}" * 5000,
+# (frame, the error code of its answer; a list for a batch answer)
+BAD_FRAMES: list[tuple[str | bytes, int | list[int]]] = [
+    (b"\xff\xfe\x00binary garbage", -32700),
+    ("{", -32700),
+    ("null", -32600),
+    ("[[]]", [-32600]),
+    ('{"jsonrpc":"2.0","method":"ping","id":[1]}', -32600),
+    ('{"jsonrpc":"2.0","method":"' + "m" * 10000 + '","id":1}', -32601),
+    ('{"jsonrpc":"2.0","method":"subscribe_events","params":{"topics":123},"id":1}', -32001),
+    ('{"jsonrpc":"2.0","method":"authenticate","params":{"auth_token":{"$ne":1}},"id":1}', -32602),
+    (
+        '{"jsonrpc":"2.0","method":"authenticate","params":{"auth_token":"'
+        + "a" * 9000
+        + '"},"id":1}',
+        -32602,
+    ),
+    ('{"jsonrpc":"2.0","method":"get_status","params":{"auth_token":12},"id":1}', -32001),
+    (json.dumps([{"jsonrpc": "2.0", "method": "ping"}] * 51), -32600),
+    ('{"jsonrpc":"2.0","method":"ping","id":1e400}', -32600),
+    ('{"a":' * 5000 + "1" + "}" * 5000, -32700),
 ]
 
 
-@pytest.mark.parametrize("frame", BAD_FRAMES, ids=range(len(BAD_FRAMES)))
-async def test_bad_input_never_kills_the_server(daemon: RunningDaemon, frame: str | bytes) -> None:
+def error_codes(answer: Any) -> int | list[int]:
+    if isinstance(answer, list):
+        return [entry["error"]["code"] for entry in answer]
+    return int(answer["error"]["code"])
+
+
+@pytest.mark.parametrize(("frame", "expected"), BAD_FRAMES, ids=range(len(BAD_FRAMES)))
+async def test_bad_input_is_answered_and_never_kills_the_server(
+    daemon: RunningDaemon, frame: str | bytes, expected: int | list[int]
+) -> None:
     async with connect(daemon.ws_url) as ws:
         await ws.send(frame)
-        try:
-            answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert isinstance(answer, list) or "error" in answer
-        except ConnectionClosed:
-            pass
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert error_codes(answer) == expected
     async with CameraClient(daemon.ws_url) as client:
         assert await client.call("ping") == "pong"
-    with pytest.raises(RpcCallError):
-        async with CameraClient(daemon.ws_url) as client:
+        with pytest.raises(RpcCallError) as info:
             await client.call("get_status")
+        assert info.value.code == -32001

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from camera_service.config import StorageConfig
+
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = REPO / "systemd"
 SERVICE = SYSTEMD_DIR / "camera-service.service"
@@ -130,10 +132,6 @@ def test_tmpfiles_match_storage_defaults() -> None:
         assert entries[DATA_DIR + sub] == ("d", "0750", "camera-service", "camera-service")
     assert entries["/etc/camera-service/config.yaml"] == ("z", "0640", "root", "camera-service")
     # The defaults the daemon uses live under the one writable path of the unit.
-    try:
-        from camera_service.config import StorageConfig
-    except ImportError:  # the config module is optional for this check
-        return
     storage = StorageConfig()
     for default in (storage.recordings_dir, storage.snapshots_dir, storage.state_dir):
         assert str(default).startswith(DATA_DIR + "/"), default

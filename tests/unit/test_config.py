@@ -45,5 +45,5 @@ def test_short_jwt_secret_is_refused() -> None:
 
 def test_mediamtx_reserved_path_names_are_not_camera_ids() -> None:
     source = {"id": "all", "input": "testsrc2", "input_format": "lavfi"}
-    with pytest.raises(ConfigError, match="cameras.sources.0.id"):
+    with pytest.raises(ConfigError, match=r"cameras\.sources\.0\.id"):
         build_config({"cameras": {"sources": [source]}})
