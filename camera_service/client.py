@@ -132,6 +132,11 @@ class CameraClient:
             raise ConnectionError("connection closed")
         return note
 
+    def pending_notifications(self) -> int:
+        """Notifications received and not yet read (after a call's answer, everything the
+        server sent before that answer is counted: one connection keeps its order)."""
+        return self._notes.qsize()
+
     async def notifications(self) -> AsyncIterator[dict[str, Any]]:
         while True:
             note = await self._notes.get()

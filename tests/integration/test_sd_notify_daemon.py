@@ -13,12 +13,6 @@ from websockets.asyncio.client import connect
 from tests.support.daemon import DaemonProcess
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class NotifyListener:
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -44,13 +38,12 @@ class NotifyListener:
 
 async def test_ready_watchdog_stopping(tmp_path: Path) -> None:
     listener = NotifyListener(tmp_path / "notify.sock")
-    port = free_port()
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
-    daemon = DaemonProcess(tmp_path, {"server": {"port": port}}, env=env)
+    daemon = DaemonProcess(tmp_path, env=env)
     try:
         await daemon.start()
         before_ready = await listener.until("READY=1")
-        async with connect(f"ws://127.0.0.1:{port}/ws"):
+        async with connect(daemon.ws_url):
             pass  # READY=1 came while the WebSocket port accepts connections
         assert not any("STOPPING=1" in m for m in before_ready)
         pings = 0
