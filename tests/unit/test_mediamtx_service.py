@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from camera_service.cameras.model import Capabilities
-from camera_service.cameras.registry import CameraRegistry
+from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.config import MediaMTXConfig
 from camera_service.events import EventBus
 from camera_service.media.source import CaptureSource
@@ -85,14 +85,13 @@ def test_streaming_recording_and_disconnected_states(tmp_path: Path) -> None:
     assert (idle["runOnDemand"], idle["runOnInit"]) == ("", "")
 
 
-def test_reserved_id_gets_no_path_and_urls(tmp_path: Path) -> None:
-    service, cameras = make_service(tmp_path)
-    cameras.load_configured([{"id": "all", "input": "x", "input_format": "lavfi"}])
-    camera = cameras.get("all")
-    assert camera is not None
-    assert service.desired_conf(camera) is None
-    assert service.streams_for(camera) == {}
-    assert "all" not in service._desired_all()
+def test_reserved_path_names_never_become_cameras(tmp_path: Path) -> None:
+    """Paths are named by camera id, so MediaMTX's reserved names are refused as ids."""
+    _, cameras = make_service(tmp_path)
+    for reserved in ("all", "all_others"):
+        with pytest.raises(CameraIdError):
+            cameras.load_configured([{"id": reserved, "input": "x", "input_format": "lavfi"}])
+        assert cameras.get(reserved) is None
 
 
 def test_urls_health_and_capabilities(tmp_path: Path) -> None:
