@@ -16,10 +16,17 @@ function waitIceGathering(pc, timeoutMs) {
   });
 }
 
+/** `<webrtc url>/whep`, keeping the query (the stream token travels there). */
+export function whepEndpoint(webrtcUrl) {
+  const url = new URL(webrtcUrl);
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/whep`;
+  return url.href;
+}
+
 /** Play `<webrtc url>/whep` in `video`; resolves with {close()} once media flows. */
 export async function playWhep(video, webrtcUrl) {
   if (typeof RTCPeerConnection === 'undefined') throw new Error('This browser has no WebRTC.');
-  const endpoint = `${webrtcUrl.replace(/\/+$/, '')}/whep`;
+  const endpoint = whepEndpoint(webrtcUrl);
   const pc = new RTCPeerConnection();
   let sessionUrl = null;
   const close = () => {

@@ -145,6 +145,14 @@ class Decision:
     failure: bool = False
 
 
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def is_loopback(ip: str) -> bool:
     try:
         address = ipaddress.ip_address(ip)

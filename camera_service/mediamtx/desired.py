@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from camera_service.auth.daemon_credentials import Credential
 from camera_service.cameras.model import Camera
 from camera_service.media.source import capture_source_for
 from camera_service.mediamtx.models import PathConf
@@ -50,6 +51,8 @@ class PathSettings:
     record_path: str
     close_after: float
     ffmpeg: str = "ffmpeg"
+    #: The daemon's publisher credential, put into the publishers' URLs (stream auth on).
+    publisher: Credential | None = None
 
 
 def desired_conf(
@@ -77,6 +80,7 @@ def desired_conf(
                     close_after=settings.close_after,
                     ffmpeg=settings.ffmpeg,
                     always_on=always_on,
+                    credential=settings.publisher,
                 )
     except ValueError as exc:
         log.warning("camera %s gets no MediaMTX path: %s", camera.id, exc)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from camera_service.auth.daemon_credentials import Credential
 from camera_service.mediamtx.durations import format_go_duration, parse_go_duration
 from camera_service.mediamtx.models import DURATION_FIELDS, PathConf, RecordFormat, RTSPTransport
 from camera_service.mediamtx.publisher import (
@@ -46,6 +47,7 @@ def publisher_path_conf(
     encoder_args: Sequence[str] = DEFAULT_ENCODER_ARGS,
     rtsp_port: int | None = None,
     always_on: bool = False,
+    credential: Credential | None = None,
 ) -> PathConf:
     """PathConf for a local/lavfi/file camera published by FFmpeg.
 
@@ -54,7 +56,11 @@ def publisher_path_conf(
     between the two is a visible difference for :func:`conf_matches`.
     """
     command = publisher_command(
-        input_args, ffmpeg=ffmpeg, encoder_args=encoder_args, rtsp_port=rtsp_port
+        input_args,
+        ffmpeg=ffmpeg,
+        encoder_args=encoder_args,
+        rtsp_port=rtsp_port,
+        credential=credential,
     )
     if always_on:
         return PathConf(

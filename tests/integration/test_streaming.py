@@ -197,7 +197,10 @@ async def test_disabled_streaming_answers_unsupported_and_cameras_have_no_urls(
 async def test_cameras_get_paths_named_by_id_and_urls_in_camera_objects(env: Env) -> None:
     camera0, lab0 = env.fake.config_paths["camera0"], env.fake.config_paths["lab0"]
     assert "-f v4l2" in camera0["runOnDemand"] and "/dev/video0" in camera0["runOnDemand"]
-    assert camera0["runOnDemand"].endswith("rtsp://127.0.0.1:$RTSP_PORT/$MTX_PATH")
+    publisher = env.daemon.app.mtx_credentials.publisher
+    assert camera0["runOnDemand"].endswith(
+        f"rtsp://{publisher.user}:{publisher.password}@127.0.0.1:$RTSP_PORT/$MTX_PATH"
+    )
     assert (camera0["runOnDemandCloseAfter"], camera0["runOnInit"]) == ("7s", "")
     assert "testsrc2=size=320x240:rate=15" in lab0["runOnDemand"]
     assert (lab0["record"], lab0["recordDeleteAfter"]) == (False, "0s")
@@ -208,15 +211,24 @@ async def test_cameras_get_paths_named_by_id_and_urls_in_camera_objects(env: Env
     async with env.daemon.client("viewer") as client:
         listing = await client.call("get_camera_list")
         streams = {c["device"]: c["streams"] for c in listing["cameras"]}
-        assert streams["camera0"] == {
+        tokens = {url.partition("?token=")[2] for url in streams["camera0"].values()}
+        assert len(tokens) == 1
+        env.daemon.app.stream_tokens.verify(tokens.pop(), "camera0", time.time())
+        assert without_token(streams["camera0"]) == {
             "rtsp": "rtsp://cams.example:8554/camera0",
             "hls": "http://cams.example:8888/camera0/index.m3u8",
             "webrtc": "http://cams.example:8889/camera0",
         }
-        assert streams["lab0"]["rtsp"] == "rtsp://cams.example:8554/lab0"
+        assert without_token(streams["lab0"])["rtsp"] == "rtsp://cams.example:8554/lab0"
         env.source.plug(*uvc_webcam(2, port="3"))
         note = await next_note(client, "camera_status_update", device="camera2")
-        assert note["streams"]["rtsp"] == "rtsp://cams.example:8554/camera2"
+        assert without_token(note["streams"])["rtsp"] == "rtsp://cams.example:8554/camera2"
+
+
+def without_token(streams: dict[str, str]) -> dict[str, str]:
+    """Stream URLs without their ``?token=`` (stream access control is on by default)."""
+    assert all("?token=cst1." in url for url in streams.values()), streams
+    return {kind: url.partition("?")[0] for kind, url in streams.items()}
 
 
 async def test_path_follows_connect_and_forget(env: Env) -> None:
@@ -327,7 +339,7 @@ async def test_start_status_list_stop_streaming(env: Env) -> None:
     async with env.daemon.client("operator") as client:
         started = await client.call("start_streaming", {"device": "camera0"})
         assert started["status"] == "STARTED" and started["stream_name"] == "camera0"
-        assert started["stream_url"] == "rtsp://cams.example:8554/camera0"
+        assert started["stream_url"].partition("?")[0] == "rtsp://cams.example:8554/camera0"
         assert set(started["streams"]) == {"rtsp", "hls", "webrtc"}
         conf = fake.config_paths["camera0"]
         assert conf["runOnInit"] and conf["runOnDemand"] == "" and conf["runOnInitRestart"]
@@ -451,7 +463,9 @@ async def test_device_recording_keeps_the_single_reader(env: Env) -> None:
     assert recordings.route(capture_source_for(cam0)) == "stream"
     assert recordings.route(capture_source_for(lab0)) == "device"  # not exclusive
     stream = service.stream_source(capture_source_for(cam0))
-    assert (stream.input, stream.exclusive, stream.is_h264) == (
+    url, _, token = stream.input.partition("?token=")
+    env.daemon.app.stream_tokens.verify(token, "camera0", time.time())  # the daemon reads too
+    assert (url, stream.exclusive, stream.is_h264) == (
         f"rtsp://127.0.0.1:{service.config.rtsp_port}/camera0",
         False,
         True,
