@@ -60,6 +60,12 @@ class Metrics:
             ["action", "outcome"],
             registry=self.registry,
         )
+        self._stream_auth_latency = Histogram(
+            "camera_service_stream_auth_seconds",
+            "Time to decide one MediaMTX authentication request",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         uptime = Gauge(
             "camera_service_uptime_seconds", "Seconds since start", registry=self.registry
         )
@@ -97,6 +103,9 @@ class Metrics:
     def stream_auth(self, action: str, allowed: bool) -> None:
         action = action if action in _STREAM_AUTH_ACTIONS else "other"
         self._stream_auth.labels(action, "allow" if allowed else "deny").inc()
+
+    def stream_auth_latency(self, seconds: float) -> None:
+        self._stream_auth_latency.observe(seconds)
 
     def observe(self, method: str, seconds: float, error_code: int | None) -> None:
         self.total_requests += 1

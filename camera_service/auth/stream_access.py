@@ -48,6 +48,7 @@ from camera_service.auth.roles import Role, allows
 from camera_service.auth.stream_tokens import (
     StreamTokenError,
     StreamTokens,
+    bound_key_id,
     looks_like_stream_token,
 )
 
@@ -130,7 +131,10 @@ class AccessRequest:
 
     def needs_key_store(self) -> bool:
         """True when deciding may look an API key up (the caller refreshes the store)."""
-        return any(looks_like_api_key(c) or looks_like_stream_token(c) for c in self.candidates())
+        return any(
+            looks_like_api_key(c) or (looks_like_stream_token(c) and bound_key_id(c) is not None)
+            for c in self.candidates()
+        )
 
 
 @dataclass(frozen=True, slots=True)

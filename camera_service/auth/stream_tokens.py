@@ -59,6 +59,14 @@ def looks_like_stream_token(text: str) -> bool:
     return text.startswith(PREFIX + ".")
 
 
+def bound_key_id(text: str) -> str | None:
+    """The API key id a well-formed token names (unverified), None for unbound tokens."""
+    match = _TOKEN_RE.fullmatch(text)
+    if match is None or match.group("key") == NO_KEY:
+        return None
+    return match.group("key")
+
+
 def _signature(secret: bytes, path: str, expiry: int, key: str) -> str:
     message = b"\0".join([b"stream-v1", path.encode(), str(expiry).encode(), key.encode()])
     digest = hmac.new(secret, message, hashlib.sha256).digest()

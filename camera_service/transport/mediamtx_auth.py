@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
@@ -95,6 +95,8 @@ class StreamAuthEndpoint:
         self.allowed_clients = frozenset(_normalise(a) for a in allowed_clients)
         self.metrics = metrics
         self.ledger = SessionLedger()
+        #: Seconds spent in the handler for the most recent calls (bounded), for benchmarks.
+        self.recent: deque[float] = deque(maxlen=4096)
         self._clock = clock
 
     def add_routes(self, app: web.Application) -> None:
@@ -106,6 +108,16 @@ class StreamAuthEndpoint:
         return is_loopback(remote) or _normalise(remote) in self.allowed_clients
 
     async def handle(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            return await self._handle(request)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.recent.append(elapsed)
+            if self.metrics is not None:
+                self.metrics.stream_auth_latency(elapsed)
+
+    async def _handle(self, request: web.Request) -> web.Response:
         if not self.caller_allowed(request.remote):
             audit("mediamtx auth call refused", remote=request.remote, reason="not MediaMTX")
             return web.Response(status=403, text="only MediaMTX may call this endpoint\n")

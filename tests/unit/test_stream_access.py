@@ -200,3 +200,17 @@ def test_daemon_credentials_file_is_private_and_stable(tmp_path: Path) -> None:
     path.write_text('{"api": {"user": "x", "password": "short"}, "publisher": {}}')
     with pytest.raises(ValueError, match=str(path)):
         load_or_create_credentials(path)
+
+
+def test_only_key_bound_credentials_need_the_key_store(world: World) -> None:
+    now = time.time()
+    unbound = world.tokens.issue("camera0", now)
+    bound = world.tokens.issue("camera0", now, world.keys.verify(world.valid_key[Role.VIEWER]))
+    need = {
+        name: AccessRequest.from_body(CALLER.body(action="read", path="camera0", protocol="hls",
+                                                  query=f"token={credential}")).needs_key_store()
+        for name, credential in [("unbound", unbound), ("bound", bound),
+                                 ("key", world.valid_key[Role.VIEWER]),
+                                 ("jwt", world.valid_jwt[Role.VIEWER])]
+    }  # fmt: skip
+    assert need == {"unbound": False, "bound": True, "key": True, "jwt": False}
