@@ -26,6 +26,8 @@ TOPICS = (
     "recording.stop",
     "recording.error",
     "snapshot.taken",
+    "motion.start",
+    "motion.end",
     "system.health",
     "system.startup",
     "system.shutdown",

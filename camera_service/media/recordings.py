@@ -246,6 +246,8 @@ class RecordingManager:
         self._stop_policy = stop_policy
         self._active: dict[str, _Recording] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Other single readers whose latest frame snapshots may use (continuous recording).
+        self.frame_sources: list[Callable[[str], Path | None]] = []
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -264,7 +266,12 @@ class RecordingManager:
         """Where the recording process of the camera writes its latest frame (may not exist
         yet right after the start); None when the camera is not being recorded."""
         rec = self._active.get(camera_id)
-        return rec.frame_path if rec is not None else None
+        if rec is not None:
+            return rec.frame_path
+        for source in self.frame_sources:
+            if (path := source(camera_id)) is not None:
+                return path
+        return None
 
     def process(self, camera_id: str) -> ProcessHandle | None:
         rec = self._active.get(camera_id)
