@@ -92,7 +92,11 @@ def build_continuous_args(
         ]
         if encoder.tune:
             video += ["-tune", encoder.tune]
-    fragments = "movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000"
+    # Fragments of about a second, each flushed to the file as soon as it is complete (the
+    # segment muxer's own -flush_packets does not reach the MP4 muxer inside it).
+    fragments = (
+        "movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000:flush_packets=1"
+    )
     argv = [
         *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),

@@ -155,8 +155,9 @@ def register(registry: Registry, deps: NvrDeps) -> None:
         "set_recording_mode", params=SetModeParams, result=RecordingModeResult, role=Role.OPERATOR
     )
     async def set_recording_mode(ctx: CallContext, params: SetModeParams) -> RecordingModeResult:
-        """Record the camera continuously in segments, around motion, or not; persisted and
-        resumed after a replug, an FFmpeg crash or a restart."""
+        """Record continuously in segments, around motion, or not; persisted and resumed.
+
+        Resumed after a replug, an FFmpeg crash (with backoff) and a daemon restart."""
         known_camera(params.device)
         settings: ModeSettings = settings_with(
             nvr.settings(params.device),
@@ -208,9 +209,10 @@ def register(registry: Registry, deps: NvrDeps) -> None:
         "export_clip", params=ExportClipParams, result=ClipResultModel, role=Role.OPERATOR
     )
     async def export_clip(ctx: CallContext, params: ExportClipParams) -> ClipResultModel:
-        """Cut one file from the camera's segments without re-encoding; it starts on the
-        keyframe at or before ``start`` (``start_time``/``end_time`` say what it holds) and is
-        a recording (listed, downloadable, deletable)."""
+        """Cut one file from the segments without re-encoding; the clip is a recording.
+
+        It starts on the keyframe at or before ``start``; ``start_time``/``end_time`` say what
+        it holds. Listed, downloadable and deletable like any recording."""
         camera_or_footage(params.device)
         start, end = _epoch(params.start), _epoch(params.end)
         assert start is not None and end is not None
@@ -239,8 +241,9 @@ def register(registry: Registry, deps: NvrDeps) -> None:
 
     @registry.method("list_events", params=ListEventsParams, result=EventList, role=Role.VIEWER)
     async def list_events(ctx: CallContext, params: ListEventsParams) -> EventList:
-        """Motion events (of one camera or all), newest first; ``clip`` names the recording
-        cut around the event in motion mode."""
+        """Motion events of one camera or all, newest first, with the clip cut around each.
+
+        ``clip`` (motion mode) names the recording cut around the event."""
         if params.device is not None:
             camera_or_footage(params.device)
         _check_range(params.start, params.end)
