@@ -21,6 +21,7 @@ from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.identity import AuthError
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.auth.url_tokens import derive_camera_url_secret
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
 from camera_service.cameras.model import Camera, CameraStatus
@@ -30,7 +31,9 @@ from camera_service.config import Config, ConfigError, load_config
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.health import ComponentStatus, Health
 from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
+from camera_service.media.frames import FrameHub
 from camera_service.media.recordings import EncoderSettings
+from camera_service.media.source import CaptureSource, capture_source_for
 from camera_service.mediamtx.service import MediaMTXService, StreamRecordings, StreamSnapshots
 from camera_service.metrics import Metrics
 from camera_service.rpc.dispatch import Dispatcher
@@ -38,6 +41,7 @@ from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
 from camera_service.rpc.methods import events as event_methods
 from camera_service.rpc.methods import files as file_methods
+from camera_service.rpc.methods import integrations as integration_methods
 from camera_service.rpc.methods import media as media_methods
 from camera_service.rpc.methods import streams as stream_methods
 from camera_service.rpc.methods import system as system_methods
@@ -49,6 +53,7 @@ from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
 from camera_service.storage.links import DownloadLinks, derive_download_secret
 from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
+from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
@@ -176,6 +181,15 @@ class Application:
         )
         media_methods.register(self.registry, self.media_deps)
         stream_methods.register(self.registry, self.mediamtx, self.cameras)
+        integration_methods.register(
+            self.registry,
+            integration_methods.IntegrationDeps(
+                cameras=self.cameras,
+                secret=self.camera_url_secret,
+                default_ttl=self.config.http.download_token_ttl,
+                base_url=self.links.base_url,
+            ),
+        )
         file_methods.register(
             self.registry,
             file_methods.FileDeps(
@@ -254,12 +268,47 @@ class Application:
         )
         self.downloads = Downloads(self.files, self.authenticator, self.links.secret)
         self.downloads.add_routes(self.http.app)
+        http = self.config.http
+        self.frames = FrameHub(
+            self.supervisor,
+            self.recordings,
+            self._frame_source,
+            ffmpeg=ffmpeg.binary,
+            fps=http.mjpeg_fps,
+            quality=http.mjpeg_quality,
+            keepalive=http.frame_keepalive,
+            max_viewers=http.mjpeg_max_viewers,
+            max_frame_bytes=http.max_frame_bytes,
+        )
+        self.snapshots.live_frame = self.frames.fresh_frame
+        self.camera_url_secret = derive_camera_url_secret(master_secret)
+        self.camera_http = CameraHttp(
+            self.cameras,
+            self.frames,
+            self.authenticator,
+            self.camera_url_secret,
+            snapshot_timeout=ffmpeg.snapshot_timeout,
+        )
+        self.camera_http.add_routes(self.http.app)
         self.storage_guard = StorageGuard(
             storage.recordings_dir,
             storage.block_percent,
             has_work=lambda: bool(self.recordings.active_all()),
             on_critical=self._storage_critical,
         )
+
+    async def _frame_source(self, camera_id: str) -> tuple[CaptureSource, bool] | None:
+        """Where the live-frame reader reads a camera: its device, or its MediaMTX stream
+        while MediaMTX's publisher holds an exclusive device."""
+        camera = self.cameras.get(camera_id)
+        if camera is None or not camera.connected:
+            return None
+        try:
+            source = capture_source_for(camera)
+        except ValueError:
+            return None
+        resolved = await self.mediamtx.snapshot_source(source)
+        return resolved, resolved is source
 
     def _configured_policy(self) -> RetentionPolicy:
         cfg = self.config.retention
@@ -424,6 +473,7 @@ class Application:
         await self.storage_guard.stop()
         await self.retention.stop()
         await self.discovery.stop()
+        await self.frames.close()
         await self.recordings.stop_all("shutdown")
         await self.mediamtx.stop()
         await self.supervisor.shutdown()
