@@ -32,7 +32,9 @@ from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
 from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
 from camera_service.media.recordings import EncoderSettings
-from camera_service.mediamtx.service import MediaMTXService, StreamRecordings, StreamSnapshots
+from camera_service.mediamtx.recording import StreamRecordings
+from camera_service.mediamtx.service import MediaMTXService
+from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
