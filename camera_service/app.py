@@ -28,10 +28,13 @@ from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
+from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
 from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
 from camera_service.media.recordings import EncoderSettings
-from camera_service.mediamtx.service import MediaMTXService, StreamRecordings, StreamSnapshots
+from camera_service.mediamtx.recording import StreamRecordings
+from camera_service.mediamtx.service import MediaMTXService
+from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
@@ -44,7 +47,8 @@ from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.registry import Registry
 from camera_service.rpc.session import Session
 from camera_service.sdnotify import SystemdNotifier, watchdog_loop
-from camera_service.status import NodeStatus
+from camera_service.status import HostUsage, NodeStatus
+from camera_service.storage.faults import FfmpegHealth, StorageHealth
 from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
 from camera_service.storage.links import DownloadLinks, derive_download_secret
@@ -74,7 +78,19 @@ class ReloadReport:
 def secret_bytes(config: Config) -> bytes:
     if config.auth.jwt_secret is not None:
         return config.auth.jwt_secret.get_secret_value().encode()
-    return load_or_create_secret(config.jwt_secret_file)
+    path = config.jwt_secret_file
+    try:
+        return load_or_create_secret(path)
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except ValueError as exc:
+        problem = str(exc).replace(f" in {path}", "")
+    except OSError as exc:
+        problem = f"cannot be read or created ({exc.strerror or exc})"
+    raise StartupError(
+        f"state file {path} is unusable: {problem}; restore it from a backup, or remove it "
+        "to generate a new secret (every JWT issued so far then stops working)"
+    )
 
 
 class Application:
@@ -96,7 +112,10 @@ class Application:
         self._prepare_state_dir()
         secret = secret_bytes(config)
         self.jwt = JwtAuthority(secret)
-        self.keys = ApiKeyStore(config.api_keys_file)
+        try:
+            self.keys = ApiKeyStore(config.api_keys_file)
+        except StateFileError as exc:
+            raise StartupError(str(exc)) from None
         self.authenticator = Authenticator(
             self.jwt,
             self.keys,
@@ -147,6 +166,7 @@ class Application:
                 capabilities=self.capabilities,
                 supported_formats=SUPPORTED_FORMATS,
                 max_cameras=64,
+                host_usage=HostUsage(self.config.storage.recordings_dir),
                 metric_sections={
                     "cameras": self.status.camera_metrics,
                     "recordings": self.status.recording_metrics,
@@ -276,6 +296,17 @@ class Application:
         self.health.register(
             "mediamtx", self._mediamtx_health, required=self.config.mediamtx.required
         )
+        storage, ffmpeg = self.config.storage, self.config.ffmpeg
+        directories = {
+            "recordings": storage.recordings_dir,
+            "snapshots": storage.snapshots_dir,
+            "state": storage.state_dir,
+        }
+        self.health.register(
+            "storage",
+            StorageHealth(directories, storage.warn_percent, storage.block_percent).probe,
+        )
+        self.health.register("ffmpeg", FfmpegHealth(ffmpeg.binary, ffmpeg.ffprobe).probe)
         self.health.require_ready("websocket_listening", self.listening)
         self.health.require_ready("first_camera_scan", self.discovery.first_scan_done)
 
@@ -414,6 +445,7 @@ class Application:
     async def stop(self) -> None:
         """Stop accepting, finish in-flight calls, close sockets with 1001."""
         self.notifier.stopping("shutting down")
+        self.health.stopping = True
         self.ws.stop_accepting()
         self.publish_system("system.shutdown", "stopping", "camera-service is shutting down")
         # Calls in progress finish first: they may need the FFmpeg processes stopped below.

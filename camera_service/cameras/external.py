@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from camera_service.cameras.model import is_valid_camera_id
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import atomic_write, load_recoverable
 
 log = logging.getLogger(__name__)
 
@@ -169,23 +168,8 @@ class ExternalStreamStore:
         self._streams: list[ExternalStream] = self._load()
 
     def _load(self) -> list[ExternalStream]:
-        try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        try:
-            return _parse_entries(json.loads(raw))
-        except (ValueError, TypeError) as exc:
-            backup = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error(
-                "external streams file %s is invalid (%s); moved to %s, starting empty",
-                self.path,
-                exc,
-                backup,
-            )
-            with contextlib.suppress(OSError):
-                os.replace(self.path, backup)
-            return []
+        """An unusable file is moved aside (``*.corrupt-<time>``) and the list starts empty."""
+        return load_recoverable(self.path, _parse_entries, list)
 
     def list(self) -> builtins.list[ExternalStream]:
         return list(self._streams)

@@ -400,6 +400,12 @@ async def test_system_view_status_metrics_and_retention(
     await p.get_by_role("link", name="System").click()
     await expect(p.locator("#health-badge")).to_have_text(re.compile("HEALTHY|DEGRADED"))
     await expect(p.locator("#system-metrics")).to_contain_text("Requests")
+    # API 1.1 shapes: component states are strings, storage and ffmpeg are components.
+    await expect(p.locator('[data-component="storage"]')).to_contain_text("RUNNING")
+    await expect(p.locator('[data-component="ffmpeg"]')).to_contain_text("RUNNING")
+    await expect(p.locator('[data-component="mediamtx"]')).to_contain_text("STOPPED")
+    await expect(p.locator("#system-status")).to_contain_text("fmp4, mp4, mkv, jpg, png")
+    await expect(p.locator("#system-metrics")).to_contain_text("Disk (recordings)")
     # The form shows the stored policy: the default one is manual and disabled.
     await expect(p.get_by_label("Policy", exact=True)).to_have_value("manual")
     await expect(p.get_by_label("Enabled")).not_to_be_checked()
