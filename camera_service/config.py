@@ -92,6 +92,17 @@ class HttpConfig(Section):
         None, description="Base URL used in download_url (default: http://<request host>)"
     )
     download_token_ttl: Seconds = Field(600.0, description="Lifetime of signed download links")
+    mjpeg_fps: int = Field(10, ge=1, le=60, description="Frame rate of live frames (MJPEG, URLs)")
+    mjpeg_quality: int = Field(
+        5, ge=2, le=31, description="JPEG quantizer of live frames (2 best, 31 smallest)"
+    )
+    mjpeg_max_viewers: int = Field(50, ge=1, le=1000, description="MJPEG viewers per camera")
+    frame_keepalive: Seconds = Field(
+        10.0, description="Keep a camera's live-frame reader this long after its last use"
+    )
+    max_frame_bytes: int = Field(
+        8 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024, description="Largest live JPEG frame"
+    )
 
 
 class AuthConfig(Section):
