@@ -28,6 +28,7 @@ from camera_service.cameras.model import Camera, CameraStatus
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
+from camera_service.eventloop import running_loop_name
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
@@ -499,7 +500,12 @@ class Application:
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
         log.info(
             "camera-service started",
-            extra={"ws_port": self.ws.port, "http_port": self.http.port, "version": __version__},
+            extra={
+                "ws_port": self.ws.port,
+                "http_port": self.http.port,
+                "version": __version__,
+                "event_loop": running_loop_name(),
+            },
         )
         for hook in self.after_start:
             hook()

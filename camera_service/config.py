@@ -75,6 +75,9 @@ class ServerConfig(Section):
         1024, ge=8, le=100000, description="Outgoing messages queued per client before close 1013"
     )
     max_inflight: int = Field(32, ge=1, le=1000, description="Concurrent calls per connection")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="Event loop: auto takes uvloop when installed, else asyncio's own"
+    )
 
 
 class HttpConfig(Section):
