@@ -40,6 +40,8 @@ from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
+from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
+from camera_service.mqtt.topics import default_node_id
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
@@ -58,6 +60,7 @@ from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
 from camera_service.storage.links import DownloadLinks, derive_download_secret
 from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
+from camera_service.storage.usage import storage_info
 from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
@@ -151,6 +154,7 @@ class Application:
         self.after_start: list[Callable[[], None]] = []
         self._register_methods()
         self._register_health()
+        self.mqtt = self._build_mqtt()
 
     # --- construction -------------------------------------------------------------------
 
@@ -331,6 +335,51 @@ class Application:
         resolved = await self.snapshots.source_for(source)
         return resolved, resolved is source
 
+    def _build_mqtt(self) -> MqttBridge | None:
+        cfg = self.config.mqtt
+        if not cfg.enabled:
+            return None
+        rate = self.config.server.rate_limit
+        return MqttBridge(
+            cfg,
+            cfg.node_id or default_node_id(),
+            self.bus,
+            self.dispatcher,
+            BridgeDeps(
+                cameras=lambda: [self.status.camera_object(c) for c in self.cameras.list()],
+                recording=self._recording_summary,
+                storage=self._storage_state,
+                snapshot_path=lambda name: self.config.storage.snapshots_dir / name,
+                takes_device=self._takes_device,
+            ),
+            rate=(rate.per_second, rate.burst) if rate.enabled else None,
+        )
+
+    def _recording_summary(self, camera_id: str) -> dict[str, Any] | None:
+        info = self.recordings.active(camera_id)
+        if info is None:
+            return None
+        return {
+            "filename": info.filename,
+            "format": info.format,
+            "start_time": info.start_time.isoformat().replace("+00:00", "Z"),
+            "duration": info.duration,
+        }
+
+    async def _storage_state(self) -> dict[str, Any]:
+        storage = self.config.storage
+        info = await storage_info(
+            storage.recordings_dir,
+            storage.snapshots_dir,
+            storage.warn_percent,
+            storage.block_percent,
+        )
+        return dict(info)
+
+    def _takes_device(self, method: str) -> bool:
+        spec = self.registry.get(method)
+        return spec is not None and "device" in spec.params.model_fields
+
     def _configured_policy(self) -> RetentionPolicy:
         cfg = self.config.retention
         return RetentionPolicy(
@@ -444,6 +493,8 @@ class Application:
         await self.mediamtx.start()
         self.retention.start()
         self.storage_guard.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
         self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
         self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"))
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
@@ -513,6 +564,8 @@ class Application:
         await self.discovery.stop()
         await self.frames.close()
         await self.recordings.stop_all("shutdown")
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         await self.mediamtx.stop()
         await self.supervisor.shutdown()
         await self.ws.stop(timeout=SHUTDOWN_BUDGET_S / 3)
