@@ -64,21 +64,46 @@ OFFSETS = {
     **_offsets(
         abi.QUERY_EXT_CTRL_STRUCT,
         "struct v4l2_query_ext_ctrl",
-        ["id", "type", "name", "minimum", "maximum", "step", "default_value", "flags",
-         "elem_size", "elems", "nr_of_dims", "dims"],
+        [
+            "id",
+            "type",
+            "name",
+            "minimum",
+            "maximum",
+            "step",
+            "default_value",
+            "flags",
+            "elem_size",
+            "elems",
+            "nr_of_dims",
+            "dims",
+        ],
     ),
     **_offsets(abi.QUERYMENU_STRUCT, "struct v4l2_querymenu", ["id", "index", "name", "reserved"]),
-    **_offsets(abi.EXT_CONTROL_STRUCT, "struct v4l2_ext_control", ["id", "size", "reserved2",
-                                                                   "value"]),
-    **_offsets(abi.EXT_CONTROLS_STRUCT, "struct v4l2_ext_controls",
-               ["which", "count", "error_idx", "request_fd", "reserved", "controls"]),
-    **_offsets(abi.CAPABILITY_STRUCT, "struct v4l2_capability",
-               ["driver", "card", "bus_info", "version", "capabilities", "device_caps"]),
-    **_offsets(abi.FMTDESC_STRUCT, "struct v4l2_fmtdesc",
-               ["index", "type", "flags", "description", "pixelformat"]),
+    **_offsets(
+        abi.EXT_CONTROL_STRUCT, "struct v4l2_ext_control", ["id", "size", "reserved2", "value"]
+    ),
+    **_offsets(
+        abi.EXT_CONTROLS_STRUCT,
+        "struct v4l2_ext_controls",
+        ["which", "count", "error_idx", "request_fd", "reserved", "controls"],
+    ),
+    **_offsets(
+        abi.CAPABILITY_STRUCT,
+        "struct v4l2_capability",
+        ["driver", "card", "bus_info", "version", "capabilities", "device_caps"],
+    ),
+    **_offsets(
+        abi.FMTDESC_STRUCT,
+        "struct v4l2_fmtdesc",
+        ["index", "type", "flags", "description", "pixelformat"],
+    ),
     **_offsets(abi.FRMSIZE_STRUCT, "struct v4l2_frmsizeenum", ["index", "pixel_format", "type"]),
-    **_offsets(abi.FRMIVAL_STRUCT, "struct v4l2_frmivalenum",
-               ["index", "pixel_format", "width", "height", "type"]),
+    **_offsets(
+        abi.FRMIVAL_STRUCT,
+        "struct v4l2_frmivalenum",
+        ["index", "pixel_format", "width", "height", "type"],
+    ),
 }
 
 CONSTANTS = {
@@ -120,6 +145,9 @@ CONSTANTS = {
     "V4L2_CTRL_FLAG_NEXT_COMPOUND": abi.CTRL_FLAG_NEXT_COMPOUND,
     "V4L2_CTRL_WHICH_CUR_VAL": abi.CTRL_WHICH_CUR_VAL,
     "V4L2_CTRL_WHICH_DEF_VAL": abi.CTRL_WHICH_DEF_VAL,
+    "V4L2_CID_USER_CLASS": abi.CID_USER_CLASS,
+    "V4L2_CID_BACKLIGHT_COMPENSATION": abi.CID_BACKLIGHT_COMPENSATION,
+    "V4L2_CID_PRIVACY": abi.CID_PRIVACY,
     "V4L2_CID_BRIGHTNESS": abi.CID_BRIGHTNESS,
     "V4L2_CID_CONTRAST": abi.CID_CONTRAST,
     "V4L2_CID_SATURATION": abi.CID_SATURATION,
@@ -169,8 +197,12 @@ def kernel_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     source = work / "abi.c"
     source.write_text(PROGRAM % "\n".join(lines), encoding="utf-8")
     binary = work / "abi"
-    subprocess.run([compiler, "-std=gnu11", "-Wall", "-o", str(binary), str(source)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [compiler, "-std=gnu11", "-Wall", "-o", str(binary), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     out = subprocess.run([str(binary)], check=True, capture_output=True, text=True, timeout=10)
     values: dict[str, int] = {}
     for line in out.stdout.splitlines():
