@@ -182,16 +182,19 @@ def build_capabilities(info: RawDeviceInfo) -> Capabilities:
     node_caps = cap.node_caps
     formats: list[str] = []
     fps_by_res: dict[str, set[int]] = {}
+    modes: dict[str, dict[str, set[int]]] = {}
     for fmt in info.formats:
         if not is_valid_fourcc(fmt.pixelformat):
             continue
         fourcc = fourcc_to_str(fmt.pixelformat)
         if fourcc not in formats:
             formats.append(fourcc)
+        format_modes = modes.setdefault(fourcc, {})
         for entry in fmt.sizes:
             rates = fps_from_intervals(entry.intervals)
             for width, height in resolutions_from_size(entry.size):
                 fps_by_res.setdefault(f"{width}x{height}", set()).update(rates)
+                format_modes.setdefault(f"{width}x{height}", set()).update(rates)
     resolutions = sorted(fps_by_res, key=_pixels, reverse=True)
     return Capabilities(
         formats=formats,
@@ -202,6 +205,15 @@ def build_capabilities(info: RawDeviceInfo) -> Capabilities:
         bus_info=cap.bus_info,
         device_caps=node_caps,
         is_capture=is_capture_caps(node_caps),
+        modes={
+            fourcc: {
+                res: sorted(rates, reverse=True)
+                for res, rates in sorted(
+                    by_res.items(), key=lambda kv: _pixels(kv[0]), reverse=True
+                )
+            }
+            for fourcc, by_res in modes.items()
+        },
     )
 
 

@@ -48,6 +48,7 @@ from camera_service.cameras.registry import CameraRegistry
 from camera_service.config import Config, MediaMTXConfig
 from camera_service.events import Event, EventBus
 from camera_service.health import ComponentStatus
+from camera_service.media.encoders import SOFTWARE_ENCODER, publish_args
 from camera_service.media.ffmpeg import AlreadyRecording, MediaError, NotRecording
 from camera_service.media.recordings import (
     RecordingInfo,
@@ -67,6 +68,7 @@ from camera_service.mediamtx.models import Path as MtxPath
 from camera_service.mediamtx.models import PathConf
 from camera_service.mediamtx.monitor import BreakerState, CircuitBreaker, MediaMTXMonitor
 from camera_service.mediamtx.paths import (
+    DEFAULT_ENCODER_ARGS,
     OWNERSHIP_FILE,
     PathConflict,
     PathOwnership,
@@ -150,6 +152,7 @@ class MediaMTXService:
         self._cameras = cameras
         self._bus = bus
         self._ffmpeg = ffmpeg
+        self.video_encoder = SOFTWARE_ENCODER  # set from the encoder probe (media/encoders.py)
         self._record_path = str(Path(recordings_dir).resolve() / RECORD_NAME_PATTERN)
         self.recordings_dir = Path(recordings_dir)
         self.client = client or MediaMTXClient(config.api_url, timeout=config.request_timeout)
@@ -368,8 +371,15 @@ class MediaMTXService:
         close_after = self.config.on_demand_close_after
         if source.input_format is None and is_source_url(source.input):
             return source_path_conf(source.input, on_demand=not always_on, close_after=close_after)
+        before, encoder_args = publish_args(
+            source.is_h264, self.video_encoder, source.fps, DEFAULT_ENCODER_ARGS
+        )
         return publisher_path_conf(
-            source.input_args(), close_after=close_after, ffmpeg=self._ffmpeg, always_on=always_on
+            [*before, *source.input_args()],
+            close_after=close_after,
+            ffmpeg=self._ffmpeg,
+            always_on=always_on,
+            encoder_args=encoder_args,
         )
 
     def _desired_all(self) -> dict[str, PathConf]:
