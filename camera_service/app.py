@@ -21,6 +21,7 @@ from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.identity import AuthError
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
 from camera_service.cameras.model import Camera, CameraStatus
@@ -36,6 +37,7 @@ from camera_service.metrics import Metrics
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
+from camera_service.rpc.methods import controls as control_methods
 from camera_service.rpc.methods import events as event_methods
 from camera_service.rpc.methods import files as file_methods
 from camera_service.rpc.methods import media as media_methods
@@ -52,6 +54,7 @@ from camera_service.storage.retention import PolicyStore, RetentionLoop, Retenti
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
+from camera_service.tuning import CameraTuning
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +88,10 @@ class Application:
         *,
         event_source: EventSource | None = None,
         prober: Prober | None = None,
+        v4l2_io: V4L2IO | None = None,
     ) -> None:
-        """`event_source`/`prober`: the discovery seam (tests inject fake V4L2 devices)."""
+        """`event_source`/`prober`/`v4l2_io`: the discovery seam (tests inject fake V4L2
+        devices: capabilities, and the control ioctls)."""
         self.config = config
         self.config_path = config_path
         self.metrics = Metrics()
@@ -110,6 +115,7 @@ class Application:
         self._build_cameras(event_source, prober)
         self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
         self._build_media(secret)
+        self._build_capture(v4l2_io)
         self.status = NodeStatus(
             self.cameras,
             self.discovery,
@@ -237,6 +243,7 @@ class Application:
             storage.snapshots_dir,
             ffmpeg=ffmpeg.binary,
             capture_timeout=ffmpeg.snapshot_timeout,
+            warmup_frames=self.config.cameras.warmup_frames,
         )
         self.files = FileStore(storage.recordings_dir, storage.snapshots_dir, ffmpeg.ffprobe)
         self.policies = PolicyStore(storage.state_dir, default=self._configured_policy())
@@ -259,6 +266,20 @@ class Application:
             storage.block_percent,
             has_work=lambda: bool(self.recordings.active_all()),
             on_critical=self._storage_critical,
+        )
+
+    def _build_capture(self, v4l2_io: V4L2IO | None) -> None:
+        self.tuning = CameraTuning(
+            self.config,
+            self.cameras,
+            self.supervisor,
+            self.recordings,
+            self.mediamtx,
+            self.bus.publish,
+            v4l2_io,
+        )
+        control_methods.register(
+            self.registry, control_methods.ControlDeps(self.tuning.controls, self.tuning.settings)
         )
 
     def _configured_policy(self) -> RetentionPolicy:
@@ -312,6 +333,7 @@ class Application:
             "file-downloads",
             "retention",
             "external-streams",
+            *self.tuning.capabilities(),
             *self.mediamtx.capabilities(),
         ]
 
@@ -359,6 +381,7 @@ class Application:
         self.listening.set()
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
         self.links.http_port = self.http.port
+        self.tuning.start()
         await self.discovery.start()
         await self.mediamtx.start()
         self.retention.start()
@@ -424,6 +447,7 @@ class Application:
         await self.storage_guard.stop()
         await self.retention.stop()
         await self.discovery.stop()
+        await self.tuning.close()
         await self.recordings.stop_all("shutdown")
         await self.mediamtx.stop()
         await self.supervisor.shutdown()

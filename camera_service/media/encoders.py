@@ -11,10 +11,11 @@ An H.264 camera is never encoded: its video is copied (``-c:v copy``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+
+from camera_service.media.ffmpeg import MediaError, ProcessSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -114,57 +115,43 @@ class EncoderReport:
         }
 
 
-# (argv, timeout) → (ok, stdout text, error summary)
-RunFn = Callable[[Sequence[str], float], Awaitable[tuple[bool, str, str]]]
+# (argv, timeout) → (ok, the telling stderr line): a supervised one-shot FFmpeg run
+RunFn = Callable[[Sequence[str], float], Awaitable[tuple[bool, str]]]
 
 
-async def run_subprocess(argv: Sequence[str], timeout: float) -> tuple[bool, str, str]:
-    """Run a short FFmpeg job with a deadline; its output is bounded to 1 MiB."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return False, "", str(exc)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return False, "", f"timed out after {timeout:g} s"
-    text = out[: 1 << 20].decode("utf-8", "replace")
-    lines = [line for line in err[: 1 << 20].decode("utf-8", "replace").splitlines() if line]
-    return proc.returncode == 0, text, (lines[-1] if lines else f"exit code {proc.returncode}")
+def supervised(supervisor: ProcessSupervisor) -> RunFn:
+    """Run the probes through the daemon's process supervisor (owned, killed with it)."""
+
+    async def run(argv: Sequence[str], timeout: float) -> tuple[bool, str]:
+        try:
+            result = await supervisor.run_once(argv, timeout, role="encoder-probe")
+        except MediaError as exc:
+            return False, exc.detail
+        return result.ok, result.error_summary()
+
+    return run
 
 
-async def probe_encoders(
-    ffmpeg: str, requested: str = "auto", run: RunFn = run_subprocess
-) -> EncoderReport:
-    """Find the encoder to use. ``requested`` names one (used as is, after a test encode
-    that only decides what is reported) or is ``auto`` (first working hardware encoder)."""
+def _why(summary: str) -> str:
+    if "Unknown encoder" in summary or "Unrecognized option" in summary:
+        return "not built into this FFmpeg"
+    return summary
+
+
+async def probe_encoders(ffmpeg: str, requested: str, run: RunFn) -> EncoderReport:
+    """Find the encoder to use. ``requested`` names one (used as is; its test encode only
+    decides what is reported) or is ``auto``: the first hardware encoder whose test encode
+    works, else libx264."""
     report = EncoderReport(requested=requested, probed=True)
-    ok, listing, error = await run([ffmpeg, "-hide_banner", "-encoders"], PROBE_TIMEOUT)
-    if not ok:
-        report.selected = SOFTWARE_ENCODER if requested == "auto" else requested
-        report.reason = f"ffmpeg -encoders failed ({error}): {report.selected}"
-        return report
-    listed = listed_encoders(listing)
     candidates = [requested] if requested != "auto" else list(KNOWN_ENCODERS)
     for name in candidates:
-        if name not in listed:
-            report.unavailable[name] = "not built into this FFmpeg"
-            continue
-        works, _out, why = await run(probe_argv(ffmpeg, name), PROBE_TIMEOUT)
+        works, summary = await run(probe_argv(ffmpeg, name), PROBE_TIMEOUT)
         if works:
             report.available.append(name)
             if requested == "auto" and name != SOFTWARE_ENCODER:
                 break  # the first working hardware encoder is used; no need to try more
         else:
-            report.unavailable[name] = why
+            report.unavailable[name] = _why(summary)
     if requested != "auto":
         report.selected = requested
         state = "works" if requested in report.available else "failed the test encode"
@@ -174,11 +161,12 @@ async def probe_encoders(
     if hardware:
         report.selected = hardware[0]
         report.reason = f"hardware encoder {hardware[0]} works"
-    else:
-        report.selected = SOFTWARE_ENCODER
+    elif SOFTWARE_ENCODER in report.available:
         report.reason = "no hardware H.264 encoder works here: libx264"
-    if SOFTWARE_ENCODER not in report.available and SOFTWARE_ENCODER in report.unavailable:
-        log.warning("libx264 failed its test encode: %s", report.unavailable[SOFTWARE_ENCODER])
+    else:
+        why = report.unavailable.get(SOFTWARE_ENCODER, "")
+        report.reason = f"no H.264 encoder passed the test encode ({why}): libx264"
+        log.warning("libx264 failed its test encode: %s", why)
     return report
 
 

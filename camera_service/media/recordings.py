@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -248,6 +248,10 @@ class RecordingManager:
         self._stop_policy = stop_policy
         self._active: dict[str, _Recording] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def set_video_encoder(self, codec: str) -> None:
+        """The H.264 encoder for recordings that must encode (chosen by the encoder probe)."""
+        self._encoder = replace(self._encoder, codec=codec)
 
     # -- queries ---------------------------------------------------------------------------
 
