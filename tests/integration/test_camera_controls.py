@@ -14,58 +14,24 @@ from typing import Any
 import pytest
 
 from camera_service.cameras import v4l2_abi as abi
-from camera_service.cameras.controls import V4L2IO
 from camera_service.client import CameraClient, RpcCallError
 from camera_service.media.ffmpeg import ProcessHandle
 from tests.support.daemon import RunningDaemon, running_daemon
-from tests.support.fake_devices import (
-    FakeControlDevice,
-    FakeEventSource,
-    FakeKernel,
-    FakeProber,
-    uvc_webcam,
-)
+from tests.support.fake_devices import FakeCameraRig
 
 WAIT = 5.0
-FOCUS_RESET = (abi.CID_FOCUS_AUTO, abi.CID_FOCUS_ABSOLUTE)
-
-
-class Rig:
-    def __init__(self) -> None:
-        self.prober = FakeProber()
-        self.source = FakeEventSource(self.prober)
-        self.kernel = FakeKernel()
-
-    def plug(self, node: int, fixture: str = "uvc_c920_h264") -> FakeControlDevice:
-        """A C920 on USB port 1 (same physical camera whatever the node number); a fresh
-        device starts with the driver defaults, as a real replug does."""
-        device = FakeControlDevice(reset_on_stream=FOCUS_RESET)
-        capture, meta = uvc_webcam(node, port="1", fixture=fixture)
-        self.kernel.add(capture.path, device)
-        self.source.plug(capture, meta)
-        return device
-
-    def unplug(self, node: int) -> None:
-        self.kernel.remove(f"/dev/video{node}")
-        self.source.unplug(f"/dev/video{node}", f"/dev/video{node + 1}")
-
-    @property
-    def io(self) -> V4L2IO:
-        return V4L2IO(self.kernel.open_fn, self.kernel.ioctl, self.kernel.close_fn)
 
 
 @pytest.fixture
-def rig() -> Rig:
-    return Rig()
+def rig() -> FakeCameraRig:
+    return FakeCameraRig()
 
 
 @asynccontextmanager
 async def _daemon(
-    tmp_path: Path, rig: Rig, overrides: dict[str, Any] | None = None
+    tmp_path: Path, rig: FakeCameraRig, overrides: dict[str, Any] | None = None
 ) -> AsyncIterator[RunningDaemon]:
-    async with running_daemon(
-        tmp_path, overrides, event_source=rig.source, prober=rig.prober, v4l2_io=rig.io
-    ) as daemon:
+    async with running_daemon(tmp_path, overrides, **rig.seams) as daemon:
         await asyncio.wait_for(daemon.app.discovery.first_scan_done.wait(), WAIT)
         yield daemon
 
@@ -90,7 +56,7 @@ async def _connected(client: CameraClient, device: str) -> None:
 
 
 async def test_controls_set_persist_and_reapply_after_replug_and_capture_start(
-    tmp_path: Path, rig: Rig
+    tmp_path: Path, rig: FakeCameraRig
 ) -> None:
     first = rig.plug(0)
     async with (
@@ -197,7 +163,9 @@ async def test_controls_set_persist_and_reapply_after_replug_and_capture_start(
         await _note(op, "camera_controls", reason="reset")
 
 
-async def test_config_controls_apply_at_plug_and_api_values_win(tmp_path: Path, rig: Rig) -> None:
+async def test_config_controls_apply_at_plug_and_api_values_win(
+    tmp_path: Path, rig: FakeCameraRig
+) -> None:
     overrides = {
         "cameras": {
             "devices": {"camera0": {"controls": {"brightness": 100, "power_line_frequency": 1}}}
@@ -229,7 +197,9 @@ async def test_config_controls_apply_at_plug_and_api_values_win(tmp_path: Path, 
         assert "gain" not in daemon.app.tuning.controls.desired(daemon.app.cameras.get("camera0"))  # type: ignore[arg-type]
 
 
-async def test_capture_settings_validated_against_capabilities(tmp_path: Path, rig: Rig) -> None:
+async def test_capture_settings_validated_against_capabilities(
+    tmp_path: Path, rig: FakeCameraRig
+) -> None:
     overrides = {
         "cameras": {
             "devices": {"camera0": {"resolution": "1920x1080", "fps": 30}},

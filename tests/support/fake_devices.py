@@ -587,3 +587,36 @@ class FakeKernel:
         if probe is None:
             raise _os_error(errno.ENOTTY)
         return probe(fd, request, arg)
+
+
+class FakeCameraRig:
+    """Fake USB cameras for a whole daemon: event source + prober (discovery seam) and a fake
+    kernel for the control ioctls (``v4l2_io=rig.io``)."""
+
+    def __init__(self, reset_on_stream: tuple[int, ...] = (abi.CID_FOCUS_AUTO,
+                                                           abi.CID_FOCUS_ABSOLUTE)) -> None:
+        self.prober = FakeProber()
+        self.source = FakeEventSource(self.prober)
+        self.kernel = FakeKernel()
+        self.reset_on_stream = reset_on_stream
+
+    def plug(self, node: int, fixture: str = "uvc_c920_h264", port: str = "1"
+             ) -> FakeControlDevice:
+        """A C920 on a USB port (same physical camera whatever the node number); a fresh
+        device starts with the driver defaults, as a real replug does."""
+        device = FakeControlDevice(reset_on_stream=self.reset_on_stream)
+        capture, meta = uvc_webcam(node, port=port, fixture=fixture)
+        self.kernel.add(capture.path, device)
+        self.source.plug(capture, meta)
+        return device
+
+    def unplug(self, node: int) -> None:
+        self.kernel.remove(f"/dev/video{node}")
+        self.source.unplug(f"/dev/video{node}", f"/dev/video{node + 1}")
+
+    @property
+    def seams(self) -> dict[str, Any]:
+        from camera_service.cameras.controls import V4L2IO
+
+        io = V4L2IO(self.kernel.open_fn, self.kernel.ioctl, self.kernel.close_fn)
+        return {"event_source": self.source, "prober": self.prober, "v4l2_io": io}
