@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from camera_service.cameras.capture_settings import CaptureSettingsService
 from camera_service.cameras.controls import V4L2IO, ControlService
@@ -73,7 +74,7 @@ class CameraTuning:
     def use_encoder(self, name: str) -> None:
         self.encoders.selected = name
         self._recordings.set_video_encoder(name)
-        self._mediamtx.video_encoder = name
+        self._mediamtx.settings = replace(self._mediamtx.settings, video_encoder=name)
 
     async def probe_encoders(self) -> None:
         """Test-encode with the hardware encoders (start-up, in the background)."""
