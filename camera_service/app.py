@@ -43,6 +43,7 @@ from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
 from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
 from camera_service.mqtt.topics import default_node_id
+from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
@@ -161,6 +162,7 @@ class Application:
         self._register_methods()
         self._register_health()
         self.mqtt = self._build_mqtt()
+        self.node_metrics = self._build_node_metrics()
 
     # --- construction -------------------------------------------------------------------
 
@@ -355,6 +357,28 @@ class Application:
             return None
         resolved = await self.snapshots.source_for(source)
         return resolved, resolved is source
+
+    def _build_node_metrics(self) -> NodeCollector:
+        mtx = self.mediamtx
+        collector = NodeCollector(
+            NodeSources(
+                cameras=self.cameras,
+                recordings=self.recordings,
+                supervisor=self.supervisor,
+                frames=self.frames,
+                recordings_dir=self.config.storage.recordings_dir,
+                stream_readers=lambda cam: (
+                    mtx.stream_metrics(cam).get("readers", 0) if mtx.enabled else None
+                ),
+                mediamtx_up=lambda: mtx.monitor.is_up if mtx.enabled else None,
+                mqtt=lambda: mqtt_figures(self.mqtt),
+            ),
+            self.bus,
+        )
+        self.metrics.registry.register(collector)
+        self.cameras.add_forget_listener(lambda camera: collector.forget(camera.id))
+        self.camera_http.on_snapshot = collector.snapshot_served
+        return collector
 
     def _build_mqtt(self) -> MqttBridge | None:
         cfg = self.config.mqtt
