@@ -24,6 +24,7 @@ from camera_service.auth.identity import AuthError
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
 from camera_service.auth.url_tokens import derive_camera_url_secret
+from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
 from camera_service.cameras.model import Camera, CameraStatus
@@ -50,6 +51,7 @@ from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
+from camera_service.rpc.methods import controls as control_methods
 from camera_service.rpc.methods import events as event_methods
 from camera_service.rpc.methods import files as file_methods
 from camera_service.rpc.methods import integrations as integration_methods
@@ -73,6 +75,7 @@ from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
+from camera_service.tuning import CameraTuning
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +122,10 @@ class Application:
         *,
         event_source: EventSource | None = None,
         prober: Prober | None = None,
+        v4l2_io: V4L2IO | None = None,
     ) -> None:
-        """`event_source`/`prober`: the discovery seam (tests inject fake V4L2 devices)."""
+        """`event_source`/`prober`/`v4l2_io`: the discovery seam (tests inject fake V4L2
+        devices: capabilities, and the control ioctls)."""
         self.config = config
         self.config_path = config_path
         self.metrics = Metrics()
@@ -147,6 +152,7 @@ class Application:
         self._build_cameras(event_source, prober)
         self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
         self._build_media(secret)
+        self._build_capture(v4l2_io)
         self.status = NodeStatus(
             self.cameras,
             self.discovery,
@@ -295,6 +301,7 @@ class Application:
             storage.snapshots_dir,
             ffmpeg=ffmpeg.binary,
             capture_timeout=ffmpeg.snapshot_timeout,
+            warmup_frames=self.config.cameras.warmup_frames,
         )
         self.files = FileStore(storage.recordings_dir, storage.snapshots_dir, ffmpeg.ffprobe)
         self.policies = PolicyStore(storage.state_dir, default=self._configured_policy())
@@ -391,6 +398,20 @@ class Application:
 
     def _reader_changed(self, camera_id: str) -> None:
         self._spawn(self.mediamtx.sync_camera(camera_id))
+
+    def _build_capture(self, v4l2_io: V4L2IO | None) -> None:
+        self.tuning = CameraTuning(
+            self.config,
+            self.cameras,
+            self.supervisor,
+            self.recordings,
+            self.mediamtx,
+            self.bus.publish,
+            v4l2_io,
+        )
+        control_methods.register(
+            self.registry, control_methods.ControlDeps(self.tuning.controls, self.tuning.settings)
+        )
 
     async def _frame_source(self, camera_id: str) -> tuple[CaptureSource, bool] | None:
         """Where the live-frame reader reads a camera: its device, or its MediaMTX stream
@@ -537,6 +558,7 @@ class Application:
             "continuous-recording",
             "motion-events",
             "clips",
+            *self.tuning.capabilities(),
             *self.mediamtx.capabilities(),
         ]
 
@@ -597,6 +619,7 @@ class Application:
         self.listening.set()
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
         self.links.http_port = self.http.port
+        self.tuning.start()
         await self.discovery.start()
         await self.mediamtx.start()
         await self.nvr.start()
@@ -672,6 +695,7 @@ class Application:
         await self.retention.stop()
         await self.discovery.stop()
         await self.nvr.stop()
+        await self.tuning.close()
         await self.frames.close()
         await self.recordings.stop_all("shutdown")
         if self.mqtt is not None:

@@ -141,6 +141,35 @@ class SourceConfig(Section):
         return value
 
 
+class CameraDeviceConfig(Section):
+    pixel_format: str = Field(
+        "auto",
+        pattern=r"^(auto|[A-Z0-9]{2,4})$",
+        description="auto (H264, then MJPG, raw only when nothing else fits) or a fourcc",
+    )
+    resolution: str | None = Field(
+        None,
+        pattern=r"^\d{2,5}x\d{2,5}$",
+        description="Capture size WxH; default: cameras.default_resolution",
+    )
+    fps: int | None = Field(
+        None, ge=1, le=1000, description="Frame rate; default: cameras.default_fps"
+    )
+    controls: dict[str, int | bool] = Field(
+        default_factory=dict,
+        description="V4L2 controls by snake_case name (as get_camera_controls lists), applied at "
+        "plug-in and after every capture start; values set through the API win",
+    )
+
+    @field_validator("controls")
+    @classmethod
+    def _control_names(cls, value: dict[str, int | bool]) -> dict[str, int | bool]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9_]{1,64}", name):
+                raise ValueError(f"{name!r} is not a control name (snake_case)")
+        return value
+
+
 class CamerasConfig(Section):
     discovery: Literal["udev", "poll", "off"] = Field("udev", description="How devices are found")
     poll_interval: Seconds = Field(2.0, description="Scan interval in poll mode")
@@ -152,12 +181,30 @@ class CamerasConfig(Section):
     )
     default_fps: int = Field(15, ge=1, le=240, description="Frame rate when none is probed")
     sources: list[SourceConfig] = Field(default_factory=list, description="Configured cameras")
+    devices: dict[str, CameraDeviceConfig] = Field(
+        default_factory=dict,
+        description="Per V4L2 camera id (camera0 …): capture settings and controls",
+    )
+    warmup_frames: int = Field(
+        5,
+        ge=0,
+        le=120,
+        description="Frames skipped by a snapshot that opens a V4L2 camera (auto-exposure settles)",
+    )
 
     @field_validator("discovery", mode="before")
     @classmethod
     def _yaml_off(cls, value: Any) -> Any:
         # YAML 1.1 reads a bare `off` as false; that is what the operator meant.
         return "off" if value is False else value
+
+    @field_validator("devices")
+    @classmethod
+    def _device_ids(cls, devices: dict[str, CameraDeviceConfig]) -> dict[str, CameraDeviceConfig]:
+        for camera_id in devices:
+            if not is_valid_camera_id(camera_id):
+                raise ValueError(f"{camera_id!r} is not a camera id")
+        return devices
 
     @field_validator("sources")
     @classmethod
@@ -192,6 +239,11 @@ class FfmpegConfig(Section):
     bitrate: str = Field("2M", pattern=r"^\d+[kKmM]?$", description="Video bitrate")
     profile: Literal["baseline", "main", "high"] = Field("main", description="H.264 profile")
     gop_seconds: float = Field(1.0, gt=0, le=10, description="Keyframe interval (fragment size)")
+    video_encoder: str = Field(
+        "auto",
+        pattern=r"^(auto|libx264|h264_v4l2m2m|h264_vaapi|h264_qsv|h264_nvenc)$",
+        description="H.264 encoder: auto (first working hardware encoder, else libx264) or a name",
+    )
     snapshot_timeout: Seconds = Field(10.0, description="Timeout of one snapshot capture")
     stop_timeout: Seconds = Field(5.0, description="Grace period before SIGTERM/SIGKILL")
 

@@ -22,6 +22,7 @@ TOPICS = (
     "camera.connected",
     "camera.disconnected",
     "camera.status_change",
+    "camera.controls",
     "recording.start",
     "recording.stop",
     "recording.error",
