@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import atomic_write, load_recoverable
 from camera_service.mediamtx.client import (
     MediaMTXClient,
     MediaMTXNotFound,
@@ -113,12 +113,19 @@ class PathConflict(Exception):
         self.name = name
 
 
+def _parse_ownership(data: object) -> set[str]:
+    paths = data.get("paths") if isinstance(data, dict) else None
+    if not isinstance(paths, list):
+        raise ValueError("no 'paths' list")
+    return {name for name in paths if isinstance(name, str) and _NAME_RE.match(name)}
+
+
 class PathOwnership:
     """The names of the MediaMTX paths camera-service created.
 
     In memory only without ``file``; with it, loaded at construction and rewritten
     atomically (JSON ``{"version": 1, "paths": [...]}``, mode 0600) on every change. An
-    unreadable file is moved aside (``.corrupt``) and the record starts empty: paths of a
+    unusable file is moved aside (``.corrupt-<time>``) and the record starts empty: paths of a
     lost record are then treated as foreign, never deleted.
     """
 
@@ -129,20 +136,7 @@ class PathOwnership:
 
     @staticmethod
     def _load(file: Path) -> set[str]:
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return set()
-        except (OSError, ValueError) as exc:
-            log.error("MediaMTX path ownership file %s unreadable (%s); starting empty", file, exc)
-            with contextlib.suppress(OSError):
-                file.replace(file.with_name(file.name + ".corrupt"))
-            return set()
-        paths = data.get("paths") if isinstance(data, dict) else None
-        if not isinstance(paths, list):
-            log.error("MediaMTX path ownership file %s has no 'paths' list; ignored", file)
-            return set()
-        return {name for name in paths if isinstance(name, str) and _NAME_RE.match(name)}
+        return load_recoverable(file, _parse_ownership, set)
 
     def owns(self, name: str) -> bool:
         return name in self._names
