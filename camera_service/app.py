@@ -53,6 +53,7 @@ from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
 from camera_service.storage.links import DownloadLinks, derive_download_secret
 from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
+from camera_service.supervise import start_supervised
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
@@ -394,8 +395,8 @@ class Application:
         await self.mediamtx.start()
         self.retention.start()
         self.storage_guard.start()
-        self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
-        self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"))
+        self._tasks.append(start_supervised("session-sweep", self._sweep_sessions))
+        self._tasks.append(start_supervised("watchdog", lambda: watchdog_loop(self.notifier)))
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
         log.info(
             "camera-service started",
