@@ -245,3 +245,24 @@ def _session_of(daemon: RunningDaemon, role: Role) -> str:
         if session.identity is not None and session.identity.role is role:
             return session.subscriber_id
     raise AssertionError(f"no {role.label} session")
+
+
+async def test_mqtt_bridge_loop_is_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.mosquitto import broker
+
+    caplog.set_level(logging.ERROR)
+    async with broker(tmp_path) as mosquitto:
+        mqtt = {"enabled": True, "url": mosquitto.url, "node_id": "n", "backoff_base": 0.05}
+        async with running_daemon(tmp_path / "d", {"mqtt": mqtt}) as daemon:
+            bridge = daemon.app.mqtt
+            assert bridge is not None
+            await asyncio.wait_for(bridge.connected.wait(), WAIT)
+            fault = inject(monkeypatch, bridge, "_session")
+            mosquitto.stop()  # the session ends; the loop reconnects through the fault
+            await wait_until(lambda: not bridge.connected.is_set(), WAIT, "disconnected")
+            await mosquitto.start()
+            await asyncio.wait_for(fault.again.wait(), WAIT)
+            await asyncio.wait_for(bridge.connected.wait(), WAIT)
+    assert any(r.exc_info and "MQTT" in r.getMessage() for r in caplog.records)
