@@ -269,8 +269,17 @@ async def run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
-    headers = ["conns", "RSS MB", "USS MB", "KB/conn", "KB/conn step", "idle CPU %", "p50 ms",
-               "p99 ms", "lost"]
+    headers = [
+        "conns",
+        "RSS MB",
+        "USS MB",
+        "KB/conn",
+        "KB/conn step",
+        "idle CPU %",
+        "p50 ms",
+        "p99 ms",
+        "lost",
+    ]
     rows = [
         [
             str(row["connections"]),
