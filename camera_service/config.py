@@ -171,6 +171,9 @@ class FfmpegConfig(Section):
     profile: Literal["baseline", "main", "high"] = Field("main", description="H.264 profile")
     gop_seconds: float = Field(1.0, gt=0, le=10, description="Keyframe interval (fragment size)")
     snapshot_timeout: Seconds = Field(10.0, description="Timeout of one snapshot capture")
+    start_timeout: Seconds = Field(
+        10.0, description="start_recording fails (-32050) when FFmpeg wrote no frame by then"
+    )
     stop_timeout: Seconds = Field(5.0, description="Grace period before SIGTERM/SIGKILL")
 
 
