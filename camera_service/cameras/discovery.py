@@ -30,7 +30,8 @@ from typing import Any, Literal, Protocol
 
 from camera_service.cameras.model import Camera, CameraKind, CameraStatus, Capabilities
 from camera_service.cameras.registry import CameraRegistry, node_number
-from camera_service.cameras.v4l2 import DeviceVanishedError, ProbeError, V4L2Prober
+from camera_service.cameras.v4l2 import V4L2Prober
+from camera_service.cameras.v4l2_abi import DeviceVanishedError, ProbeError
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from camera_service.media.encoders import (
+    SOFTWARE_ENCODER,
+    EncodeOptions,
+    encode_args,
+    global_args,
+)
 from camera_service.media.ffmpeg import (
     AlreadyRecording,
     InvalidTarget,
@@ -81,6 +87,7 @@ class EncoderSettings:
     profile: str = "high"
     gop: int | None = None  # keyframe interval in frames; None → one second of frames
     tune: str | None = None
+    codec: str = SOFTWARE_ENCODER  # the H.264 encoder (see media/encoders.py)
 
 
 def resolve_output_path(
@@ -107,14 +114,8 @@ def _video_codec_args(source: CaptureSource, encoder: EncoderSettings) -> list[s
     if source.is_h264:
         return ["-c:v", "copy"]
     gop = encoder.gop or source.fps or 15
-    args = ["-c:v", "libx264", "-preset", encoder.preset]
-    if encoder.tune:
-        args += ["-tune", encoder.tune]
-    return [
-        *args,
-        *("-b:v", encoder.bitrate, "-profile:v", encoder.profile),
-        *("-pix_fmt", "yuv420p", "-g", str(gop)),
-    ]
+    options = EncodeOptions(encoder.bitrate, encoder.preset, encoder.profile, encoder.tune)
+    return encode_args(encoder.codec, options, gop)
 
 
 def _container_args(fmt: str) -> list[str]:
@@ -148,6 +149,7 @@ def build_recording_args(
     return [
         *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
+        *([] if source.is_h264 else global_args(encoder.codec)),
         *source.input_args(),
         *("-map", "0:v:0", "-an"),
         *_video_codec_args(source, encoder),
@@ -261,6 +263,12 @@ class RecordingManager:
         self._stop_policy = stop_policy
         self._active: dict[str, _Recording] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Other single readers whose latest frame snapshots may use (continuous recording).
+        self.frame_sources: list[Callable[[str], Path | None]] = []
+
+    def set_video_encoder(self, codec: str) -> None:
+        """The H.264 encoder for recordings that must encode (chosen by the encoder probe)."""
+        self._encoder = replace(self._encoder, codec=codec)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -279,7 +287,12 @@ class RecordingManager:
         """Where the recording process of the camera writes its latest frame (may not exist
         yet right after the start); None when the camera is not being recorded."""
         rec = self._active.get(camera_id)
-        return rec.frame_path if rec is not None else None
+        if rec is not None:
+            return rec.frame_path
+        for source in self.frame_sources:
+            if (path := source(camera_id)) is not None:
+                return path
+        return None
 
     def process(self, camera_id: str) -> ProcessHandle | None:
         rec = self._active.get(camera_id)

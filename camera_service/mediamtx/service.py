@@ -119,6 +119,7 @@ class MediaMTXService:
         )
         self._local_host = urlsplit(config.api_url).hostname or "127.0.0.1"
         self._recordings: RecordingManager | None = None
+        self._device_readers: list[Callable[[str], bool]] = []
         self.intents = PathIntents()
         self._paths: dict[str, MtxPath] = {}
         self._conflicts: dict[str, str] = {}
@@ -141,6 +142,11 @@ class MediaMTXService:
             recordings_dir=config.storage.recordings_dir,
             ffmpeg=config.ffmpeg.binary,
         )
+
+    def attach_device_reader(self, reads_device: Callable[[str], bool]) -> None:
+        """Another single reader of cameras (continuous recording): while it holds a device,
+        the camera's path does not publish from it."""
+        self._device_readers.append(reads_device)
 
     def attach_recordings(self, recordings: RecordingManager) -> None:
         """The recording manager whose device readers the paths must respect."""
@@ -283,6 +289,8 @@ class MediaMTXService:
 
     def reads_device(self, camera_id: str) -> bool:
         """A recording process of this daemon reads the camera's device itself."""
+        if any(reads(camera_id) for reads in self._device_readers):
+            return True
         if self._recordings is None:
             return False
         handle = self._recordings.process(camera_id)
