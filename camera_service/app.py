@@ -294,6 +294,7 @@ class Application:
             on_event=self._recording_event,
             ffmpeg=ffmpeg.binary,
             stop_policy=stop_policy,
+            start_timeout=ffmpeg.start_timeout,
         )
         self.snapshots = StreamSnapshots(
             self.mediamtx,
