@@ -269,6 +269,9 @@ class FfmpegConfig(Section):
         description="H.264 encoder: auto (first working hardware encoder, else libx264) or a name",
     )
     snapshot_timeout: Seconds = Field(10.0, description="Timeout of one snapshot capture")
+    start_timeout: Seconds = Field(
+        10.0, description="start_recording fails (-32050) when FFmpeg wrote no frame by then"
+    )
     stop_timeout: Seconds = Field(5.0, description="Grace period before SIGTERM/SIGKILL")
 
 
