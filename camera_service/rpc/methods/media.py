@@ -18,6 +18,7 @@ from camera_service.media import ffmpeg as media_errors
 from camera_service.media.recordings import RecordingManager
 from camera_service.media.snapshots import SnapshotService
 from camera_service.media.source import capture_source_for
+from camera_service.mediamtx.errors import MediaMTXUnavailableError
 from camera_service.rpc.errors import (
     DependencyFailed,
     InsufficientStorage,
@@ -106,6 +107,8 @@ def translated_media_errors(device: str) -> Iterator[None]:
         raise InvalidParams("filename", str(exc), "choose another name") from None
     except media_errors.MediaError as exc:
         raise DependencyFailed("ffmpeg", exc.detail or str(exc)) from None
+    except MediaMTXUnavailableError as exc:  # recording in MediaMTX: not ready, not written
+        raise DependencyFailed("mediamtx", exc.detail) from None
     except usage.InsufficientStorage as exc:
         raise InsufficientStorage(exc.available_bytes, exc.threshold_bytes) from None
 
