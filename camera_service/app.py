@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -21,39 +23,62 @@ from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.identity import AuthError
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.auth.url_tokens import derive_camera_url_secret
+from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
 from camera_service.cameras.model import Camera, CameraStatus
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
+from camera_service.eventloop import running_loop_name
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
+from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
-from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
+from camera_service.media.continuous import RecorderEnv
+from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor, StopPolicy
+from camera_service.media.frames import FrameHub
+from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import EncoderSettings
+from camera_service.media.source import CaptureSource, capture_source_for
 from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
+from camera_service.mqtt.topics import default_node_id
+from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
+from camera_service.rpc.methods import controls as control_methods
 from camera_service.rpc.methods import events as event_methods
 from camera_service.rpc.methods import files as file_methods
+from camera_service.rpc.methods import integrations as integration_methods
 from camera_service.rpc.methods import media as media_methods
+from camera_service.rpc.methods import recording_modes as recording_mode_methods
 from camera_service.rpc.methods import streams as stream_methods
 from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.registry import Registry
 from camera_service.rpc.session import Session
 from camera_service.sdnotify import SystemdNotifier, watchdog_loop
-from camera_service.status import NodeStatus
+from camera_service.status import HostUsage, NodeStatus
+from camera_service.storage.events import EventStore
+from camera_service.storage.faults import FfmpegHealth, StorageHealth
 from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
 from camera_service.storage.links import DownloadLinks, derive_download_secret
+from camera_service.storage.modes import ModeStore
 from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
+from camera_service.storage.usage import storage_info, system_disk_usage
+from camera_service.supervise import start_supervised
+from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
+from camera_service.tuning import CameraTuning
+
+if TYPE_CHECKING:
+    from camera_service.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +86,7 @@ SHUTDOWN_BUDGET_S = 9.0
 RELOADABLE_KEYS = frozenset({"logging.level", "server.allowed_origins"})
 SESSION_SWEEP_INTERVAL_S = 1.0
 SUPPORTED_FORMATS = {"snapshot": ["jpg", "png"], "recording": ["fmp4", "mp4", "mkv"]}
+ROLLOVER_HEADROOM_PERCENT = 2.0  # delete_oldest frees down to block_percent minus this
 
 
 class StartupError(Exception):
@@ -76,7 +102,19 @@ class ReloadReport:
 def secret_bytes(config: Config) -> bytes:
     if config.auth.jwt_secret is not None:
         return config.auth.jwt_secret.get_secret_value().encode()
-    return load_or_create_secret(config.jwt_secret_file)
+    path = config.jwt_secret_file
+    try:
+        return load_or_create_secret(path)
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except ValueError as exc:
+        problem = str(exc).replace(f" in {path}", "")
+    except OSError as exc:
+        problem = f"cannot be read or created ({exc.strerror or exc})"
+    raise StartupError(
+        f"state file {path} is unusable: {problem}; restore it from a backup, or remove it "
+        "to generate a new secret (every JWT issued so far then stops working)"
+    )
 
 
 class Application:
@@ -87,8 +125,10 @@ class Application:
         *,
         event_source: EventSource | None = None,
         prober: Prober | None = None,
+        v4l2_io: V4L2IO | None = None,
     ) -> None:
-        """`event_source`/`prober`: the discovery seam (tests inject fake V4L2 devices)."""
+        """`event_source`/`prober`/`v4l2_io`: the discovery seam (tests inject fake V4L2
+        devices: capabilities, and the control ioctls)."""
         self.config = config
         self.config_path = config_path
         self.metrics = Metrics()
@@ -98,7 +138,10 @@ class Application:
         self._prepare_state_dir()
         secret = secret_bytes(config)
         self.jwt = JwtAuthority(secret)
-        self.keys = ApiKeyStore(config.api_keys_file)
+        try:
+            self.keys = ApiKeyStore(config.api_keys_file)
+        except StateFileError as exc:
+            raise StartupError(str(exc)) from None
         self.authenticator = Authenticator(
             self.jwt,
             self.keys,
@@ -112,6 +155,7 @@ class Application:
         self._build_cameras(event_source, prober)
         self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
         self._build_media(secret)
+        self._build_capture(v4l2_io)
         self.status = NodeStatus(
             self.cameras,
             self.discovery,
@@ -128,6 +172,8 @@ class Application:
         self.after_start: list[Callable[[], None]] = []
         self._register_methods()
         self._register_health()
+        self.mqtt = self._build_mqtt()
+        self.node_metrics = self._build_node_metrics()
 
     # --- construction -------------------------------------------------------------------
 
@@ -149,6 +195,7 @@ class Application:
                 capabilities=self.capabilities,
                 supported_formats=SUPPORTED_FORMATS,
                 max_cameras=64,
+                host_usage=HostUsage(self.config.storage.recordings_dir),
                 metric_sections={
                     "cameras": self.status.camera_metrics,
                     "recordings": self.status.recording_metrics,
@@ -178,6 +225,24 @@ class Application:
         )
         media_methods.register(self.registry, self.media_deps)
         stream_methods.register(self.registry, self.mediamtx, self.cameras)
+        recording_mode_methods.register(
+            self.registry,
+            recording_mode_methods.NvrDeps(
+                nvr=self.nvr,
+                cameras=self.cameras,
+                links=self.links,
+                block_percent=self.config.storage.block_percent,
+            ),
+        )
+        integration_methods.register(
+            self.registry,
+            integration_methods.IntegrationDeps(
+                cameras=self.cameras,
+                secret=self.camera_url_secret,
+                default_ttl=self.config.http.download_token_ttl,
+                base_url=self.links.base_url,
+            ),
+        )
         file_methods.register(
             self.registry,
             file_methods.FileDeps(
@@ -231,6 +296,7 @@ class Application:
             on_event=self._recording_event,
             ffmpeg=ffmpeg.binary,
             stop_policy=stop_policy,
+            start_timeout=ffmpeg.start_timeout,
         )
         self.snapshots = StreamSnapshots(
             self.mediamtx,
@@ -239,6 +305,7 @@ class Application:
             storage.snapshots_dir,
             ffmpeg=ffmpeg.binary,
             capture_timeout=ffmpeg.snapshot_timeout,
+            warmup_frames=self.config.cameras.warmup_frames,
         )
         self.files = FileStore(storage.recordings_dir, storage.snapshots_dir, ffmpeg.ffprobe)
         self.policies = PolicyStore(storage.state_dir, default=self._configured_policy())
@@ -256,12 +323,182 @@ class Application:
         )
         self.downloads = Downloads(self.files, self.authenticator, self.links.secret)
         self.downloads.add_routes(self.http.app)
+        http = self.config.http
+        self.frames = FrameHub(
+            self.supervisor,
+            self.recordings,
+            self._frame_source,
+            ffmpeg=ffmpeg.binary,
+            fps=http.mjpeg_fps,
+            quality=http.mjpeg_quality,
+            keepalive=http.frame_keepalive,
+            max_viewers=http.mjpeg_max_viewers,
+            max_frame_bytes=http.max_frame_bytes,
+        )
+        self.snapshots.live_frame = self.frames.fresh_frame
+        self.camera_url_secret = derive_camera_url_secret(master_secret)
+        self.camera_http = CameraHttp(
+            self.cameras,
+            self.frames,
+            self.authenticator,
+            self.camera_url_secret,
+            snapshot_timeout=ffmpeg.snapshot_timeout,
+        )
+        self.camera_http.add_routes(self.http.app)
+        self._build_nvr(stop_policy)
         self.storage_guard = StorageGuard(
             storage.recordings_dir,
             storage.block_percent,
-            has_work=lambda: bool(self.recordings.active_all()),
+            has_work=lambda: bool(self.recordings.active_all()) or self.nvr.has_work(),
             on_critical=self._storage_critical,
         )
+
+    def _build_nvr(self, stop_policy: StopPolicy) -> None:
+        storage, ffmpeg = self.config.storage, self.config.ffmpeg
+        self._frames_dir = Path(tempfile.mkdtemp(prefix="camera-service-continuous-"))
+        env = RecorderEnv(
+            supervisor=self.supervisor,
+            root=self.config.segments_dir,
+            ffmpeg=ffmpeg.binary,
+            ffprobe=ffmpeg.ffprobe,
+            encoder=EncoderSettings(
+                preset=ffmpeg.preset, bitrate=ffmpeg.bitrate, profile=ffmpeg.profile
+            ),
+            frames_dir=self._frames_dir,
+            backoff_base=self.config.continuous.restart_backoff_base,
+            backoff_max=self.config.continuous.restart_backoff_max,
+            stop_policy=stop_policy,
+        )
+        self.nvr = NvrManager(
+            config=self.config,
+            env=env,
+            modes=ModeStore(storage.state_dir),
+            events=EventStore(storage.state_dir, self.config.continuous.max_events),
+            files=self.files,
+            bus=self.bus,
+            source_for=self._continuous_source,
+            camera_known=lambda camera_id: self.cameras.get(camera_id) is not None,
+            block_percent=storage.block_percent,
+            in_use=self.downloads.in_use,
+            on_reader_change=self._reader_changed,
+        )
+        self.recordings.frame_sources.append(self.nvr.latest_frame)
+        self.mediamtx.attach_device_reader(self.nvr.reads_device)
+        self.downloads.resolvers["segments"] = self.nvr.segment_path
+
+    def _continuous_source(self, camera_id: str) -> tuple[CaptureSource, bool] | None:
+        """What the continuous recorder opens: the device, or the camera's MediaMTX stream
+        while MediaMTX publishes a single-reader camera; None while the camera is away."""
+        camera = self.cameras.get(camera_id)
+        if camera is None or camera.status is not CameraStatus.CONNECTED:
+            return None
+        try:
+            source = capture_source_for(camera)
+        except ValueError:
+            return None
+        if self.recordings.route(source) == "stream":
+            return self.mediamtx.stream_source(source), False
+        return source, True
+
+    def _reader_changed(self, camera_id: str) -> None:
+        self._spawn(self.mediamtx.sync_camera(camera_id))
+
+    def _build_capture(self, v4l2_io: V4L2IO | None) -> None:
+        self.tuning = CameraTuning(
+            self.config,
+            self.cameras,
+            self.supervisor,
+            self.recordings,
+            self.mediamtx,
+            self.bus.publish,
+            v4l2_io,
+        )
+        control_methods.register(
+            self.registry, control_methods.ControlDeps(self.tuning.controls, self.tuning.settings)
+        )
+
+    async def _frame_source(self, camera_id: str) -> tuple[CaptureSource, bool] | None:
+        """Where the live-frame reader reads a camera: its device, or its MediaMTX stream
+        while MediaMTX's publisher holds an exclusive device."""
+        camera = self.cameras.get(camera_id)
+        if camera is None or not camera.connected:
+            return None
+        try:
+            source = capture_source_for(camera)
+        except ValueError:
+            return None
+        resolved = await self.snapshots.source_for(source)
+        return resolved, resolved is source
+
+    def _build_node_metrics(self) -> NodeCollector:
+        mtx = self.mediamtx
+        collector = NodeCollector(
+            NodeSources(
+                cameras=self.cameras,
+                recordings=self.recordings,
+                supervisor=self.supervisor,
+                frames=self.frames,
+                recordings_dir=self.config.storage.recordings_dir,
+                stream_readers=lambda cam: (
+                    mtx.stream_metrics(cam).get("readers", 0) if mtx.enabled else None
+                ),
+                mediamtx_up=lambda: mtx.monitor.is_up if mtx.enabled else None,
+                mqtt=lambda: mqtt_figures(self.mqtt),
+            ),
+            self.bus,
+        )
+        self.metrics.registry.register(collector)
+        self.cameras.add_forget_listener(lambda camera: collector.forget(camera.id))
+        self.camera_http.on_snapshot = collector.snapshot_served
+        return collector
+
+    def _build_mqtt(self) -> MqttBridge | None:
+        cfg = self.config.mqtt
+        if not cfg.enabled:
+            return None
+        # Imported here: aiomqtt (and paho) cost ~4 MB of RSS that MQTT-less nodes never use.
+        from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
+
+        rate = self.config.server.rate_limit
+        return MqttBridge(
+            cfg,
+            cfg.node_id or default_node_id(),
+            self.bus,
+            self.dispatcher,
+            BridgeDeps(
+                cameras=lambda: [self.status.camera_object(c) for c in self.cameras.list()],
+                recording=self._recording_summary,
+                storage=self._storage_state,
+                snapshot_path=lambda name: self.config.storage.snapshots_dir / name,
+                takes_device=self._takes_device,
+            ),
+            rate=(rate.per_second, rate.burst) if rate.enabled else None,
+        )
+
+    def _recording_summary(self, camera_id: str) -> dict[str, Any] | None:
+        info = self.recordings.active(camera_id)
+        if info is None:
+            return None
+        return {
+            "filename": info.filename,
+            "format": info.format,
+            "start_time": info.start_time.isoformat().replace("+00:00", "Z"),
+            "duration": info.duration,
+        }
+
+    async def _storage_state(self) -> dict[str, Any]:
+        storage = self.config.storage
+        info = await storage_info(
+            storage.recordings_dir,
+            storage.snapshots_dir,
+            storage.warn_percent,
+            storage.block_percent,
+        )
+        return dict(info)
+
+    def _takes_device(self, method: str) -> bool:
+        spec = self.registry.get(method)
+        return spec is not None and "device" in spec.params.model_fields
 
     def _configured_policy(self) -> RetentionPolicy:
         cfg = self.config.retention
@@ -278,6 +515,17 @@ class Application:
         self.health.register(
             "mediamtx", self._mediamtx_health, required=self.config.mediamtx.required
         )
+        storage, ffmpeg = self.config.storage, self.config.ffmpeg
+        directories = {
+            "recordings": storage.recordings_dir,
+            "snapshots": storage.snapshots_dir,
+            "state": storage.state_dir,
+        }
+        self.health.register(
+            "storage",
+            StorageHealth(directories, storage.warn_percent, storage.block_percent).probe,
+        )
+        self.health.register("ffmpeg", FfmpegHealth(ffmpeg.binary, ffmpeg.ffprobe).probe)
         self.health.require_ready("websocket_listening", self.listening)
         self.health.require_ready("first_camera_scan", self.discovery.first_scan_done)
 
@@ -314,6 +562,10 @@ class Application:
             "file-downloads",
             "retention",
             "external-streams",
+            "continuous-recording",
+            "motion-events",
+            "clips",
+            *self.tuning.capabilities(),
             *self.mediamtx.capabilities(),
         ]
 
@@ -322,6 +574,7 @@ class Application:
     def _camera_changed(self, camera: Camera, topic: str) -> None:
         params = self.status.camera_object(camera)
         self.bus.publish(Event(topic, "camera_status_update", params, device=camera.id))
+        self.nvr.camera_changed(camera.id, camera.status is CameraStatus.CONNECTED)
         if camera.status is not CameraStatus.CONNECTED and self.recordings.active(camera.id):
             self._spawn(self._stop_recording(camera.id, "camera_disconnected"))
 
@@ -338,12 +591,27 @@ class Application:
     async def _stop_recording(self, camera_id: str, reason: str) -> None:
         try:
             await self.recordings.stop(camera_id, reason, error=reason != "storage_critical")
+        except NotRecording:
+            # Stopped meanwhile (a stop_recording call, FFmpeg ending): nothing left to do.
+            log.debug("recording of %s already stopped (%s)", camera_id, reason)
         except Exception:
             log.exception("could not stop recording of %s (%s)", camera_id, reason)
 
     async def _storage_critical(self) -> None:
+        """At block_percent: delete the oldest continuous segments (``when_full:
+        delete_oldest``); when that frees nothing, or with ``stop``, stop recording."""
+        storage = self.config.storage
+        if storage.when_full == "delete_oldest":
+            usage = await asyncio.to_thread(system_disk_usage, storage.recordings_dir)
+            target = usage.total * (storage.block_percent - ROLLOVER_HEADROOM_PERCENT) / 100
+            count, _freed = await self.nvr.rollover(max(int(usage.used - target), 1))
+            if count:
+                return
         for info in self.recordings.active_all():
             await self._stop_recording(info.device, "storage_critical")
+        if self.nvr.has_work():
+            log.warning("storage critical: continuous recording paused until there is room")
+            await self.nvr.pause_all()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -361,16 +629,25 @@ class Application:
         self.listening.set()
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
         self.links.http_port = self.http.port
+        self.tuning.start()
         await self.discovery.start()
         await self.mediamtx.start()
+        await self.nvr.start()
         self.retention.start()
         self.storage_guard.start()
-        self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
-        self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"))
+        if self.mqtt is not None:
+            self.mqtt.start()
+        self._tasks.append(start_supervised("session-sweep", self._sweep_sessions))
+        self._tasks.append(start_supervised("watchdog", lambda: watchdog_loop(self.notifier)))
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
         log.info(
             "camera-service started",
-            extra={"ws_port": self.ws.port, "http_port": self.http.port, "version": __version__},
+            extra={
+                "ws_port": self.ws.port,
+                "http_port": self.http.port,
+                "version": __version__,
+                "event_loop": running_loop_name(),
+            },
         )
         for hook in self.after_start:
             hook()
@@ -416,6 +693,7 @@ class Application:
     async def stop(self) -> None:
         """Stop accepting, finish in-flight calls, close sockets with 1001."""
         self.notifier.stopping("shutting down")
+        self.health.stopping = True
         self.ws.stop_accepting()
         self.publish_system("system.shutdown", "stopping", "camera-service is shutting down")
         # Calls in progress finish first: they may need the FFmpeg processes stopped below.
@@ -426,12 +704,18 @@ class Application:
         await self.storage_guard.stop()
         await self.retention.stop()
         await self.discovery.stop()
+        await self.nvr.stop()
+        await self.tuning.close()
+        await self.frames.close()
         await self.recordings.stop_all("shutdown")
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         await self.mediamtx.stop()
         await self.supervisor.shutdown()
         await self.ws.stop(timeout=SHUTDOWN_BUDGET_S / 3)
         await self.http.stop()
         self.cameras.close()
+        await asyncio.to_thread(shutil.rmtree, self._frames_dir, True)
         log.info("camera-service stopped")
 
     def publish_system(self, topic: str, status: str, message: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from camera_service.media.capture import warmup_filter
 from camera_service.media.ffmpeg import (
     DeviceBusy,
     InvalidTarget,
@@ -43,7 +44,7 @@ class SnapshotResult:
     size: int
     timestamp: datetime
     format: str
-    origin: str  # "capture" (device opened for one frame) or "recording" (reader's frame)
+    origin: str  # "capture" (device opened for one frame), "recording" or "live" (a reader's)
 
 
 def _codec_args(fmt: str) -> list[str]:
@@ -54,12 +55,16 @@ def _codec_args(fmt: str) -> list[str]:
     raise InvalidTarget(f"unsupported snapshot format: {fmt!r}")
 
 
-def build_capture_args(ffmpeg: str, source: CaptureSource, output: Path, fmt: str) -> list[str]:
-    """FFmpeg argv that grabs one frame of the source into ``output``."""
+def build_capture_args(
+    ffmpeg: str, source: CaptureSource, output: Path, fmt: str, warmup_frames: int = 0
+) -> list[str]:
+    """FFmpeg argv that grabs one frame of the source into ``output``; a V4L2 camera opened
+    for it skips ``warmup_frames`` first (auto-exposure and white balance settle meanwhile)."""
+    warmup = warmup_filter(warmup_frames) if source.kind == "v4l2" else []
     return [
         *(ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats", "-y"),
         *source.input_args(),
-        *("-map", "0:v:0", "-an", "-frames:v", "1"),
+        *("-map", "0:v:0", "-an", *warmup, "-frames:v", "1"),
         *_codec_args(fmt),
         *("-update", "1", "-f", "image2", str(output)),
     ]
@@ -104,6 +109,7 @@ class SnapshotService:
         max_frame_age: float = 5.0,
         busy_timeout: float = 5.0,
         fallback_source: FallbackSource | None = None,
+        warmup_frames: int = 0,
     ) -> None:
         """``fallback_source``: where to read a frame when an exclusive camera is held by a
         reader other than a recording (e.g. the MediaMTX RTSP URL of its stream)."""
@@ -116,6 +122,10 @@ class SnapshotService:
         self._max_frame_age = max_frame_age
         self._busy_timeout = busy_timeout
         self._fallback = fallback_source
+        self._warmup_frames = warmup_frames
+        # The live-frame reader's newest fresh frame, when one runs (set by the composition
+        # root): a snapshot then copies it instead of waiting for the device.
+        self.live_frame: Callable[[str], bytes | None] | None = None
 
     async def take(
         self, source: CaptureSource, filename: str | None = None, format: str = "jpg"
@@ -156,6 +166,10 @@ class SnapshotService:
         if self._recordings.latest_frame(source.camera_id) is not None:
             await self._from_recording(source.camera_id, tmp, fmt)
             return "recording"
+        live = self.live_frame(source.camera_id) if self.live_frame is not None else None
+        if live is not None:
+            await self._write_frame(source.camera_id, live, tmp, fmt)
+            return "live"
         readable = self._readable_source(source)
         await self._capture(readable, tmp, fmt, reads_device=readable is source)
         return "capture"
@@ -177,7 +191,7 @@ class SnapshotService:
         self, source: CaptureSource, tmp: Path, fmt: str, *, reads_device: bool
     ) -> None:
         result = await self._supervisor.run_once(
-            build_capture_args(self._ffmpeg, source, tmp, fmt),
+            build_capture_args(self._ffmpeg, source, tmp, fmt, self._warmup_frames),
             self._capture_timeout,
             camera_id=source.camera_id,
             role="snapshot",
@@ -189,7 +203,9 @@ class SnapshotService:
             raise MediaError("ffmpeg could not capture a frame", result.error_summary())
 
     async def _from_recording(self, camera_id: str, tmp: Path, fmt: str) -> None:
-        data = await self._latest_frame(camera_id)
+        await self._write_frame(camera_id, await self._latest_frame(camera_id), tmp, fmt)
+
+    async def _write_frame(self, camera_id: str, data: bytes, tmp: Path, fmt: str) -> None:
         if fmt == "jpg":
             await asyncio.to_thread(tmp.write_bytes, data)
             return

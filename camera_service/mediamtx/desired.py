@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from camera_service.cameras.model import Camera
+from camera_service.media.encoders import SOFTWARE_ENCODER, publish_args
 from camera_service.media.source import capture_source_for
 from camera_service.mediamtx.models import PathConf
 from camera_service.mediamtx.pathconf import (
@@ -25,6 +26,7 @@ from camera_service.mediamtx.pathconf import (
     recording_fields,
     source_path_conf,
 )
+from camera_service.mediamtx.publisher import DEFAULT_ENCODER_ARGS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class PathSettings:
     record_path: str
     close_after: float
     ffmpeg: str = "ffmpeg"
+    video_encoder: str = SOFTWARE_ENCODER  # from the encoder probe (media/encoders.py)
 
 
 def desired_conf(
@@ -69,8 +72,15 @@ def desired_conf(
         elif source.input_format is None and is_source_url(source.input):
             base = source_path_conf(source.input, close_after=settings.close_after)
         else:
+            # An H.264 camera is published by copy; others with the probed encoder.
+            before, encoder_args = publish_args(
+                source.is_h264, settings.video_encoder, source.fps, DEFAULT_ENCODER_ARGS
+            )
             base = publisher_path_conf(
-                source.input_args(), close_after=settings.close_after, ffmpeg=settings.ffmpeg
+                [*before, *source.input_args()],
+                close_after=settings.close_after,
+                ffmpeg=settings.ffmpeg,
+                encoder_args=encoder_args,
             )
     except ValueError as exc:
         log.warning("camera %s gets no MediaMTX path: %s", camera.id, exc)

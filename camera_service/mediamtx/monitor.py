@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from camera_service.mediamtx.client import MediaMTXClient, MediaMTXError, MediaMTXUnavailable
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,7 @@ class MediaMTXMonitor:
         if self.running:
             return
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="mediamtx-monitor")
+        self._task = start_supervised("mediamtx-monitor", self._run)
 
     async def stop(self) -> None:
         """Cancel the probe loop and wait for it to finish. Idempotent."""

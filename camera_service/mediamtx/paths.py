@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import atomic_write, load_recoverable
 from camera_service.mediamtx.client import (
     MediaMTXClient,
     MediaMTXNotFound,
@@ -118,13 +118,28 @@ class PathConflict(Exception):
         self.name = name
 
 
+_Claims = dict[str, str | None]
+
+
+def _parse_ownership(data: object) -> _Claims:
+    """name → ``started`` of the MediaMTX process it was added to (None: unknown)."""
+    paths = data.get("paths") if isinstance(data, dict) else None
+    if not isinstance(paths, list):
+        raise ValueError("no 'paths' list")
+    assert isinstance(data, dict)
+    started = data.get("started")
+    started = started if isinstance(started, dict) else {}
+    names = {name for name in paths if isinstance(name, str) and _NAME_RE.match(name)}
+    return {n: v if isinstance(v := started.get(n), str) else None for n in names}
+
+
 class PathOwnership:
     """The names of the MediaMTX paths camera-service created.
 
     In memory only without ``file``; with it, loaded at construction and rewritten
     atomically (JSON ``{"version": 1, "paths": [...], "started": {name: started}}``, mode
-    0600) on every change. An unreadable file is moved aside (``.corrupt``) and the record
-    starts empty: paths of a lost record are then treated as foreign, never deleted.
+    0600) on every change. An unusable file is moved aside (``.corrupt-<time>``) and the
+    record starts empty: paths of a lost record are then treated as foreign, never deleted.
 
     Each claim remembers the ``started`` time (``/v3/info``) of the MediaMTX process the
     path was added to. API-made paths die with that process, so a path that exists under a
@@ -140,25 +155,8 @@ class PathOwnership:
         self._lock = asyncio.Lock()
 
     def _load(self, file: Path) -> set[str]:
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return set()
-        except (OSError, ValueError) as exc:
-            log.error("MediaMTX path ownership file %s unreadable (%s); starting empty", file, exc)
-            with contextlib.suppress(OSError):
-                file.replace(file.with_name(file.name + ".corrupt"))
-            return set()
-        paths = data.get("paths") if isinstance(data, dict) else None
-        if not isinstance(paths, list):
-            log.error("MediaMTX path ownership file %s has no 'paths' list; ignored", file)
-            return set()
-        started = data.get("started") if isinstance(data.get("started"), dict) else {}
-        names = {name for name in paths if isinstance(name, str) and _NAME_RE.match(name)}
-        for name in names:
-            value = started.get(name)
-            self._started[name] = value if isinstance(value, str) else None
-        return names
+        self._started = load_recoverable(file, _parse_ownership, dict)
+        return set(self._started)
 
     def owns(self, name: str) -> bool:
         return name in self._names

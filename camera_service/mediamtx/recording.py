@@ -41,6 +41,7 @@ from camera_service.mediamtx.errors import (
 )
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.streaming import wait_ready
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class StreamRecordings(RecordingManager):
             await asyncio.to_thread(segments.settle_staging, self.recordings_dir, camera_id)
             raise
         info = rec.info
-        rec.watcher = asyncio.create_task(self._watch_segments(rec), name=f"mtx-rec-{camera_id}")
+        rec.watcher = start_supervised(f"mtx-rec-{camera_id}", lambda: self._watch_segments(rec))
         self._emit(info, "STARTED", duration)
         log.info("recording %s started in MediaMTX: %s", camera_id, info.filename)
         return info

@@ -51,7 +51,8 @@ class Session:
     ) -> None:
         self.session_id = uuid.uuid4().hex
         self.remote = remote
-        self.host: str | None = None  # Host header of the handshake, for download links
+        # The server address this client connected to (never its Host header), for links.
+        self.host: str | None = None
         self.identity: Identity | None = None
         self.bucket = bucket
         self.outbox: asyncio.Queue[str] = asyncio.Queue(queue_size)

@@ -8,11 +8,17 @@ Names are resolved by the FileStore, which refuses anything outside its director
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from camera_service.auth.identity import AuthError
 from camera_service.auth.service import Authenticator
+from camera_service.logging import audit
 from camera_service.storage import files as storage_files
 from camera_service.storage.files import FileStore
 from camera_service.storage.tokens import TokenExpired, TokenInvalid, verify_download_token
@@ -33,18 +39,37 @@ class Downloads:
         self.files = files
         self.auth = authenticator
         self.secret = secret
+        # More file kinds (continuous segments): name → resolved path, or storage NotFound.
+        self.resolvers: dict[str, Callable[[str], Awaitable[Path]]] = {}
+        self._serving: Counter[Path] = Counter()
+
+    def in_use(self) -> set[Path]:
+        """Files being sent right now (never deleted meanwhile)."""
+        return set(self._serving)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/files/{kind}/{name}", self.download)
 
     def _authorize(self, request: web.Request, kind: str, name: str) -> None:
+        """Failed attempts count toward the same per-address limit as WebSocket
+        authentication and are audited; an address over it gets 429 until the window passes."""
+        remote = request.remote or "unknown"
+        wait_ms = self.auth.limiter.retry_after_ms(remote)
+        if wait_ms:
+            audit("download refused", remote=remote, result="rate_limited", file=f"{kind}/{name}")
+            raise web.HTTPTooManyRequests(
+                text="too many failed authentication attempts",
+                headers={"Retry-After": str(max(1, (wait_ms + 999) // 1000))},
+            )
         token = request.query.get("token")
         if token is not None:
             try:
                 verify_download_token(self.secret, token, kind, name)
             except TokenExpired:
+                audit("download refused", remote=remote, reason="link expired", file=name)
                 raise web.HTTPUnauthorized(text="download link expired") from None
             except TokenInvalid:
+                self._failed(remote, "download token not valid for this file", name)
                 raise web.HTTPForbidden(text="download token not valid for this file") from None
             return
         credential = _header_credential(request)
@@ -55,12 +80,17 @@ class Downloads:
         try:
             self.auth.verify(credential)
         except AuthError as exc:
+            self._failed(remote, exc.reason, name)
             raise web.HTTPUnauthorized(text=exc.reason) from None
+
+    def _failed(self, remote: str, reason: str, name: str) -> None:
+        self.auth.limiter.record_failure(remote)
+        audit("authentication failed", remote=remote, reason=reason, channel="http", file=name)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         kind = request.match_info["kind"]
         name = request.match_info["name"]
-        if kind not in KINDS:
+        if kind not in KINDS and kind not in self.resolvers:
             raise web.HTTPNotFound(text="unknown file kind")
         try:
             storage_files.validate_filename(name)
@@ -68,20 +98,44 @@ class Downloads:
             raise web.HTTPBadRequest(text=f"invalid file name: {exc.rule}") from None
         self._authorize(request, kind, name)
         try:
-            path = await self.files.path_for(kind, name)  # type: ignore[arg-type]
+            resolver = self.resolvers.get(kind)
+            if resolver is not None:
+                path = await resolver(name)
+            else:
+                path = await self.files.path_for(kind, name)  # type: ignore[arg-type]
         except storage_files.InvalidFilename:
             raise web.HTTPBadRequest(text="invalid file name") from None
         except storage_files.NotFound:
             raise web.HTTPNotFound(text="no such file") from None
         content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
-        return web.FileResponse(
+        return _TrackedFileResponse(
             path,
+            self._serving,
             headers={
                 "Content-Type": content_type,
                 "Content-Disposition": f'attachment; filename="{name}"',
                 "Cache-Control": "private, no-store",
             },
         )
+
+
+class _TrackedFileResponse(web.FileResponse):
+    """A FileResponse that counts itself in ``serving`` while it sends the file."""
+
+    def __init__(self, path: Path, serving: Counter[Path], **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._tracked_path = path
+        self._tracked_in = serving
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        serving, path = self._tracked_in, self._tracked_path
+        serving[path] += 1
+        try:
+            return await super().prepare(request)
+        finally:
+            serving[path] -= 1
+            if serving[path] <= 0:
+                del serving[path]
 
 
 def _header_credential(request: web.Request) -> str | None:

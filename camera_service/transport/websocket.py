@@ -63,6 +63,12 @@ def _remote(connection: ServerConnection) -> str:
     return str(address[0]) if address else "unknown"
 
 
+def _local(connection: ServerConnection) -> str | None:
+    """The server address the client reached (download links point there, not at `Host`)."""
+    address = connection.local_address
+    return str(address[0]) if address else None
+
+
 class WebSocketServer:
     def __init__(
         self,
@@ -151,15 +157,14 @@ class WebSocketServer:
         allowed = self.config.allowed_origins
         if not allowed:
             return True
-        origin = headers.get("Origin")
-        return origin is not None and origin in allowed
+        origins = headers.get_all("Origin")  # more than one Origin header is refused
+        return len(origins) == 1 and origins[0] in allowed
 
     async def _handle(self, connection: ServerConnection) -> None:
         self._reserved.discard(connection)
         session = self._new_session(connection)
         session.write_now = direct_writer(connection)
-        if connection.request is not None:
-            session.host = connection.request.headers.get("Host")
+        session.host = _local(connection)
         self.sessions[session.session_id] = session
         self.metrics.connection_opened()
         writer = asyncio.create_task(self._write_loop(connection, session))

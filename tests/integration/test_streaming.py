@@ -193,7 +193,8 @@ async def test_disabled_streaming_answers_unsupported_and_cameras_have_no_urls(
         listing = await client.call("get_camera_list")
         assert listing["cameras"][0]["streams"] == {}
         status = await client.call("get_status")
-        assert status["components"]["mediamtx"]["status"] == "disabled"
+        assert status["components"]["mediamtx"] == "STOPPED"
+        assert status["component_details"]["mediamtx"]["status"] == "disabled"
         assert (await client.call("ping")) == "pong"
         assert not (tmp_path / "state" / "mediamtx_paths.json").exists()
 
@@ -298,7 +299,8 @@ async def test_restart_reconciles_and_publishes_health_events(env: Env) -> None:
         report = service.last_reconcile
         assert report is not None and report.added == ["camera0", "lab0"]
         status = await client.call("get_status")
-        mediamtx = status["components"]["mediamtx"]
+        assert status["components"]["mediamtx"] == "RUNNING"
+        mediamtx = status["component_details"]["mediamtx"]
         assert mediamtx["status"] == "healthy"
         assert mediamtx["details"]["owned_paths"] == ["camera0", "lab0"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from camera_service.auth.roles import Role
-from camera_service.cameras.model import CameraStatus
+from camera_service.cameras.model import Camera, CameraStatus
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.events import Event, EventBus
 from camera_service.media import ffmpeg as media_errors
@@ -31,6 +32,7 @@ from camera_service.rpc.registry import Registry, Result
 from camera_service.rpc.session import CallContext
 from camera_service.storage import files as storage_files
 from camera_service.storage import usage
+from camera_service.storage.faults import writable_problem
 from camera_service.storage.files import FILENAME_PATTERN, FileStore
 from camera_service.storage.links import DownloadLinks
 
@@ -106,7 +108,12 @@ def translated_media_errors(device: str) -> Iterator[None]:
     except (media_errors.InvalidTarget, storage_files.InvalidFilename) as exc:
         raise InvalidParams("filename", str(exc), "choose another name") from None
     except media_errors.MediaError as exc:
-        raise DependencyFailed("ffmpeg", exc.detail or str(exc)) from None
+        detail = exc.detail or str(exc)
+        if "No space left on device" in detail or "Disk quota exceeded" in detail:
+            raise InsufficientStorage(0, 1) from None
+        if "Read-only file system" in detail:
+            raise DependencyFailed("storage", "the file system is read-only") from None
+        raise DependencyFailed("ffmpeg", detail) from None
     except MediaMTXUnavailableError as exc:  # recording in MediaMTX: not ready, not written
         raise DependencyFailed("mediamtx", exc.detail) from None
     except usage.InsufficientStorage as exc:
@@ -115,17 +122,31 @@ def translated_media_errors(device: str) -> Iterator[None]:
 
 def register(registry: Registry, deps: MediaDeps) -> None:
     async def writable(directory_kind: Literal["recordings", "snapshots"]) -> None:
+        directory = deps.files.directory(directory_kind)
+        problem = await asyncio.to_thread(writable_problem, directory)
+        if problem is not None:
+            raise DependencyFailed("storage", f"{directory_kind} directory: {problem}")
         with translated_media_errors(""):
-            await usage.check_can_write(
-                deps.files.directory(directory_kind), deps.block_percent, deps.disk_usage
-            )
+            await usage.check_can_write(directory, deps.block_percent, deps.disk_usage)
 
-    def connected_camera(device: str) -> None:
+    def connected_camera(device: str) -> Camera:
         camera = camera_or_error(deps.cameras, device)
         if camera.status is not CameraStatus.CONNECTED:
             raise InvalidState(
                 f"Camera {device} is {camera.status.value}.", camera.status.value, ["CONNECTED"]
             )
+        return camera
+
+    @contextlib.contextmanager
+    def vanished_is_not_found(device: str) -> Iterator[None]:
+        """A camera removed while the call ran (remove_external_stream, unplug) is -32010,
+        whatever error the capture itself ended with."""
+        try:
+            yield
+        except Exception:
+            if deps.cameras.get(device) is None:
+                raise NotFound("camera", device) from None
+            raise
 
     @registry.method(
         "take_snapshot", params=SnapshotParams, result=SnapshotResult, role=Role.OPERATOR
@@ -134,8 +155,9 @@ def register(registry: Registry, deps: MediaDeps) -> None:
         """Capture one frame as jpg (default) or png; never opens a busy device twice."""
         connected_camera(params.device)
         await writable("snapshots")
-        source = capture_source_for(deps.cameras.get(params.device))  # type: ignore[arg-type]
-        with translated_media_errors(params.device):
+        # Re-read after the await: the camera may have been removed meanwhile.
+        source = capture_source_for(connected_camera(params.device))
+        with vanished_is_not_found(params.device), translated_media_errors(params.device):
             if params.filename:
                 storage_files.validate_filename(params.filename)
             shot = await deps.snapshots.take(source, params.filename, params.format)
@@ -153,6 +175,7 @@ def register(registry: Registry, deps: MediaDeps) -> None:
                     "download_url": url,
                 },
                 device=params.device,
+                personal=deps.links.personal_url("snapshots", shot.filename),
             )
         )
         return SnapshotResult(
@@ -176,8 +199,8 @@ def register(registry: Registry, deps: MediaDeps) -> None:
         """Start a server-side recording (continues if the client disconnects)."""
         connected_camera(params.device)
         await writable("recordings")
-        source = capture_source_for(deps.cameras.get(params.device))  # type: ignore[arg-type]
-        with translated_media_errors(params.device):
+        source = capture_source_for(connected_camera(params.device))
+        with vanished_is_not_found(params.device), translated_media_errors(params.device):
             info = await deps.recordings.start(source, None, params.format, params.duration)
         return StartRecordingResult(
             device=info.device,
