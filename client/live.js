@@ -16,17 +16,19 @@ function waitIceGathering(pc, timeoutMs) {
   });
 }
 
-/** `<webrtc url>/whep`, keeping the query (the stream token travels there). */
-export function whepEndpoint(webrtcUrl) {
-  const url = new URL(webrtcUrl);
+/** The WHEP endpoint of a camera's `streams` (`whep`, else `<webrtc page>/whep` keeping the
+ * query, where the stream token travels), or null. */
+export function whepEndpoint(streams) {
+  if (streams.whep) return streams.whep;
+  if (!streams.webrtc) return null;
+  const url = new URL(streams.webrtc);
   url.pathname = `${url.pathname.replace(/\/+$/, '')}/whep`;
   return url.href;
 }
 
-/** Play `<webrtc url>/whep` in `video`; resolves with {close()} once media flows. */
-export async function playWhep(video, webrtcUrl) {
+/** Play the WHEP `endpoint` in `video`; resolves with {close()} once media flows. */
+export async function playWhep(video, endpoint) {
   if (typeof RTCPeerConnection === 'undefined') throw new Error('This browser has no WebRTC.');
-  const endpoint = whepEndpoint(webrtcUrl);
   const pc = new RTCPeerConnection();
   let sessionUrl = null;
   const close = () => {
