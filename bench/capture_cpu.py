@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -40,6 +41,7 @@ from bench.common import add_json_option, format_table, log_stream, publish
 from bench.snapshot_latency import Daemon, ffmpeg_version
 from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.roles import Role
+from camera_service.cameras.model import parse_resolution
 from camera_service.client import CameraClient
 from camera_service.config import build_config
 
@@ -51,12 +53,13 @@ TARGET_COPY_RATIO = 0.1
 CALL_TIMEOUT_S = 30.0
 
 
-def make_source(path: Path, seconds: int = 10) -> None:
-    """A 1080p30 H.264 file with a key frame every second (what a UVC H.264 camera sends)."""
+def make_source(path: Path, size: str = SIZE, seconds: int = 10) -> None:
+    """An H.264 file (1080p30 by default) with a key frame every second, what a UVC H.264
+    camera sends."""
     subprocess.run(
         [
             *("ffmpeg", "-hide_banner", "-loglevel", "error", "-y"),
-            *("-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate={RATE}"),
+            *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={RATE}"),
             *("-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast"),
             *("-g", str(RATE), "-pix_fmt", "yuv420p", "-b:v", "4M", str(path)),
         ],
@@ -104,6 +107,24 @@ def tree_cpu(pid: int) -> tuple[float, dict[int, tuple[float, str]]]:
     return cpu_seconds(daemon), children
 
 
+def probe_recording(path: Path) -> tuple[float, int]:
+    """Seconds of media and frames in a recording (did the encoder keep up in real time?)."""
+    out = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets"),
+            *("-show_entries", "stream=nb_read_packets:format=duration", "-of", "json"),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    data = json.loads(out.stdout)
+    frames = int(data["streams"][0]["nb_read_packets"]) if data.get("streams") else 0
+    return round(float(data.get("format", {}).get("duration", 0.0)), 2), frames
+
+
 async def measure_mode(
     tmp: Path, source: Path, copy: bool, seconds: float, log: TextIO
 ) -> dict[str, Any]:
@@ -141,6 +162,7 @@ async def measure_mode(
             )
     finally:
         await daemon.stop()
+    media_s, frames = probe_recording(config.storage.recordings_dir / started["filename"])
     daemon_cpu = daemon_after - daemon_before
     # the recording FFmpeg started inside the window: all its CPU time is in it
     ffmpeg_cpu = sum(cpu for cpu, _cmd in children.values())
@@ -156,6 +178,8 @@ async def measure_mode(
         "file": started["filename"],
         "file_size": stopped["file_size"],
         "ffmpeg_children": len(children),
+        "media_seconds": media_s,
+        "frames": frames,
         "copy_in_argv": "-c:v copy" in argv,
     }
 
@@ -165,14 +189,14 @@ async def run_benchmark(args: argparse.Namespace, log: TextIO) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as name:
         tmp = Path(name)
         source = tmp / "camera.mp4"
-        print(f"making a {SIZE}@{RATE} H.264 source", file=log)
-        make_source(source)
+        print(f"making a {args.size}@{RATE} H.264 source", file=log)
+        make_source(source, args.size)
         copy = await measure_mode(tmp, source, True, args.seconds, log)
         encode = await measure_mode(tmp, source, False, args.seconds, log)
     ratio = copy["total_percent"] / encode["total_percent"] if encode["total_percent"] else 0.0
     return {
         "benchmark": "capture_cpu",
-        "source": f"H.264 {SIZE}@{RATE}, file read in real time",
+        "source": f"H.264 {args.size}@{RATE}, file read in real time",
         "seconds": args.seconds,
         "copy": copy,
         "encode": encode,
@@ -205,10 +229,22 @@ def render(report: dict[str, Any]) -> str:
                 f"{r['total_percent']:.2f}",
                 f"{r['idle_daemon_percent']:.2f}",
                 f"{r['file_size'] / 1e6:.1f}",
+                f"{r['media_seconds']:.1f}",
+                str(r["frames"]),
             ]
         )
     table = format_table(
-        ["mode", "daemon %", "ffmpeg %", "total % of a core", "idle daemon %", "file MB"], rows
+        [
+            "mode",
+            "daemon %",
+            "ffmpeg %",
+            "total % of a core",
+            "idle daemon %",
+            "file MB",
+            "media s",
+            "frames",
+        ],
+        rows,
     )
     t = report["targets"]
     verdict = (
@@ -230,10 +266,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0] if __doc__ else "",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="window per mode (s)")
+    parser.add_argument("--size", default=SIZE, help="source frame size WxH (default 1920x1080)")
     add_json_option(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be in [1, 120]")
+    if parse_resolution(args.size) is None:
+        parser.error("--size must be WxH, e.g. 1920x1080")
     return args
 
 
