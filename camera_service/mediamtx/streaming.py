@@ -59,6 +59,8 @@ async def start_streaming(mtx: MediaMTXService, camera: Camera) -> datetime:
             streaming.pop(camera.id, None)
             mtx.spawn_sync(camera.id)
         raise
+    for listener in mtx.stream_ready_listeners:  # e.g. re-apply camera controls
+        listener(camera.id)
     return started
 
 
