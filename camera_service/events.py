@@ -27,6 +27,8 @@ TOPICS = (
     "recording.stop",
     "recording.error",
     "snapshot.taken",
+    "motion.start",
+    "motion.end",
     "system.health",
     "system.startup",
     "system.shutdown",

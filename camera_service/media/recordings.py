@@ -58,6 +58,21 @@ RECORDING_FORMATS: dict[str, str] = {"fmp4": ".mp4", "mp4": ".mp4", "mkv": ".mkv
 EventCallback = Callable[[dict[str, Any]], object]
 
 _DURATION_SLACK = 10.0  # the watchdog stops a timed recording that overruns -t by this much
+# A start that failed has no footage to save: stop FFmpeg quickly (a process stuck opening its
+# input ignores q and the first SIGINT/SIGTERM).
+_ABORT_POLICY = StopPolicy(quit_grace=0.2, int_grace=0.3, term_grace=0.3, kill_grace=2.0)
+
+
+def _frames_written(block: dict[str, str]) -> int:
+    """Frames FFmpeg reported in a ``-progress`` block (``frame=``; with ``out_time_us`` as
+    the witness for stream copies), 0 when it wrote nothing yet."""
+    for key in ("frame", "out_time_us"):
+        try:
+            if int(block.get(key, "0")) > 0:
+                return max(int(block.get("frame", "1")), 1)
+        except ValueError:
+            continue
+    return 0
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -235,7 +250,7 @@ class RecordingManager:
         *,
         ffmpeg: str = "ffmpeg",
         frames_dir: Path | None = None,
-        start_wait: float = 2.0,
+        start_timeout: float = 10.0,
         busy_timeout: float = 5.0,
         frame_rate: float = 2.0,
         stop_policy: StopPolicy | None = None,
@@ -247,12 +262,14 @@ class RecordingManager:
         self._ffmpeg = ffmpeg
         self._frames_dir = frames_dir
         self._own_frames_dir = frames_dir is None
-        self._start_wait = start_wait
+        self._start_timeout = start_timeout
         self._busy_timeout = busy_timeout
         self._frame_rate = frame_rate
         self._stop_policy = stop_policy
         self._active: dict[str, _Recording] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Other single readers whose latest frame snapshots may use (continuous recording).
+        self.frame_sources: list[Callable[[str], Path | None]] = []
 
     def set_video_encoder(self, codec: str) -> None:
         """The H.264 encoder for recordings that must encode (chosen by the encoder probe)."""
@@ -275,7 +292,12 @@ class RecordingManager:
         """Where the recording process of the camera writes its latest frame (may not exist
         yet right after the start); None when the camera is not being recorded."""
         rec = self._active.get(camera_id)
-        return rec.frame_path if rec is not None else None
+        if rec is not None:
+            return rec.frame_path
+        for source in self.frame_sources:
+            if (path := source(camera_id)) is not None:
+                return path
+        return None
 
     def process(self, camera_id: str) -> ProcessHandle | None:
         rec = self._active.get(camera_id)
@@ -292,7 +314,10 @@ class RecordingManager:
         *,
         reads_device: bool = True,
     ) -> RecordingInfo:
-        """Spawn the recording and return once FFmpeg runs (first progress, ≤ start_wait s).
+        """Spawn the recording and return once FFmpeg has encoded its first frame.
+
+        FFmpeg that exits with an error, or has produced no frame after ``start_timeout`` s
+        (a hung source), is stopped and :class:`MediaError` raised; no file is left behind.
 
         ``reads_device=False`` when ``source`` is not the camera's device (e.g. its MediaMTX
         RTSP stream): the process is then not registered as the device's reader.
@@ -320,8 +345,11 @@ class RecordingManager:
             await self._spawn(rec, source, reads_device)
         except BaseException:
             self._active.pop(camera_id, None)
+            if rec.handle is not None and rec.handle.running:
+                await self._supervisor.stop(rec.handle, _ABORT_POLICY)
             if rec.file_created:
-                await asyncio.to_thread(self._discard_empty, path, rec.frame_path)
+                frames = rec.handle is not None and _frames_written(rec.handle.progress) > 0
+                await asyncio.to_thread(self._discard, path, rec.frame_path, not frames)
             raise
         finally:
             rec.ready.set()
@@ -358,17 +386,23 @@ class RecordingManager:
         await self._await_running(rec.handle)
 
     async def _await_running(self, handle: ProcessHandle) -> None:
-        waits = [
-            asyncio.create_task(handle.progress_seen.wait()),
-            asyncio.create_task(handle.exited.wait()),
-        ]
+        """Until FFmpeg reports a frame written; MediaError when it exits or hangs first."""
         try:
-            await asyncio.wait(waits, timeout=self._start_wait, return_when="FIRST_COMPLETED")
-        finally:
-            for task in waits:
-                task.cancel()
-        if handle.exited.is_set() and handle.returncode != 0:
-            raise MediaError("ffmpeg failed to start the recording", handle.error_summary())
+            await asyncio.wait_for(
+                handle.wait_for_progress(lambda block: _frames_written(block) > 0),
+                self._start_timeout,
+            )
+        except TimeoutError:
+            raise MediaError(
+                "ffmpeg produced no video",
+                f"no frame from the camera within {self._start_timeout:g} s",
+            ) from None
+        except MediaError:
+            if handle.returncode == 0:
+                return  # a source that ended at once (e.g. a short file) is not a failure
+            raise MediaError(
+                "ffmpeg failed to start the recording", handle.error_summary()
+            ) from None
 
     def _frames_path(self, camera_id: str) -> Path:
         if self._frames_dir is None:
@@ -387,10 +421,12 @@ class RecordingManager:
             raise InvalidTarget(f"file already exists: {path.name}") from exc
 
     @staticmethod
-    def _discard_empty(path: Path, frame_path: Path) -> None:
+    def _discard(path: Path, frame_path: Path, no_frames: bool) -> None:
+        """Remove what a failed start left: the frame file, and the recording file when it is
+        empty or holds no frame (at most a container header)."""
         frame_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
-            if path.stat().st_size == 0:
+            if no_frames or path.stat().st_size == 0:
                 path.unlink()
 
     # -- end -------------------------------------------------------------------------------
@@ -419,6 +455,8 @@ class RecordingManager:
         )
         size = await asyncio.to_thread(_file_size, info.path)
         await asyncio.to_thread(rec.frame_path.unlink, missing_ok=True)
+        if size == 0:  # nothing was recorded: no empty file is left or listed
+            await asyncio.to_thread(info.path.unlink, missing_ok=True)
         if self._active.get(info.device) is rec:
             del self._active[info.device]
         result = RecordingResult(

@@ -67,6 +67,7 @@ from camera_service.mediamtx.paths import (
     path_name_for,
 )
 from camera_service.mediamtx.urls import local_rtsp_url, stream_urls
+from camera_service.supervise import start_supervised
 
 if TYPE_CHECKING:
     from camera_service.media.recordings import RecordingManager
@@ -119,6 +120,7 @@ class MediaMTXService:
         )
         self._local_host = urlsplit(config.api_url).hostname or "127.0.0.1"
         self._recordings: RecordingManager | None = None
+        self._device_readers: list[Callable[[str], bool]] = []
         self.intents = PathIntents()
         self._paths: dict[str, MtxPath] = {}
         self._conflicts: dict[str, str] = {}
@@ -145,6 +147,11 @@ class MediaMTXService:
             ffmpeg=config.ffmpeg.binary,
         )
 
+    def attach_device_reader(self, reads_device: Callable[[str], bool]) -> None:
+        """Another single reader of cameras (continuous recording): while it holds a device,
+        the camera's path does not publish from it."""
+        self._device_readers.append(reads_device)
+
     def attach_recordings(self, recordings: RecordingManager) -> None:
         """The recording manager whose device readers the paths must respect."""
         self._recordings = recordings
@@ -159,7 +166,7 @@ class MediaMTXService:
         if not self.enabled:
             return
         await self.monitor.start()
-        self._loop_task = asyncio.create_task(self._maintain(), name="mediamtx-maintain")
+        self._loop_task = start_supervised("mediamtx-maintain", self._maintain)
 
     async def stop(self) -> None:
         tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
@@ -286,6 +293,8 @@ class MediaMTXService:
 
     def reads_device(self, camera_id: str) -> bool:
         """A recording process of this daemon reads the camera's device itself."""
+        if any(reads(camera_id) for reads in self._device_readers):
+            return True
         if self._recordings is None:
             return False
         handle = self._recordings.process(camera_id)

@@ -536,10 +536,12 @@ class FileStore:
     async def list(
         self, kind: FileKind, limit: int = 50, offset: int = 0, device: str | None = None
     ) -> FileListing:
-        """One page of files of ``kind``, newest first (by mtime), plus the total count."""
+        """One page of files of ``kind``, newest first (by mtime), plus the total count.
+        Empty files are not listed: a name reserved by a recording that is still starting,
+        or the remains of a capture that wrote nothing."""
         if limit < 1 or offset < 0:
             raise ValueError("limit must be >= 1 and offset >= 0")
-        entries = await self.entries(kind)
+        entries = [e for e in await self.entries(kind) if e.size > 0]
         if device is not None:
             entries = [e for e in entries if e.device == device]
         return FileListing(entries[offset : offset + limit], len(entries))

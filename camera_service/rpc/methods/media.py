@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from camera_service.rpc.registry import Registry, Result
 from camera_service.rpc.session import CallContext
 from camera_service.storage import files as storage_files
 from camera_service.storage import usage
+from camera_service.storage.faults import writable_problem
 from camera_service.storage.files import FILENAME_PATTERN, FileStore
 from camera_service.storage.links import DownloadLinks
 
@@ -105,17 +107,24 @@ def translated_media_errors(device: str) -> Iterator[None]:
     except (media_errors.InvalidTarget, storage_files.InvalidFilename) as exc:
         raise InvalidParams("filename", str(exc), "choose another name") from None
     except media_errors.MediaError as exc:
-        raise DependencyFailed("ffmpeg", exc.detail or str(exc)) from None
+        detail = exc.detail or str(exc)
+        if "No space left on device" in detail or "Disk quota exceeded" in detail:
+            raise InsufficientStorage(0, 1) from None
+        if "Read-only file system" in detail:
+            raise DependencyFailed("storage", "the file system is read-only") from None
+        raise DependencyFailed("ffmpeg", detail) from None
     except usage.InsufficientStorage as exc:
         raise InsufficientStorage(exc.available_bytes, exc.threshold_bytes) from None
 
 
 def register(registry: Registry, deps: MediaDeps) -> None:
     async def writable(directory_kind: Literal["recordings", "snapshots"]) -> None:
+        directory = deps.files.directory(directory_kind)
+        problem = await asyncio.to_thread(writable_problem, directory)
+        if problem is not None:
+            raise DependencyFailed("storage", f"{directory_kind} directory: {problem}")
         with translated_media_errors(""):
-            await usage.check_can_write(
-                deps.files.directory(directory_kind), deps.block_percent, deps.disk_usage
-            )
+            await usage.check_can_write(directory, deps.block_percent, deps.disk_usage)
 
     def connected_camera(device: str) -> Camera:
         camera = camera_or_error(deps.cameras, device)
