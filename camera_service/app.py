@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -36,7 +36,7 @@ from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
 from camera_service.media.continuous import RecorderEnv
-from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
+from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor, StopPolicy
 from camera_service.media.frames import FrameHub
 from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import EncoderSettings
@@ -45,7 +45,6 @@ from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
-from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
 from camera_service.mqtt.topics import default_node_id
 from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
 from camera_service.rpc.dispatch import Dispatcher
@@ -71,11 +70,15 @@ from camera_service.storage.links import DownloadLinks, derive_download_secret
 from camera_service.storage.modes import ModeStore
 from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
 from camera_service.storage.usage import storage_info, system_disk_usage
+from camera_service.supervise import start_supervised
 from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
 from camera_service.tuning import CameraTuning
+
+if TYPE_CHECKING:
+    from camera_service.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -453,6 +456,9 @@ class Application:
         cfg = self.config.mqtt
         if not cfg.enabled:
             return None
+        # Imported here: aiomqtt (and paho) cost ~4 MB of RSS that MQTT-less nodes never use.
+        from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
+
         rate = self.config.server.rate_limit
         return MqttBridge(
             cfg,
@@ -585,6 +591,9 @@ class Application:
     async def _stop_recording(self, camera_id: str, reason: str) -> None:
         try:
             await self.recordings.stop(camera_id, reason, error=reason != "storage_critical")
+        except NotRecording:
+            # Stopped meanwhile (a stop_recording call, FFmpeg ending): nothing left to do.
+            log.debug("recording of %s already stopped (%s)", camera_id, reason)
         except Exception:
             log.exception("could not stop recording of %s (%s)", camera_id, reason)
 
@@ -630,8 +639,8 @@ class Application:
         self.storage_guard.start()
         if self.mqtt is not None:
             self.mqtt.start()
-        self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
-        self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"))
+        self._tasks.append(start_supervised("session-sweep", self._sweep_sessions))
+        self._tasks.append(start_supervised("watchdog", lambda: watchdog_loop(self.notifier)))
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
         log.info(
             "camera-service started",

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from camera_service.mediamtx.client import MediaMTXClient, MediaMTXError
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ class MediaMTXMonitor:
         if self.running:
             return
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="mediamtx-monitor")
+        self._task = start_supervised("mediamtx-monitor", self._run)
 
     async def stop(self) -> None:
         """Cancel the probe loop and wait for it to finish. Idempotent."""

@@ -40,6 +40,7 @@ from camera_service.mediamtx.errors import (
 )
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.storage.files import generated_filename
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class StreamRecordings(RecordingManager):
         except BaseException:
             del self._mtx[camera_id]
             raise
-        rec.watcher = asyncio.create_task(self._watch_segments(rec), name=f"mtx-rec-{camera_id}")
+        rec.watcher = start_supervised(f"mtx-rec-{camera_id}", lambda: self._watch_segments(rec))
         self._emit(info, "STARTED", duration)
         log.info("recording %s started in MediaMTX (%s)", camera_id, self._mediamtx.recordings_dir)
         return info

@@ -67,6 +67,7 @@ from camera_service.mediamtx.paths import (
     path_name_for,
 )
 from camera_service.mediamtx.urls import local_rtsp_url, stream_urls
+from camera_service.supervise import start_supervised
 
 if TYPE_CHECKING:
     from camera_service.media.recordings import RecordingManager
@@ -162,7 +163,7 @@ class MediaMTXService:
         if not self.enabled:
             return
         await self.monitor.start()
-        self._loop_task = asyncio.create_task(self._maintain(), name="mediamtx-maintain")
+        self._loop_task = start_supervised("mediamtx-maintain", self._maintain)
 
     async def stop(self) -> None:
         tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
