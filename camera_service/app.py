@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -45,7 +45,6 @@ from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
-from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
 from camera_service.mqtt.topics import default_node_id
 from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
 from camera_service.rpc.dispatch import Dispatcher
@@ -77,6 +76,9 @@ from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
 from camera_service.tuning import CameraTuning
+
+if TYPE_CHECKING:
+    from camera_service.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -454,6 +456,9 @@ class Application:
         cfg = self.config.mqtt
         if not cfg.enabled:
             return None
+        # Imported here: aiomqtt (and paho) cost ~4 MB of RSS that MQTT-less nodes never use.
+        from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
+
         rate = self.config.server.rate_limit
         return MqttBridge(
             cfg,
