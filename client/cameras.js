@@ -4,12 +4,12 @@ import {
   $, busy, clear, copyText, describeError, formatBytes, formatDate, formatDuration, formDialog,
   h, notify, notifyError, sameOriginUrl,
 } from './ui.js';
-import { canPlayHls, playHls, playWhep } from './live.js';
+import { canPlayHls, playHls, playWhep, whepEndpoint } from './live.js';
 
 const PREVIEW_INTERVAL_MS = 5000;
 const MEDIA_TIMEOUT_MS = 45000;
 const STATUS_LABEL = { CONNECTED: 'Connected', DISCONNECTED: 'Disconnected', ERROR: 'Error' };
-const STREAM_LABEL = { rtsp: 'RTSP', hls: 'HLS', webrtc: 'WebRTC' };
+const STREAM_LABEL = { rtsp: 'RTSP', hls: 'HLS', webrtc: 'WebRTC page', whep: 'WHEP' };
 
 export class CamerasView {
   constructor(app) {
@@ -510,7 +510,7 @@ class CameraCard {
         let player = null;
         let firstError = null;
         if (streams.webrtc) {
-          player = await playWhep(video, streams.webrtc).catch((err) => {
+          player = await playWhep(video, whepEndpoint(streams)).catch((err) => {
             firstError = err;
             return null;
           });

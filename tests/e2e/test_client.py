@@ -304,7 +304,7 @@ async def test_stream_urls_copy_and_live_view_fallback(tmp_path: Path, browser: 
             rtsp = (await _camera_list(daemon))[0]["streams"]["rtsp"]
             await card.get_by_text("Stream URLs").click()
             await expect(card.get_by_label("RTSP", exact=True)).to_have_value(rtsp)
-            await expect(card.get_by_label("WebRTC", exact=True)).to_have_value(
+            await expect(card.get_by_label("WHEP", exact=True)).to_have_value(
                 re.compile(r"^http://127\.0\.0\.1:9/")
             )
             await card.get_by_role("button", name="Copy RTSP URL").click()
