@@ -196,10 +196,10 @@ async def test_mediamtx_segment_watcher_is_restarted(
     async with environment(tmp_path, record_with="mediamtx") as env:
         app = env.daemon.app
         recorder = StreamRecordings(env.service, app.supervisor, app.config.storage.recordings_dir)
-        fault = inject(monkeypatch, recorder, "_scan_segments")
         lab0 = app.cameras.get("lab0")
         assert lab0 is not None
         await recorder.start(capture_source_for(lab0))
+        fault = inject(monkeypatch, recorder, "_scan_segments")  # the watcher's next scan
         try:
             await restarted(fault, caplog, "mtx-rec-lab0")
         finally:
