@@ -590,3 +590,23 @@ async def test_running_daemon_fixture_still_serves_client(tmp_path: Path, browse
             wrapped.assert_clean()
         finally:
             await p.context.close()
+
+
+async def test_system_view_shows_a_failing_component_and_why(tmp_path: Path, browser: Any) -> None:
+    """API 1.1 get_status: the ffmpeg component is ERROR with its reason when the executable
+    is missing, and the overall badge is UNHEALTHY."""
+    overrides = {"ffmpeg": {"binary": "no-such-ffmpeg"}}
+    async with running_daemon(tmp_path, overrides) as daemon:
+        wrapped = await new_page(browser)
+        p = wrapped.page
+        try:
+            await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["admin"])
+            await p.get_by_role("link", name="System").click()
+            await expect(p.locator("#health-badge")).to_have_text("UNHEALTHY")
+            ffmpeg = p.locator('[data-component="ffmpeg"]')
+            await expect(ffmpeg).to_contain_text("ERROR")
+            await expect(ffmpeg).to_contain_text("ffmpeg executable 'no-such-ffmpeg' not found")
+            await expect(p.locator('[data-component="storage"]')).to_contain_text("RUNNING")
+            wrapped.assert_clean()
+        finally:
+            await p.context.close()
