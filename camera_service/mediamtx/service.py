@@ -135,6 +135,9 @@ class MediaMTXService:
         self.reconciles = 0
         self._reconciled_started: str | None = None
         self.reconciled = asyncio.Event()
+        # Called with the camera id once start_streaming has the stream ready (its publisher
+        # FFmpeg, a MediaMTX child, streams the device): must not block or raise.
+        self.stream_ready_listeners: list[Callable[[str], None]] = []
 
     @classmethod
     def from_config(cls, config: Config, cameras: CameraRegistry, bus: EventBus) -> MediaMTXService:
