@@ -111,6 +111,11 @@ def resolve_output_path(
     return directory / name
 
 
+# An H.264 source is copied: only the latest-frame output decodes it, and key frames suffice
+# there (decoding every 1080p frame for a 2 fps JPEG would cost more than the whole copy).
+_H264_KEY_FRAMES_ONLY = ("-skip_frame", "nokey")
+
+
 def _video_codec_args(source: CaptureSource, encoder: EncoderSettings) -> list[str]:
     if source.is_h264:
         return ["-c:v", "copy"]
@@ -150,7 +155,7 @@ def build_recording_args(
     return [
         *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
-        *([] if source.is_h264 else global_args(encoder.codec)),
+        *(_H264_KEY_FRAMES_ONLY if source.is_h264 else global_args(encoder.codec)),
         *source.input_args(),
         *("-map", "0:v:0", "-an"),
         *_video_codec_args(source, encoder),

@@ -15,6 +15,7 @@ import pytest
 
 from camera_service.client import RpcCallError
 from camera_service.media import remux
+from camera_service.rpc.errors import redact_paths
 from camera_service.storage.files import mp4_top_level_boxes
 from tests.support.daemon import RunningDaemon, running_daemon
 from tests.support.waiting import wait_until
@@ -107,3 +108,28 @@ def test_frame_dirs_of_gone_daemons_are_removed(tmp_path: Path) -> None:
         "legacy_fresh",
         "other",
     }
+
+
+async def test_dependency_detail_shows_viewers_no_server_path(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon, daemon.client("viewer") as client:
+        recordings = daemon.app.config.storage.recordings_dir
+        (recordings / "broken.mp4").write_bytes(b"\0\0\0\x10nothing-useful" * 64)
+        with pytest.raises(RpcCallError) as info:
+            await client.call("get_recording_info", {"filename": "broken.mp4"})
+        error = info.value
+        assert error.code == -32050 and error.data["dependency"] == "ffprobe"
+        assert "broken.mp4" in error.data["detail"]
+        assert str(tmp_path) not in error.data["detail"] and "/" not in error.data["detail"]
+
+
+@pytest.mark.parametrize(
+    ("text", "public"),
+    [
+        ("/var/lib/cs/recordings/x.mp4: Invalid data", "x.mp4: Invalid data"),
+        ("No such file or directory: '/usr/bin/ffmpegx'", "No such file or directory: 'ffmpegx'"),
+        ("rtsp://127.0.0.1:8554/cam0 timed out", "rtsp://127.0.0.1:8554/cam0 timed out"),
+        ("scale 1/2 of /dev/video0.", "scale 1/2 of video0."),
+    ],
+)
+def test_redact_paths(text: str, public: str) -> None:
+    assert redact_paths(text) == public
