@@ -48,7 +48,8 @@ def test_storage_thresholds(tmp_path: Path) -> None:
     }
     assert states[10].status == "healthy"
     assert states[85].status == "degraded" and "85.0% full" in states[85].details["reason"]
-    assert states[97].status == "unhealthy" and "3 bytes free" in states[97].details["reason"]
+    assert states[97].status == "degraded" and "3 bytes free" in states[97].details["reason"]
+    assert states[97].details["critical"] is True
 
 
 def test_ffmpeg_probe_reports_names_not_paths() -> None:
