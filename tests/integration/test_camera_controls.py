@@ -240,6 +240,9 @@ async def test_capture_settings_validated_against_capabilities(
             30,
         )
         assert settings["encoder"] == "copy"
+        caps = await viewer.call("get_camera_capabilities", {"device": "camera0"})
+        assert caps["modes"]["YUYV"]["2304x1536"] == [2]
+        assert caps["modes"]["H264"]["1920x1080"][0] == 30
         assert settings["selection"].startswith("auto: compressed H264")
 
         with pytest.raises(RpcCallError) as bad:
