@@ -223,7 +223,8 @@ async def test_capture_settings_validated_against_capabilities(
             "sources": [
                 {"id": "pattern", "input": "testsrc2=size=320x240:rate=5", "input_format": "lavfi"}
             ],
-        }
+        },
+        "ffmpeg": {"video_encoder": "auto"},  # probed at start, as by default
     }
     rig.plug(0)
     async with (
