@@ -17,7 +17,7 @@ from camera_service.cameras import v4l2_abi as abi
 from camera_service.client import CameraClient, RpcCallError
 from camera_service.media.ffmpeg import ProcessHandle
 from tests.support.daemon import RunningDaemon, running_daemon
-from tests.support.fake_devices import FakeCameraRig
+from tests.support.fake_controls import FakeCameraRig
 from tests.support.fake_mediamtx import FakeMediaMTX
 
 WAIT = 5.0
