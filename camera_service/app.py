@@ -623,6 +623,8 @@ class Application:
     async def start(self) -> None:
         self._load_cameras()
         self.files.ensure_dirs()
+        # Owed mp4 remuxes and stale frame directories of a crashed run (media/remux.py).
+        self._spawn(self.recordings.recover())
         await self._listen(
             "WebSocket", self.config.server.host, self.config.server.port, self.ws.start
         )

@@ -132,6 +132,12 @@ class SourceConfig(Section):
     input: str = Field(..., min_length=1, description="FFmpeg input, e.g. testsrc2=size=640x480")
     input_format: str | None = Field(None, description="FFmpeg -f value, e.g. lavfi, v4l2")
     exclusive: bool = Field(False, description="Single reader: never opened twice at once")
+    pixel_format: str | None = Field(
+        None,
+        pattern=r"^[A-Z0-9]{2,4}$",
+        description="H264: the input is H.264, recorded and published by copy; with a v4l2 "
+        "input also the capture format (MJPG, YUYV …)",
+    )
 
     @field_validator("id")
     @classmethod

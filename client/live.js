@@ -16,10 +16,15 @@ function waitIceGathering(pc, timeoutMs) {
   });
 }
 
-/** Play `<webrtc url>/whep` in `video`; resolves with {close()} once media flows. */
-export async function playWhep(video, webrtcUrl) {
+/** The WHEP endpoint of a camera's `streams` (`whep`, else `<webrtc page>/whep`), or null. */
+export function whepEndpoint(streams) {
+  if (streams.whep) return streams.whep;
+  return streams.webrtc ? `${streams.webrtc.replace(/\/+$/, '')}/whep` : null;
+}
+
+/** Play the WHEP `endpoint` in `video`; resolves with {close()} once media flows. */
+export async function playWhep(video, endpoint) {
   if (typeof RTCPeerConnection === 'undefined') throw new Error('This browser has no WebRTC.');
-  const endpoint = `${webrtcUrl.replace(/\/+$/, '')}/whep`;
   const pc = new RTCPeerConnection();
   let sessionUrl = null;
   const close = () => {

@@ -55,6 +55,7 @@ from camera_service.mediamtx.errors import (
     StreamingDisabledError,
     StreamStateError,
 )
+from camera_service.mediamtx.holder import StreamHolders
 from camera_service.mediamtx.models import Path as MtxPath
 from camera_service.mediamtx.models import PathConf
 from camera_service.mediamtx.monitor import BreakerState, CircuitBreaker, MediaMTXMonitor
@@ -63,9 +64,11 @@ from camera_service.mediamtx.paths import (
     PathConflict,
     PathOwnership,
     PathProvisioner,
+    ProvisionAction,
     ReconcileReport,
     path_name_for,
 )
+from camera_service.mediamtx.segments import record_path
 from camera_service.mediamtx.urls import local_rtsp_url, stream_urls
 from camera_service.supervise import start_supervised
 
@@ -74,8 +77,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: MediaMTX ``recordPath`` (``%path`` is the camera id): the project's generated-name format.
-RECORD_NAME_PATTERN = "%path_%Y-%m-%d_%H-%M-%S"
 T = TypeVar("T")
 
 
@@ -100,7 +101,7 @@ class MediaMTXService:
         self.cameras = cameras
         self._bus = bus
         self.settings = PathSettings(
-            record_path=str(Path(recordings_dir).resolve() / RECORD_NAME_PATTERN),
+            record_path=record_path(Path(recordings_dir)),
             close_after=config.on_demand_close_after,
             ffmpeg=ffmpeg,
         )
@@ -119,6 +120,7 @@ class MediaMTXService:
             on_up=self._came_up,
         )
         self._local_host = urlsplit(config.api_url).hostname or "127.0.0.1"
+        self.holders = StreamHolders(self.local_url, ffmpeg=ffmpeg)
         self._recordings: RecordingManager | None = None
         self._device_readers: list[Callable[[str], bool]] = []
         self.intents = PathIntents()
@@ -131,7 +133,11 @@ class MediaMTXService:
         self.last_reconcile: ReconcileReport | None = None
         self.last_reconcile_at: float | None = None
         self.reconciles = 0
+        self._reconciled_started: str | None = None
         self.reconciled = asyncio.Event()
+        # Called with the camera id once start_streaming has the stream ready (its publisher
+        # FFmpeg, a MediaMTX child, streams the device): must not block or raise.
+        self.stream_ready_listeners: list[Callable[[str], None]] = []
 
     @classmethod
     def from_config(cls, config: Config, cameras: CameraRegistry, bus: EventBus) -> MediaMTXService:
@@ -171,6 +177,7 @@ class MediaMTXService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop_task = None
+        await self.holders.stop()
         await self.monitor.stop()
         await self.client.close()
 
@@ -264,6 +271,7 @@ class MediaMTXService:
             "count": self.reconciles,
             "added": report.added,
             "replaced": report.replaced,
+            "reloaded": report.reloaded,
             "removed": report.removed,
             "failed": report.failed,
         }
@@ -326,6 +334,7 @@ class MediaMTXService:
         """Bring MediaMTX in line with every camera; None when MediaMTX failed meanwhile."""
         async with self._lock:
             desired = self._desired_all()
+            started = self.monitor.started
             try:
                 report = await self.provisioner.reconcile(desired)
             except MediaMTXError as exc:
@@ -333,6 +342,7 @@ class MediaMTXService:
                 self.monitor.trigger()
                 return None
         self._conflicts = dict(report.failed)
+        self._reconciled_started = started
         self.last_reconcile, self.last_reconcile_at = report, time.time()
         self.reconciles += 1
         self.reconciled.set()
@@ -372,6 +382,7 @@ class MediaMTXService:
 
     def _camera_forgotten(self, camera: Camera) -> None:
         self.intents.forget(camera.id)
+        self._spawn(self.holders.release_all(camera.id))
         if self.enabled:
             self._spawn(self.sync_camera(camera.id))
 
@@ -381,11 +392,15 @@ class MediaMTXService:
             self._spawn(self.sync_camera(event.device))
 
     async def _maintain(self) -> None:
-        """Refresh the path cache; reconcile when a wanted path went missing."""
+        """Refresh the path cache; reconcile when MediaMTX restarted between two probes
+        (``/v3/info`` ``started`` changed) or a wanted path went missing."""
         while True:
             await asyncio.sleep(self.config.health_interval)
             if not self.monitor.is_up:
                 continue
+            if self.monitor.started != self._reconciled_started:
+                log.warning("MediaMTX restarted (started %s); reconciling", self.monitor.started)
+                await self.reconcile()
             try:
                 await self.refresh_paths()
             except MediaMTXUnavailableError:
@@ -454,19 +469,28 @@ class MediaMTXService:
     def conflict(self, camera_id: str) -> str | None:
         return self._conflicts.get(camera_id)
 
-    async def apply(self, camera: Camera) -> None:
-        """Make the camera's path match :meth:`desired_conf` now (raises on failure)."""
+    async def apply(self, camera: Camera) -> str | None:
+        """Make the camera's path match :meth:`desired_conf` now (raises on failure).
+
+        Returns the ``readyTime`` of the path as it was before a write that restarts it
+        (MediaMTX applies writes after its 200, so the old path may still answer ready for
+        a moment; :func:`.streaming.wait_ready` ignores that one), else None.
+        """
         conf = self.desired_conf(camera)
         if conf is None:
             raise StreamStateError(f"Camera {camera.id} has no stream.", "ERROR", ["CONNECTED"])
         name = path_name_for(camera.id)
+        before = await self.path_state(camera)
         async with self._lock:
             try:
-                await self._call(lambda: self.provisioner.ensure(name, conf))
+                action = await self._call(lambda: self.provisioner.ensure(name, conf))
             except PathConflict as exc:
                 self._conflicts[name] = str(exc)
                 raise PathConflictError(str(exc)) from None
         self._conflicts.pop(name, None)
+        if action in (ProvisionAction.REPLACED, ProvisionAction.ADDED) and before is not None:
+            return before.ready_time if before.is_ready else None
+        return None
 
     def spawn_sync(self, camera_id: str) -> None:
         """Re-provision the camera's path in the background (after a failed change)."""
@@ -474,14 +498,15 @@ class MediaMTXService:
 
     # --- where the daemon's own readers read ----------------------------------------------
 
+    def local_url(self, camera_id: str) -> str:
+        """RTSP URL of the camera's path for the daemon's own readers."""
+        return local_rtsp_url(path_name_for(camera_id), self._local_host, self.config.rtsp_port)
+
     def stream_source(self, source: CaptureSource) -> CaptureSource:
         """The camera's MediaMTX stream as an FFmpeg input (H.264: recordings copy it)."""
-        url = local_rtsp_url(
-            path_name_for(source.camera_id), self._local_host, self.config.rtsp_port
-        )
         return CaptureSource(
             camera_id=source.camera_id,
-            input=url,
+            input=self.local_url(source.camera_id),
             input_format="rtsp",
             exclusive=False,
             is_h264=True,

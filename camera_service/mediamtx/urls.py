@@ -1,7 +1,10 @@
 """Every URL a reader of a camera's MediaMTX path uses, in one place.
 
 * :func:`stream_urls`: what clients get (``streams`` of the API): RTSP, the HLS playlist,
-  MediaMTX's WebRTC viewer page (``webrtc``).
+  MediaMTX's WebRTC viewer page (``webrtc``, ``http://host:8889/<path>``: an HTML page, not
+  an API) and its WHEP endpoint (``whep``, ``…/<path>/whep``: POST an SDP offer, get the
+  answer; what a player uses). The HLS URL is the playlist itself, so players are not sent
+  through MediaMTX's redirect from ``/<path>`` to its HLS page.
 * :func:`local_rtsp_url`: what the daemon's own FFmpeg readers (recordings, snapshots)
   open on the loopback interface.
 """
@@ -17,11 +20,12 @@ def stream_urls(
     hls_port: int = 8888,
     webrtc_port: int = 8889,
 ) -> dict[str, str]:
-    """Reader URLs of a path: RTSP, HLS playlist and the WebRTC page."""
+    """Reader URLs of a path: RTSP, HLS playlist, WebRTC page and WHEP endpoint."""
     return {
         "rtsp": f"rtsp://{host}:{rtsp_port}/{name}",
         "hls": f"http://{host}:{hls_port}/{name}/index.m3u8",
         "webrtc": f"http://{host}:{webrtc_port}/{name}",
+        "whep": f"http://{host}:{webrtc_port}/{name}/whep",
     }
 
 

@@ -19,6 +19,7 @@ from camera_service.media import ffmpeg as media_errors
 from camera_service.media.recordings import RecordingManager
 from camera_service.media.snapshots import SnapshotService
 from camera_service.media.source import capture_source_for
+from camera_service.mediamtx.errors import MediaMTXUnavailableError
 from camera_service.rpc.errors import (
     DependencyFailed,
     InsufficientStorage,
@@ -113,6 +114,8 @@ def translated_media_errors(device: str) -> Iterator[None]:
         if "Read-only file system" in detail:
             raise DependencyFailed("storage", "the file system is read-only") from None
         raise DependencyFailed("ffmpeg", detail) from None
+    except MediaMTXUnavailableError as exc:  # recording in MediaMTX: not ready, not written
+        raise DependencyFailed("mediamtx", exc.detail) from None
     except usage.InsufficientStorage as exc:
         raise InsufficientStorage(exc.available_bytes, exc.threshold_bytes) from None
 

@@ -134,7 +134,7 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         role=Role.OPERATOR,
     )
     async def start_streaming(ctx: CallContext, params: DeviceParams) -> StartStreamingResult:
-        """Publish the camera now (not only on demand) and return once MediaMTX has it ready."""
+        """Keep the camera published (a held reader) and return once MediaMTX has it ready."""
         camera = streaming_camera(params.device)
         with translated_stream_errors():
             started = await start_stream(service, camera)
@@ -152,7 +152,7 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         "stop_streaming", params=DeviceParams, result=StopStreamingResult, role=Role.OPERATOR
     )
     async def stop_streaming(ctx: CallContext, params: DeviceParams) -> StopStreamingResult:
-        """Back to on-demand publishing; stream_continues is true while a recording reads it."""
+        """Drop the held reader; stream_continues is true while a recording reads the stream."""
         camera = streaming_camera(params.device)
         with translated_stream_errors():
             stop = await stop_stream(service, camera)
@@ -170,7 +170,7 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         "get_stream_url", params=DeviceParams, result=StreamUrlResult, role=Role.VIEWER
     )
     async def get_stream_url(ctx: CallContext, params: DeviceParams) -> StreamUrlResult:
-        """RTSP, HLS and WebRTC URLs of the camera, with readiness and reader count."""
+        """RTSP, HLS, WebRTC page and WHEP URLs of the camera, with readiness and readers."""
         camera = streaming_camera(params.device)
         with translated_stream_errors():
             path = await service.path_state(camera)
