@@ -498,7 +498,7 @@ class CameraCard {
   async startLive() {
     this.stopLive();
     const run = ++this.previewRun;
-    const streams = this.camera.streams || {};
+    let streams = this.camera.streams || {};
     const status = h('p', { class: 'live-status muted', role: 'status' });
     if (this.camera.status !== 'CONNECTED') {
       clear(this.liveBody, h('p', { class: 'muted' }, 'The camera is not connected.'));
@@ -510,7 +510,8 @@ class CameraCard {
       clear(this.liveBody, video, status);
       status.textContent = 'Connecting to the stream…';
       try {
-        await this.ensureStreaming();
+        // Fresh URLs: their stream tokens are short-lived and issued to this session.
+        streams = (await this.ensureStreaming()) || streams;
         if (run !== this.previewRun) return;
         let player = null;
         let firstError = null;
@@ -566,14 +567,17 @@ class CameraCard {
     }
   }
 
+  /** Make sure the camera publishes; resolves with its current stream URLs. */
   async ensureStreaming() {
+    let info = null;
     try {
-      const info = await this.app.call('get_stream_url', { device: this.camera.device });
-      if (info.available || !this.app.atLeast('operator')) return;
+      info = await this.app.call('get_stream_url', { device: this.camera.device });
+      if (info.available || !this.app.atLeast('operator')) return info.streams;
     } catch (err) {
       if (!this.app.atLeast('operator')) throw err;
     }
-    await this.app.call('start_streaming', { device: this.camera.device }, { timeout: MEDIA_TIMEOUT_MS });
+    const started = await this.app.call('start_streaming', { device: this.camera.device }, { timeout: MEDIA_TIMEOUT_MS });
+    return started.streams || (info && info.streams);
   }
 
   startSnapshotPreview(run, status) {

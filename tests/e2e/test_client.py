@@ -301,9 +301,13 @@ async def test_stream_urls_copy_and_live_view_fallback(tmp_path: Path, browser: 
             await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["operator"])
             card = camera_card(p, "demo0")
             await expect(card.locator(".badge")).to_have_text("Connected")
-            rtsp = (await _camera_list(daemon))[0]["streams"]["rtsp"]
+            listed = (await _camera_list(daemon))[0]["streams"]["rtsp"]
             await card.get_by_text("Stream URLs").click()
-            await expect(card.get_by_label("RTSP", exact=True)).to_have_value(rtsp)
+            # Each caller gets its own stream token (issued to its key): same URL, other token.
+            base = re.escape(listed.partition("?")[0])
+            rtsp_field = card.get_by_label("RTSP", exact=True)
+            await expect(rtsp_field).to_have_value(re.compile(rf"^{base}\?token=cst1\."))
+            rtsp = await rtsp_field.input_value()
             await expect(card.get_by_label("WHEP", exact=True)).to_have_value(
                 re.compile(r"^http://127\.0\.0\.1:9/")
             )
