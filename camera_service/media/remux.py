@@ -65,9 +65,9 @@ def remux_time_limit(size: int) -> float:
 async def remux(supervisor: ProcessSupervisor, ffmpeg: str, path: Path) -> bool:
     """Turn the fragmented recording ``path`` into a regular MP4 in place; clear its marker.
 
-    True when ``path`` is now a regular MP4. On failure the fragmented file (playable) stays
-    and the marker is cleared as well: one retry per start is enough for a file FFmpeg cannot
-    read.
+    True when ``path`` is now a regular MP4. On failure the fragmented file (playable) stays;
+    the marker is cleared when FFmpeg gave up on the file (no retry at every start), kept when
+    FFmpeg was killed (time limit, shutdown) so the next start tries again.
     """
     size = await asyncio.to_thread(_size_or_clear, path)
     if size is None:
@@ -81,7 +81,9 @@ async def remux(supervisor: ProcessSupervisor, ffmpeg: str, path: Path) -> bool:
         log.warning("remux of %s not started: %s", path.name, exc)
         await asyncio.to_thread(temp.unlink, missing_ok=True)
         return False
-    done = await asyncio.to_thread(_settle, path, result.ok)
+    # Killed (its time limit, or the daemon shutting down): the marker stays for the next start.
+    interrupted = result.returncode < 0 or result.timed_out
+    done = await asyncio.to_thread(_settle, path, result.ok, not interrupted)
     if not done:
         summary = result.error_summary()
         log.warning("remux of %s failed (%s); kept as fragmented MP4", path.name, summary)
@@ -101,16 +103,17 @@ def _size_or_clear(path: Path) -> int | None:
     return size
 
 
-def _settle(path: Path, ok: bool) -> bool:
+def _settle(path: Path, ok: bool, clear_marker: bool = True) -> bool:
     """After FFmpeg: the remuxed copy replaces the recording when it is good; the marker goes
-    either way."""
+    unless the remux was interrupted."""
     temp = temp_for(path)
     good = ok and temp.exists() and temp.stat().st_size > 0
     if good:
         os.replace(temp, path)
     else:
         temp.unlink(missing_ok=True)
-    marker_for(path).unlink(missing_ok=True)
+    if good or clear_marker:
+        marker_for(path).unlink(missing_ok=True)
     return good
 
 
