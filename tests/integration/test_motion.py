@@ -126,3 +126,33 @@ def _probe_duration(path: Path) -> float:
         check=True,
     )
     return float(json.loads(out.stdout)["format"]["duration"])
+
+
+async def test_motion_mode_buffer_keeps_only_the_pre_roll(tmp_path: Path) -> None:
+    static = overrides("color=c=gray:s=320x240:r=15")
+    async with running_daemon(tmp_path, static) as daemon:
+        nvr = daemon.app.nvr
+        await nvr.set_mode("yard", ModeSettings("motion", 2, 1.0, 1.0))
+        await wait_until(lambda: nvr.deleted_segments >= 3, 40, "buffer segments trimmed")
+        kept = await nvr.segments("yard")
+        recorder = nvr.recorder("yard")
+        assert recorder is not None and recorder.active and recorder.restarts == 0
+        await nvr.set_mode("yard", ModeSettings("off", 2, 1.0, 1.0))
+    # What is left: the segment being written and what a 1 s pre-roll may still need.
+    assert 1 <= len(kept) <= 3
+    assert nvr.events.all() == []
+
+
+async def test_continuous_segments_are_not_trimmed_as_a_buffer(tmp_path: Path) -> None:
+    static = overrides("color=c=gray:s=320x240:r=15")
+    async with running_daemon(tmp_path, static) as daemon:
+        nvr = daemon.app.nvr
+        await nvr.set_mode("yard", ModeSettings("continuous", 2, 1.0, 1.0))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 40
+        while len([s for s in await nvr.segments("yard") if s.complete]) < 5:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.2)
+        await nvr.housekeep_once()
+        assert nvr.deleted_segments == 0
+        await nvr.set_mode("yard", ModeSettings("off", 2, 1.0, 1.0))
