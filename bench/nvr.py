@@ -42,7 +42,7 @@ from bench.common import (
     publish,
     subprocess_env,
 )
-from camera_service.config import MotionConfig
+from camera_service.config import ContinuousConfig, MotionConfig
 from camera_service.media import clips
 from camera_service.media.continuous import build_continuous_args
 from camera_service.media.ffmpeg import ProcessSupervisor
@@ -57,6 +57,7 @@ ENCODER = EncoderSettings(preset="veryfast", bitrate="2M", profile="main")
 WARMUP_S = 2.0
 MOTION_TARGET_PERCENT = 5.0
 RATIO_TARGET = 1.1
+FRAME_RATE = ContinuousConfig().frame_rate  # the latest-frame JPEG output, as configured
 
 
 # --------------------------------------------------------------------------- CPU sampling
@@ -271,7 +272,9 @@ def daemon_config(work: Path) -> Path:
 
 def bench_recording(seconds: float, rounds: int, work: Path) -> dict[str, Any]:
     source = CaptureSource("cam", LAVFI, "lavfi", fps=FPS)
-    ours, bare = [], []
+    ours: list[float] = []
+    bare: list[float] = []
+    ffmpeg_only: list[float] = []
     for index in range(rounds):
         out = work / f"bare{index}"
         out.mkdir(parents=True)
@@ -292,14 +295,25 @@ def bench_recording(seconds: float, rounds: int, work: Path) -> dict[str, Any]:
         config = daemon_config(run_dir)
         argv = [sys.executable, "-m", "camera_service", "--config", str(config), "run"]
         ours.append(timed_cpu(argv, seconds, subprocess_env()))
+        directory = work / f"argv{index}"
+        directory.mkdir(parents=True)
+        recorder = build_continuous_args(
+            "ffmpeg", source, seg.segment_pattern(directory, "cam", "c000000"),
+            directory / "list.csv", 60, ENCODER, directory / "f.jpg", FRAME_RATE, None, None,
+        )  # fmt: skip
+        ffmpeg_only.append(timed_cpu(recorder, seconds, {**os.environ, "TZ": "UTC"}))
     ratio = median(ours) / median(bare) if median(bare) else 0.0
+    ffmpeg_ratio = median(ffmpeg_only) / median(bare) if median(bare) else 0.0
     return {
         "ours_percent": round(median(ours), 2),
         "bare_percent": round(median(bare), 2),
+        "ours_ffmpeg_only_percent": round(median(ffmpeg_only), 2),
+        "ffmpeg_only_ratio": round(ffmpeg_ratio, 3),
+        "frame_rate": FRAME_RATE,
         "ratio": round(ratio, 3),
         "target_ratio": RATIO_TARGET,
         "met": ratio <= RATIO_TARGET,
-        "rounds": {"ours": ours, "bare": bare},
+        "rounds": {"ours": ours, "bare": bare, "ffmpeg_only": ffmpeg_only},
     }
 
 
@@ -472,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         ["continuous: ours (% core)", f"{recording['ours_percent']:.1f}"],
         ["continuous: bare segmenter (% core)", f"{recording['bare_percent']:.1f}"],
         ["continuous: ours/bare (target <= 1.1)", f"{recording['ratio']:.3f}"],
+        ["continuous: our FFmpeg only/bare", f"{recording['ffmpeg_only_ratio']:.3f}"],
         [
             f"export {export['clip_minutes']:g} min clip (s, median)",
             f"{export['export_s_median']:.3f}",
