@@ -13,16 +13,20 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from camera_service import __version__
 from camera_service import logging as service_logging
-from camera_service.auth.api_keys import ApiKeyStore
-from camera_service.auth.identity import AuthError
+from camera_service.auth.api_keys import ApiKeyStore, looks_like_api_key
+from camera_service.auth.daemon_credentials import CREDENTIALS_FILE, load_or_create_credentials
+from camera_service.auth.identity import AuthError, Identity
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.auth.stream_access import AccessPolicy, is_ip_address
+from camera_service.auth.stream_tokens import StreamTokens, derive_stream_secret
 from camera_service.auth.url_tokens import derive_camera_url_secret
 from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
@@ -36,7 +40,7 @@ from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
 from camera_service.media.continuous import RecorderEnv
-from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
+from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor, StopPolicy
 from camera_service.media.frames import FrameHub
 from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import EncoderSettings
@@ -45,7 +49,6 @@ from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
-from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
 from camera_service.mqtt.topics import default_node_id
 from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
 from camera_service.rpc.dispatch import Dispatcher
@@ -71,11 +74,16 @@ from camera_service.storage.links import DownloadLinks, derive_download_secret
 from camera_service.storage.modes import ModeStore
 from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
 from camera_service.storage.usage import storage_info, system_disk_usage
+from camera_service.supervise import start_supervised
 from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
+from camera_service.transport.mediamtx_auth import StreamAuthEndpoint
 from camera_service.transport.websocket import WebSocketServer
 from camera_service.tuning import CameraTuning
+
+if TYPE_CHECKING:
+    from camera_service.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +158,14 @@ class Application:
         self.ws = WebSocketServer(config.server, self.dispatcher, self.bus, self.metrics)
         self.http = HttpServer(config.http, self.health, self.metrics)
         self._build_cameras(event_source, prober)
-        self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
+        self._build_stream_auth(secret)
+        self.mediamtx = MediaMTXService.from_config(
+            config,
+            self.cameras,
+            self.bus,
+            credentials=self.mtx_credentials if self.stream_auth else None,
+            tokens=self.stream_tokens if self.stream_auth else None,
+        )
         self._build_media(secret)
         self._build_capture(v4l2_io)
         self.status = NodeStatus(
@@ -279,6 +294,53 @@ class Application:
                 probe_retries=cfg.probe_retries,
             )
 
+    def _build_stream_auth(self, master_secret: bytes) -> None:
+        """Stream access control: MediaMTX asks POST /mediamtx/auth before every session."""
+        cfg = self.config.mediamtx
+        self.mtx_credentials = load_or_create_credentials(
+            self.config.storage.state_dir / CREDENTIALS_FILE
+        )
+        self.stream_tokens = StreamTokens(
+            derive_stream_secret(master_secret), cfg.stream_token_ttl
+        )
+        keys, jwt = self.keys, self.jwt
+
+        def verify(credential: str) -> Identity:  # no I/O: the endpoint refreshed the keys
+            if looks_like_api_key(credential):
+                return keys.verify(credential, refresh=False)
+            return jwt.verify(credential)
+
+        policy = AccessPolicy(
+            credentials=self.mtx_credentials,
+            tokens=self.stream_tokens,
+            verify=verify,
+            key_active=lambda key_id: keys.is_active(key_id, refresh=False),
+            known_path=lambda name: self.cameras.get(name) is not None,
+        )
+        api_host = urlsplit(cfg.api_url).hostname or ""
+        clients = [*cfg.auth_clients, *([api_host] if is_ip_address(api_host) else [])]
+        self.stream_auth: StreamAuthEndpoint | None = None
+        if cfg.enabled and cfg.stream_auth:
+            self.stream_auth = StreamAuthEndpoint(
+                policy,
+                self.authenticator.limiter,
+                self.keys,
+                allowed_clients=clients,
+                metrics=self.metrics,
+            )
+            self.stream_auth.add_routes(self.http.app)
+
+    def _kick_revoked_sessions(self) -> None:
+        """MediaMTX checks credentials at session start only: close the sessions opened
+        with an API key that has been revoked since (the key store was just refreshed)."""
+        if self.stream_auth is None:
+            return
+        revoked = self.stream_auth.ledger.take_revoked(
+            lambda key_id: self.keys.is_active(key_id, refresh=False)
+        )
+        for protocol, session_id in revoked:
+            self._spawn(self.mediamtx.kick(protocol, session_id))
+
     def _build_media(self, master_secret: bytes) -> None:
         storage, ffmpeg = self.config.storage, self.config.ffmpeg
         stop_policy = StopPolicy(
@@ -293,6 +355,7 @@ class Application:
             on_event=self._recording_event,
             ffmpeg=ffmpeg.binary,
             stop_policy=stop_policy,
+            start_timeout=ffmpeg.start_timeout,
         )
         self.snapshots = StreamSnapshots(
             self.mediamtx,
@@ -453,6 +516,9 @@ class Application:
         cfg = self.config.mqtt
         if not cfg.enabled:
             return None
+        # Imported here: aiomqtt (and paho) cost ~4 MB of RSS that MQTT-less nodes never use.
+        from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
+
         rate = self.config.server.rate_limit
         return MqttBridge(
             cfg,
@@ -585,6 +651,9 @@ class Application:
     async def _stop_recording(self, camera_id: str, reason: str) -> None:
         try:
             await self.recordings.stop(camera_id, reason, error=reason != "storage_critical")
+        except NotRecording:
+            # Stopped meanwhile (a stop_recording call, FFmpeg ending): nothing left to do.
+            log.debug("recording of %s already stopped (%s)", camera_id, reason)
         except Exception:
             log.exception("could not stop recording of %s (%s)", camera_id, reason)
 
@@ -614,12 +683,15 @@ class Application:
     async def start(self) -> None:
         self._load_cameras()
         self.files.ensure_dirs()
+        # Owed mp4 remuxes and stale frame directories of a crashed run (media/remux.py).
+        self._spawn(self.recordings.recover())
         await self._listen(
             "WebSocket", self.config.server.host, self.config.server.port, self.ws.start
         )
         self.listening.set()
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
         self.links.http_port = self.http.port
+        self.mediamtx.auth_http_port = self.http.port
         self.tuning.start()
         await self.discovery.start()
         await self.mediamtx.start()
@@ -628,8 +700,8 @@ class Application:
         self.storage_guard.start()
         if self.mqtt is not None:
             self.mqtt.start()
-        self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
-        self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"))
+        self._tasks.append(start_supervised("session-sweep", self._sweep_sessions))
+        self._tasks.append(start_supervised("watchdog", lambda: watchdog_loop(self.notifier)))
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
         log.info(
             "camera-service started",
@@ -718,6 +790,7 @@ class Application:
         while True:
             await asyncio.sleep(SESSION_SWEEP_INTERVAL_S)
             self.keys.refresh_if_changed()
+            self._kick_revoked_sessions()
             for session in list(self.ws.sessions.values()):
                 if session.identity is None:
                     continue

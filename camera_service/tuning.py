@@ -64,6 +64,7 @@ class CameraTuning:
             io=io,
         )
         self.controls.attach(supervisor)
+        mediamtx.stream_ready_listeners.append(self.controls.stream_started)
         self.probed = asyncio.Event()  # set once the encoder probe has reported
         self._probe_task: asyncio.Task[None] | None = None
 

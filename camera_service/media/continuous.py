@@ -39,6 +39,7 @@ from camera_service.media.recordings import EncoderSettings
 from camera_service.media.source import CaptureSource
 from camera_service.storage import segments as seg
 from camera_service.storage.modes import ModeSettings
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class CameraRecorder:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name=f"continuous-{self.camera_id}")
+            self._task = start_supervised(f"continuous-{self.camera_id}", self._loop)
 
     def wake(self) -> None:
         """The camera may have come back: try now instead of after the backoff."""

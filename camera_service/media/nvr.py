@@ -42,6 +42,7 @@ from camera_service.storage.usage import (
     check_can_write,
     system_disk_usage,
 )
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class NvrManager:
         for camera_id, settings in self.modes.all().items():
             if settings.mode != "off":
                 self._ensure(camera_id, settings)
-        self._housekeeper = asyncio.create_task(self._housekeeping(), name="nvr-housekeeping")
+        self._housekeeper = start_supervised("nvr-housekeeping", self._housekeeping)
 
     async def stop(self) -> None:
         if self._housekeeper is not None:

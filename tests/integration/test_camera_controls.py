@@ -194,6 +194,22 @@ async def test_config_controls_apply_at_plug_and_api_values_win(
             {"device": "camera0", "controls": {"gain": 7}, "persist": False},
         )
         assert again.value_of(abi.CID_GAIN) == 7
+        # MediaMTX's publisher streams the camera (start_streaming ready): the camera resets
+        # its focus on STREAMON, the daemon writes the desired values again.
+        await op.call(
+            "set_camera_controls",
+            {
+                "device": "camera0",
+                "controls": {"focus_automatic_continuous": False, "focus_absolute": 60},
+            },
+        )
+        again.stream_on()
+        assert again.value_of(abi.CID_FOCUS_AUTO) == 1
+        for listener in daemon.app.mediamtx.stream_ready_listeners:
+            listener("camera0")
+        await _note(op, "camera_controls", device="camera0", reason="capture_started")
+        assert again.value_of(abi.CID_FOCUS_AUTO) == 0
+        assert again.value_of(abi.CID_FOCUS_ABSOLUTE) == 60
         assert "gain" not in daemon.app.tuning.controls.desired(daemon.app.cameras.get("camera0"))  # type: ignore[arg-type]
 
 

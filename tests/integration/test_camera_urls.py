@@ -99,6 +99,9 @@ async def test_snapshot_url_returns_a_current_jpeg_and_stores_nothing(
     readers = [h for h in daemon.app.supervisor.history("cam0") if h.reader]
     assert len(readers) == 1, readers  # one reader served both
     assert daemon.app.supervisor.peak_readers("cam0") == 1
+    # Unused for http.frame_keepalive (2 s), the reader ends and frees the device.
+    await wait_until(lambda: not daemon.app.frames.running("cam0"), 10, "reader stopped")
+    assert daemon.app.supervisor.readers("cam0") == []
 
 
 async def test_credentials_are_required_and_checked(daemon: RunningDaemon) -> None:
