@@ -342,12 +342,24 @@ def write_segments(directory: Path, minutes: float, segment_seconds: int) -> tup
         *("-force_key_frames", f"expr:gte(t,n_forced*{segment_seconds})"),
         *("-f", "segment", "-segment_time", str(segment_seconds), "-reset_timestamps", "1"),
         *("-segment_format", "mp4", "-segment_format_options", fragments),
-        *("-segment_list", str(directory / f"{run}.csv"), "-segment_list_type", "csv"),
-        *("-strftime", "1", seg.segment_pattern(directory, "bench", run)),
+        *("-segment_list", str(directory / "encoded.csv"), "-segment_list_type", "csv"),
+        str(directory / "encoded_%05d.mp4"),
     ]
     start = time.monotonic()
-    subprocess.run(argv, check=True, timeout=3600, env={**os.environ, "TZ": "UTC"})
-    return t0, time.monotonic() - start
+    subprocess.run(argv, check=True, timeout=3600)
+    elapsed = time.monotonic() - start
+    # Faster than real time, so name the files as the live recorder would have (its names
+    # carry the wall-clock second each segment started).
+    listed = seg.parse_segment_list((directory / "encoded.csv").read_text())
+    lines = []
+    for name, (begin, finish) in sorted(listed.items(), key=lambda item: item[1]):
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t0 + begin))
+        final = f"bench_{stamp}_{run}.mp4"
+        (directory / name).rename(directory / final)
+        lines.append(f"{final},{begin:.6f},{finish:.6f}\n")
+    (directory / f"{run}.csv").write_text("".join(lines))
+    (directory / "encoded.csv").unlink()
+    return t0, elapsed
 
 
 async def export_once(segments: list[seg.Segment], start: float, end: float, out: Path) -> float:
