@@ -79,8 +79,13 @@ class CameraTuning:
 
     async def probe_encoders(self) -> None:
         """Test-encode with the hardware encoders (start-up, in the background)."""
+        # A configured encoder is used as is: no test encode at start (a failing one shows in
+        # the recordings' errors); auto probes.
         report = await probe_encoders(
-            self._ffmpeg, self.encoders.requested, supervised(self._supervisor)
+            self._ffmpeg,
+            self.encoders.requested,
+            supervised(self._supervisor),
+            test_requested=False,
         )
         changed = report.selected != self.encoders.selected
         self.encoders = report

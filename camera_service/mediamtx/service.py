@@ -151,8 +151,9 @@ class MediaMTXService:
         self.reconciles = 0
         self._reconciled_started: str | None = None
         self.reconciled = asyncio.Event()
-        # Called with the camera id once start_streaming has the stream ready (its publisher
-        # FFmpeg, a MediaMTX child, streams the device): must not block or raise.
+        # Called with the camera id when its path becomes ready (the publisher FFmpeg, a
+        # MediaMTX child, streams the device: start_streaming or an on-demand reader, seen
+        # by the next path refresh): must not block or raise.
         self.stream_ready_listeners: list[Callable[[str], None]] = []
 
     @classmethod
@@ -505,8 +506,24 @@ class MediaMTXService:
     async def refresh_paths(self) -> list[MtxPath]:
         """``/v3/paths/list`` (every path), also refreshing the metrics cache."""
         paths = await self._call(self.client.list_all_paths)
-        self._paths = {p.name: p for p in paths}
+        previous, self._paths = self._paths, {p.name: p for p in paths}
+        for path in paths:
+            self._note_ready(previous.get(path.name), path)
         return paths
+
+    def _note_ready(self, before: MtxPath | None, path: MtxPath) -> None:
+        """Tell the listeners about a path that became ready since the last look."""
+        if not path.is_ready or not self.stream_ready_listeners:
+            return
+        if before is not None and before.is_ready and before.ready_time == path.ready_time:
+            return
+        if self.cameras.get(path.name) is None:
+            return
+        for listener in self.stream_ready_listeners:
+            try:
+                listener(path.name)
+            except Exception:
+                log.exception("stream ready listener failed")
 
     async def path_state(self, camera: Camera) -> MtxPath | None:
         """Runtime state of the camera's path (fresh); None when MediaMTX has no such path."""
@@ -516,6 +533,7 @@ class MediaMTXService:
         except MediaMTXNotFound:
             self._paths.pop(name, None)
             return None
+        self._note_ready(self._paths.get(name), path)
         self._paths[name] = path
         return path
 

@@ -64,8 +64,6 @@ async def start_streaming(mtx: MediaMTXService, camera: Camera) -> datetime:
             streaming.pop(camera.id, None)
             await mtx.holders.release(camera.id, HOLD_REASON)
         raise
-    for listener in mtx.stream_ready_listeners:  # e.g. re-apply camera controls
-        listener(camera.id)
     return started
 
 

@@ -14,7 +14,7 @@ import pytest
 from camera_service.cameras import v4l2_abi as abi
 from tests.e2e.conftest import BrowserPage, expect, new_page, sign_in
 from tests.support.daemon import RunningDaemon, running_daemon
-from tests.support.fake_devices import FakeCameraRig, FakeControlDevice
+from tests.support.fake_controls import FakeCameraRig, FakeControlDevice
 
 pytestmark = pytest.mark.slow
 

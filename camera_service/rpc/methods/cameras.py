@@ -60,6 +60,7 @@ class CapabilitiesResult(Result):
     resolutions: list[str]
     fps_options: dict[str, list[int]]
     validation_status: Literal["NONE", "DISCONNECTED", "CONFIRMED"]
+    modes: dict[str, dict[str, list[int]]] = {}  # pixel format → size → frame rates (V4L2)
 
 
 class AddExternalParams(Params):
@@ -169,6 +170,7 @@ def register(registry: Registry, deps: CameraDeps) -> None:
             "resolutions": caps.resolutions or [camera.resolution],
             "fps_options": caps.fps_options or {camera.resolution: [camera.fps]},
             "validation_status": camera.validation_status.value,
+            "modes": {fourcc: dict(sizes) for fourcc, sizes in caps.modes.items()},
         }
 
     @registry.method(
