@@ -23,7 +23,7 @@ from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
-from camera_service.cameras.model import Camera, CameraStatus
+from camera_service.cameras.model import MAX_CAMERAS, Camera, CameraStatus
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
@@ -103,7 +103,11 @@ class Application:
             FailedAuthLimiter(config.auth.failed_auth_limit, config.auth.failed_auth_window),
         )
         self.dispatcher = Dispatcher(
-            self.registry, self.authenticator, self.metrics, config.server.max_batch
+            self.registry,
+            self.authenticator,
+            self.metrics,
+            config.server.max_batch,
+            unauthenticated_batch_bytes=config.server.unauthenticated_queue_bytes,
         )
         self.ws = WebSocketServer(config.server, self.dispatcher, self.bus, self.metrics)
         self.http = HttpServer(config.http, self.health, self.metrics)
@@ -146,7 +150,7 @@ class Application:
                 system_status=self.status.system_status,
                 capabilities=self.capabilities,
                 supported_formats=SUPPORTED_FORMATS,
-                max_cameras=64,
+                max_cameras=MAX_CAMERAS,
                 metric_sections={
                     "cameras": self.status.camera_metrics,
                     "recordings": self.status.recording_metrics,

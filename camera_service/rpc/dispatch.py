@@ -25,6 +25,7 @@ from camera_service.rpc.errors import (
     AuthenticationFailed,
     InternalError,
     InvalidParams,
+    InvalidRequest,
     MethodNotFound,
     PermissionDenied,
     RateLimited,
@@ -57,14 +58,29 @@ def _dump(result: Any) -> Any:
     return result
 
 
+class UnauthenticatedBatchTooLarge(InvalidRequest):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the batch answer reached {limit} bytes before authentication, so this entry was "
+            "not run: authenticate first (an authenticate entry may lead the batch) or send "
+            "fewer entries"
+        )
+
+
 class Dispatcher:
     def __init__(
-        self, registry: Registry, authenticator: Authenticator, metrics: Metrics, max_batch: int
+        self,
+        registry: Registry,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        max_batch: int,
+        unauthenticated_batch_bytes: int | None = None,
     ) -> None:
         self.registry = registry
         self.auth = authenticator
         self.metrics = metrics
         self.max_batch = max_batch
+        self.unauthenticated_batch_bytes = unauthenticated_batch_bytes
         # Request ids: a per-process random prefix and a counter (uuid4 costs ~2 µs a call).
         prefix = uuid.uuid4().hex[:8]
         self._request_ids = (f"{prefix}{n:08x}" for n in itertools.count(1))
@@ -95,10 +111,36 @@ class Dispatcher:
             return protocol.encode(protocol.error_response(parsed.id, parsed.error))
         if not parsed.is_batch:
             response = await self.handle_entry(session, parsed.entries[0])
-            return None if response is None else protocol.encode(response)
+            return None if response is None else protocol.encode_message(response)
+        if not session.proven and self.unauthenticated_batch_bytes is not None:
+            return await self._unproven_batch(session, parsed.entries)
         answers = await asyncio.gather(*(self.handle_entry(session, e) for e in parsed.entries))
         responses = [answer for answer in answers if answer is not None]
-        return protocol.encode(responses) if responses else None
+        return protocol.encode_batch(responses) if responses else None
+
+    async def _unproven_batch(self, session: Session, entries: list[protocol.Entry]) -> str | None:
+        """A batch before any credential was accepted: no fan-out. Entries run one after
+        another, and once the answer holds `unauthenticated_batch_bytes` the remaining
+        entries are not run (each answered -32600 with a hint) until the connection has
+        authenticated, e.g. by an `authenticate` entry earlier in the same batch."""
+        limit = self.unauthenticated_batch_bytes
+        assert limit is not None
+        pieces: list[str] = []
+        size = 2
+        for entry in entries:
+            if not session.proven and size >= limit:
+                if isinstance(entry, protocol.Request) and entry.is_notification:
+                    continue
+                answer: dict[str, Any] | None = protocol.error_response(
+                    entry.id, UnauthenticatedBatchTooLarge(limit)
+                )
+            else:
+                answer = await self.handle_entry(session, entry)
+            if answer is not None:
+                piece = protocol.encode_message(answer)
+                pieces.append(piece)
+                size += len(piece) + 1
+        return "[" + ",".join(pieces) + "]" if pieces else None
 
     async def handle_entry(self, session: Session, entry: protocol.Entry) -> dict[str, Any] | None:
         if isinstance(entry, protocol.Invalid):
@@ -229,8 +271,10 @@ class Dispatcher:
         if wait_ms:
             raise RateLimited(wait_ms, scope="address")
         try:
-            return self.auth.verify(credential)
+            identity = self.auth.verify(credential)
         except AuthError as exc:
             limiter.record_failure(session.remote)
             audit("authentication failed", remote=session.remote, reason=exc.reason)
             raise AuthenticationFailed(exc.reason) from None
+        session.proven = True  # the connection holds a working credential: full budgets
+        return identity
