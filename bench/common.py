@@ -25,10 +25,10 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO, cast
+from typing import Any, Protocol, TextIO, TypeVar, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -41,6 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 JOB_TIMEOUT_S = 300.0
 CLIENTS = ("raw", "websockets")
+T = TypeVar("T")
 
 
 # --- statistics ---------------------------------------------------------------------------
@@ -71,6 +72,22 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write the figures as JSON to PATH (no PATH: stdout, and the table goes to stderr)",
     )
+
+
+def add_loop_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop the in-process daemon (and everything else in this process) runs on",
+    )
+
+
+def run_on_loop(main: Coroutine[Any, Any, T], loop: str) -> T:
+    """`asyncio.run(main)` on the loop `--loop` names (camera_service.eventloop's choice)."""
+    from camera_service import eventloop
+
+    return eventloop.run(main, "uvloop" if loop == "uvloop" else "asyncio")
 
 
 def log_stream(json_target: str | None) -> TextIO:

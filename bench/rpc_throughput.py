@@ -24,7 +24,6 @@ The daemon keeps its per-connection rate limit *enabled* with a bucket large eno
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import cProfile
 import json
@@ -46,12 +45,15 @@ from bench.common import (
     LoadResult,
     LoadWorker,
     add_json_option,
+    add_loop_option,
     format_table,
     log_stream,
     median,
     positive_int,
     publish,
+    run_on_loop,
 )
+from camera_service.eventloop import running_loop_name
 
 HOST = "127.0.0.1"
 PATH = "/ws"
@@ -319,7 +321,7 @@ async def run_benchmark(args: argparse.Namespace, log: TextIO) -> dict[str, Any]
         "client": args.client,
         "method": "ping (after authenticate with an API key)",
         "rate_limit": RATE_LIMIT,
-        "loop": "asyncio (default)",
+        "loop": running_loop_name(),
         "python": platform.python_version(),
         "websockets": metadata.version("websockets"),
         "jsonrpcserver": metadata.version("jsonrpcserver"),
@@ -396,6 +398,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--client", choices=CLIENTS, default="raw", help="load generator's WebSocket client"
     )
     add_json_option(parser)
+    add_loop_option(parser)
     parser.add_argument(
         "--micro-iterations",
         type=positive_int,
@@ -411,7 +414,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log = log_stream(args.json)
-    report = asyncio.run(run_benchmark(args, log))
+    report = run_on_loop(run_benchmark(args, log), args.loop)
     publish(report, render(report), args.json)
     return 0
 

@@ -137,10 +137,11 @@ class Daemon:
     ws_url: str
 
     @classmethod
-    async def start(cls, config_file: Path, log_path: Path) -> Daemon:
+    async def start(cls, config_file: Path, log_path: Path, root: Path = REPO_ROOT) -> Daemon:
+        """`root`: the checkout whose `camera_service` runs (another commit's, for A/B runs)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            part for part in (str(REPO_ROOT), env.get("PYTHONPATH")) if part
+            part for part in (str(root), env.get("PYTHONPATH")) if part
         )
         env["PYTHONUNBUFFERED"] = "1"
         with log_path.open("wb") as log:
@@ -154,7 +155,7 @@ class Daemon:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
+                cwd=root,
                 env=env,
             )
         try:

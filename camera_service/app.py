@@ -21,34 +21,48 @@ from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.identity import AuthError
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.auth.url_tokens import derive_camera_url_secret
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
 from camera_service.cameras.model import MAX_CAMERAS, Camera, CameraStatus
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
+from camera_service.eventloop import running_loop_name
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
+from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
 from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
+from camera_service.media.frames import FrameHub
 from camera_service.media.recordings import EncoderSettings
-from camera_service.mediamtx.service import MediaMTXService, StreamRecordings, StreamSnapshots
+from camera_service.media.source import CaptureSource, capture_source_for
+from camera_service.mediamtx.recording import StreamRecordings
+from camera_service.mediamtx.service import MediaMTXService
+from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
+from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
+from camera_service.mqtt.topics import default_node_id
+from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
 from camera_service.rpc.methods import events as event_methods
 from camera_service.rpc.methods import files as file_methods
+from camera_service.rpc.methods import integrations as integration_methods
 from camera_service.rpc.methods import media as media_methods
 from camera_service.rpc.methods import streams as stream_methods
 from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.registry import Registry
 from camera_service.rpc.session import Session
 from camera_service.sdnotify import SystemdNotifier, watchdog_loop
-from camera_service.status import NodeStatus
+from camera_service.status import HostUsage, NodeStatus
+from camera_service.storage.faults import FfmpegHealth, StorageHealth
 from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
 from camera_service.storage.links import DownloadLinks, derive_download_secret
 from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
+from camera_service.storage.usage import storage_info
+from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
 from camera_service.transport.websocket import WebSocketServer
@@ -74,7 +88,19 @@ class ReloadReport:
 def secret_bytes(config: Config) -> bytes:
     if config.auth.jwt_secret is not None:
         return config.auth.jwt_secret.get_secret_value().encode()
-    return load_or_create_secret(config.jwt_secret_file)
+    path = config.jwt_secret_file
+    try:
+        return load_or_create_secret(path)
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except ValueError as exc:
+        problem = str(exc).replace(f" in {path}", "")
+    except OSError as exc:
+        problem = f"cannot be read or created ({exc.strerror or exc})"
+    raise StartupError(
+        f"state file {path} is unusable: {problem}; restore it from a backup, or remove it "
+        "to generate a new secret (every JWT issued so far then stops working)"
+    )
 
 
 class Application:
@@ -96,7 +122,10 @@ class Application:
         self._prepare_state_dir()
         secret = secret_bytes(config)
         self.jwt = JwtAuthority(secret)
-        self.keys = ApiKeyStore(config.api_keys_file)
+        try:
+            self.keys = ApiKeyStore(config.api_keys_file)
+        except StateFileError as exc:
+            raise StartupError(str(exc)) from None
         self.authenticator = Authenticator(
             self.jwt,
             self.keys,
@@ -130,6 +159,8 @@ class Application:
         self.after_start: list[Callable[[], None]] = []
         self._register_methods()
         self._register_health()
+        self.mqtt = self._build_mqtt()
+        self.node_metrics = self._build_node_metrics()
 
     # --- construction -------------------------------------------------------------------
 
@@ -151,6 +182,7 @@ class Application:
                 capabilities=self.capabilities,
                 supported_formats=SUPPORTED_FORMATS,
                 max_cameras=MAX_CAMERAS,
+                host_usage=HostUsage(self.config.storage.recordings_dir),
                 metric_sections={
                     "cameras": self.status.camera_metrics,
                     "recordings": self.status.recording_metrics,
@@ -180,6 +212,15 @@ class Application:
         )
         media_methods.register(self.registry, self.media_deps)
         stream_methods.register(self.registry, self.mediamtx, self.cameras)
+        integration_methods.register(
+            self.registry,
+            integration_methods.IntegrationDeps(
+                cameras=self.cameras,
+                secret=self.camera_url_secret,
+                default_ttl=self.config.http.download_token_ttl,
+                base_url=self.links.base_url,
+            ),
+        )
         file_methods.register(
             self.registry,
             file_methods.FileDeps(
@@ -258,12 +299,114 @@ class Application:
         )
         self.downloads = Downloads(self.files, self.authenticator, self.links.secret)
         self.downloads.add_routes(self.http.app)
+        http = self.config.http
+        self.frames = FrameHub(
+            self.supervisor,
+            self.recordings,
+            self._frame_source,
+            ffmpeg=ffmpeg.binary,
+            fps=http.mjpeg_fps,
+            quality=http.mjpeg_quality,
+            keepalive=http.frame_keepalive,
+            max_viewers=http.mjpeg_max_viewers,
+            max_frame_bytes=http.max_frame_bytes,
+        )
+        self.snapshots.live_frame = self.frames.fresh_frame
+        self.camera_url_secret = derive_camera_url_secret(master_secret)
+        self.camera_http = CameraHttp(
+            self.cameras,
+            self.frames,
+            self.authenticator,
+            self.camera_url_secret,
+            snapshot_timeout=ffmpeg.snapshot_timeout,
+        )
+        self.camera_http.add_routes(self.http.app)
         self.storage_guard = StorageGuard(
             storage.recordings_dir,
             storage.block_percent,
             has_work=lambda: bool(self.recordings.active_all()),
             on_critical=self._storage_critical,
         )
+
+    async def _frame_source(self, camera_id: str) -> tuple[CaptureSource, bool] | None:
+        """Where the live-frame reader reads a camera: its device, or its MediaMTX stream
+        while MediaMTX's publisher holds an exclusive device."""
+        camera = self.cameras.get(camera_id)
+        if camera is None or not camera.connected:
+            return None
+        try:
+            source = capture_source_for(camera)
+        except ValueError:
+            return None
+        resolved = await self.snapshots.source_for(source)
+        return resolved, resolved is source
+
+    def _build_node_metrics(self) -> NodeCollector:
+        mtx = self.mediamtx
+        collector = NodeCollector(
+            NodeSources(
+                cameras=self.cameras,
+                recordings=self.recordings,
+                supervisor=self.supervisor,
+                frames=self.frames,
+                recordings_dir=self.config.storage.recordings_dir,
+                stream_readers=lambda cam: (
+                    mtx.stream_metrics(cam).get("readers", 0) if mtx.enabled else None
+                ),
+                mediamtx_up=lambda: mtx.monitor.is_up if mtx.enabled else None,
+                mqtt=lambda: mqtt_figures(self.mqtt),
+            ),
+            self.bus,
+        )
+        self.metrics.registry.register(collector)
+        self.cameras.add_forget_listener(lambda camera: collector.forget(camera.id))
+        self.camera_http.on_snapshot = collector.snapshot_served
+        return collector
+
+    def _build_mqtt(self) -> MqttBridge | None:
+        cfg = self.config.mqtt
+        if not cfg.enabled:
+            return None
+        rate = self.config.server.rate_limit
+        return MqttBridge(
+            cfg,
+            cfg.node_id or default_node_id(),
+            self.bus,
+            self.dispatcher,
+            BridgeDeps(
+                cameras=lambda: [self.status.camera_object(c) for c in self.cameras.list()],
+                recording=self._recording_summary,
+                storage=self._storage_state,
+                snapshot_path=lambda name: self.config.storage.snapshots_dir / name,
+                takes_device=self._takes_device,
+            ),
+            rate=(rate.per_second, rate.burst) if rate.enabled else None,
+        )
+
+    def _recording_summary(self, camera_id: str) -> dict[str, Any] | None:
+        info = self.recordings.active(camera_id)
+        if info is None:
+            return None
+        return {
+            "filename": info.filename,
+            "format": info.format,
+            "start_time": info.start_time.isoformat().replace("+00:00", "Z"),
+            "duration": info.duration,
+        }
+
+    async def _storage_state(self) -> dict[str, Any]:
+        storage = self.config.storage
+        info = await storage_info(
+            storage.recordings_dir,
+            storage.snapshots_dir,
+            storage.warn_percent,
+            storage.block_percent,
+        )
+        return dict(info)
+
+    def _takes_device(self, method: str) -> bool:
+        spec = self.registry.get(method)
+        return spec is not None and "device" in spec.params.model_fields
 
     def _configured_policy(self) -> RetentionPolicy:
         cfg = self.config.retention
@@ -280,6 +423,17 @@ class Application:
         self.health.register(
             "mediamtx", self._mediamtx_health, required=self.config.mediamtx.required
         )
+        storage, ffmpeg = self.config.storage, self.config.ffmpeg
+        directories = {
+            "recordings": storage.recordings_dir,
+            "snapshots": storage.snapshots_dir,
+            "state": storage.state_dir,
+        }
+        self.health.register(
+            "storage",
+            StorageHealth(directories, storage.warn_percent, storage.block_percent).probe,
+        )
+        self.health.register("ffmpeg", FfmpegHealth(ffmpeg.binary, ffmpeg.ffprobe).probe)
         self.health.require_ready("websocket_listening", self.listening)
         self.health.require_ready("first_camera_scan", self.discovery.first_scan_done)
 
@@ -367,12 +521,19 @@ class Application:
         await self.mediamtx.start()
         self.retention.start()
         self.storage_guard.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
         self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
         self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"))
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
         log.info(
             "camera-service started",
-            extra={"ws_port": self.ws.port, "http_port": self.http.port, "version": __version__},
+            extra={
+                "ws_port": self.ws.port,
+                "http_port": self.http.port,
+                "version": __version__,
+                "event_loop": running_loop_name(),
+            },
         )
         for hook in self.after_start:
             hook()
@@ -418,6 +579,7 @@ class Application:
     async def stop(self) -> None:
         """Stop accepting, finish in-flight calls, close sockets with 1001."""
         self.notifier.stopping("shutting down")
+        self.health.stopping = True
         self.ws.stop_accepting()
         self.publish_system("system.shutdown", "stopping", "camera-service is shutting down")
         # Calls in progress finish first: they may need the FFmpeg processes stopped below.
@@ -428,7 +590,10 @@ class Application:
         await self.storage_guard.stop()
         await self.retention.stop()
         await self.discovery.stop()
+        await self.frames.close()
         await self.recordings.stop_all("shutdown")
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         await self.mediamtx.stop()
         await self.supervisor.shutdown()
         await self.ws.stop(timeout=SHUTDOWN_BUDGET_S / 3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import re
@@ -13,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from camera_service import __version__
+from camera_service import __version__, eventloop
 from camera_service import logging as service_logging
 from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.jwt import JwtAuthority
@@ -177,8 +176,8 @@ def cmd_run(
         await app.run()
 
     try:
-        asyncio.run(main())
-    except StartupError as exc:
+        eventloop.run(main(), config.server.event_loop)
+    except (StartupError, eventloop.EventLoopUnavailable) as exc:
         log.error(str(exc))
         return EXIT_FAILURE
     return EXIT_OK

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -28,6 +28,49 @@ class RpcCallError(Exception):
         self.code = code
         self.message = message
         self.data = data
+
+
+ComponentState = Literal["RUNNING", "STOPPED", "ERROR", "STARTING", "STOPPING"]
+
+
+class ServerInfo(TypedDict):
+    """get_server_info (API 1.1): ``supported_formats`` is a flat list of format names,
+    ``formats`` the same names per kind (``snapshot``, ``recording``)."""
+
+    name: str
+    version: str
+    api_version: str
+    capabilities: list[str]
+    supported_formats: list[str]
+    formats: dict[str, list[str]]
+    max_cameras: int
+
+
+class ComponentDetail(TypedDict):
+    status: str  # healthy | degraded | unhealthy | disabled | starting
+    details: dict[str, Any]
+
+
+class Status(TypedDict):
+    """get_status (API 1.1): ``components`` maps a name to its state string; the health of
+    each component and its ``details`` (``reason`` when not healthy) are in
+    ``component_details``."""
+
+    status: Literal["HEALTHY", "DEGRADED", "UNHEALTHY"]
+    uptime: float
+    version: str
+    components: dict[str, ComponentState]
+    component_details: dict[str, ComponentDetail]
+
+
+class SystemStatus(TypedDict):
+    """get_system_status (API 1.1): ``available_cameras`` lists the connected camera ids."""
+
+    status: Literal["starting", "partial", "ready"]
+    message: str
+    available_cameras: list[str]
+    camera_count: int
+    discovery_active: bool
 
 
 class CameraClient:
@@ -123,6 +166,25 @@ class CameraClient:
     async def authenticate(self, token: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.call("authenticate", {"auth_token": token})
         return result
+
+    async def server_info(self) -> ServerInfo:
+        info: ServerInfo = await self.call("get_server_info")
+        return info
+
+    async def status(self) -> Status:
+        """get_status (admin)."""
+        status: Status = await self.call("get_status")
+        return status
+
+    async def system_status(self) -> SystemStatus:
+        status: SystemStatus = await self.call("get_system_status")
+        return status
+
+    async def system_metrics(self) -> dict[str, Any]:
+        """get_metrics' ``system_metrics`` (admin): process figures plus the host's
+        ``cpu_usage``, ``memory_usage`` and ``disk_usage`` in percent."""
+        metrics: dict[str, Any] = (await self.call("get_metrics"))["system_metrics"]
+        return metrics
 
     async def next_notification(self, timeout: float = 5.0) -> dict[str, Any]:
         """The next notification; raises TimeoutError, or ConnectionError once closed."""

@@ -110,6 +110,9 @@ class ServerConfig(Section):
         description="Slots of max_connections only authenticated connections may hold "
         "(unauthenticated ones always get at least one)",
     )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="Event loop: auto takes uvloop when installed, else asyncio's own"
+    )
 
 
 class HttpConfig(Section):
@@ -133,6 +136,17 @@ class HttpConfig(Section):
     max_connections: int = Field(512, ge=1, le=100000, description="Open HTTP connections")
     max_connections_per_address: int = Field(
         64, ge=1, le=100000, description="Open HTTP connections per client address"
+    )
+    mjpeg_fps: int = Field(10, ge=1, le=60, description="Frame rate of live frames (MJPEG, URLs)")
+    mjpeg_quality: int = Field(
+        5, ge=2, le=31, description="JPEG quantizer of live frames (2 best, 31 smallest)"
+    )
+    mjpeg_max_viewers: int = Field(50, ge=1, le=1000, description="MJPEG viewers per camera")
+    frame_keepalive: Seconds = Field(
+        10.0, description="Keep a camera's live-frame reader this long after its last use"
+    )
+    max_frame_bytes: int = Field(
+        8 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024, description="Largest live JPEG frame"
     )
 
 
@@ -268,6 +282,51 @@ class LoggingConfig(Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class MqttConfig(Section):
+    enabled: bool = Field(False, description="Connect to an MQTT broker (state, events, commands)")
+    url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        pattern=r"^mqtts?://[^/\s]+$",
+        description="Broker: mqtt://host[:port] (1883) or mqtts://host[:port] (TLS, 8883)",
+    )
+    username: str | None = Field(None, max_length=256, description="Broker user name")
+    password: SecretStr | None = Field(None, description="Broker password")
+    node_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="This node's id in topics and discovery (default: the host name)",
+    )
+    topic_prefix: str | None = Field(
+        None,
+        pattern=r"^[^#+\s]+[^#+/\s]$",
+        description="Topic prefix (default camera-service/<node_id>)",
+    )
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[^#+/\s]+$", description="Home Assistant discovery prefix"
+    )
+    discovery: bool = Field(True, description="Publish Home Assistant discovery configs")
+    commands: bool = Field(True, description="Accept JSON-RPC commands on the command topics")
+    role: Literal["viewer", "operator", "admin"] = Field(
+        "operator", description="Role that MQTT commands run with"
+    )
+    ca_file: Path | None = Field(None, description="CA bundle for mqtts:// (default: system)")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mqtts://")
+    key_file: Path | None = Field(None, description="Client key (PEM) for cert_file")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive (seconds)")
+    backoff_base: Seconds = Field(1.0, description="First reconnect delay")
+    backoff_max: Seconds = Field(30.0, description="Reconnect delay cap")
+    queue_size: int = Field(
+        1000, ge=10, le=100000, description="Outgoing messages kept while the broker is slow"
+    )
+    storage_interval: Seconds = Field(60.0, description="How often storage state is published")
+    image_max_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=0,
+        le=32 * 1024 * 1024,
+        description="Largest snapshot published on the image topic (0: none)",
+    )
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -278,6 +337,7 @@ class Config(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
 
     @property
     def jwt_secret_file(self) -> Path:

@@ -50,10 +50,14 @@ def matches(pattern: str, topic: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """`personal`: params that differ per recipient (a download link built for the address
+    that recipient connected to); called once per matching subscriber, must not raise."""
+
     topic: str
     method: str
     params: dict[str, Any]
     device: str | None = None
+    personal: Callable[[Any], dict[str, Any]] | None = None
 
 
 class Subscriber(Protocol):
@@ -141,7 +145,11 @@ class EventBus:
             except Exception:
                 log.exception("event listener failed", extra={"topic": event.topic})
         targets = [s.subscriber for s in self._subscriptions.values() if s.wants(event)]
-        if targets:
+        if targets and event.personal is not None:
+            for subscriber in targets:
+                params = {**event.params, **event.personal(subscriber), "topic": event.topic}
+                subscriber.deliver(event, encode(notification(event.method, params)))
+        elif targets:
             text = encode(notification(event.method, {**event.params, "topic": event.topic}))
             for subscriber in targets:
                 subscriber.deliver(event, text)

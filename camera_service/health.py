@@ -9,6 +9,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 ComponentState = Literal["healthy", "degraded", "unhealthy", "disabled", "starting"]
+RunState = Literal["RUNNING", "STOPPED", "ERROR", "STARTING", "STOPPING"]
+
+# get_status.components values (contract 1.1): a degraded component still runs.
+RUN_STATES: dict[str, RunState] = {
+    "healthy": "RUNNING",
+    "degraded": "RUNNING",
+    "unhealthy": "ERROR",
+    "disabled": "STOPPED",
+    "starting": "STARTING",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,7 @@ class Health:
     def __init__(self) -> None:
         self._components: dict[str, _Component] = {}
         self._readiness: dict[str, asyncio.Event] = {}
+        self.stopping = False
 
     def register(
         self, name: str, probe: Callable[[], ComponentStatus], *, required: bool = True
@@ -49,6 +60,21 @@ class Health:
 
     def components(self) -> dict[str, ComponentStatus]:
         return {name: entry.probe() for name, entry in self._components.items()}
+
+    def run_state(self, status: ComponentStatus) -> RunState:
+        """The contract's status string of a component (``STOPPING`` while shutting down)."""
+        if self.stopping and status.status != "disabled":
+            return "STOPPING"
+        return RUN_STATES[status.status]
+
+    def problems(self) -> list[str]:
+        """``"<component>: <reason>"`` for every component that is not healthy."""
+        out = []
+        for name, status in self.components().items():
+            if status.status in ("degraded", "unhealthy"):
+                reason = status.details.get("reason") or status.status
+                out.append(f"{name}: {reason}")
+        return out
 
     def overall(self) -> Literal["healthy", "degraded", "unhealthy"]:
         worst: Literal["healthy", "degraded", "unhealthy"] = "healthy"

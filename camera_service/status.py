@@ -3,7 +3,10 @@ recording metrics, the camera_monitor health component."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 from camera_service.cameras.discovery import Discovery
 from camera_service.cameras.model import Camera, CameraStatus
@@ -12,6 +15,7 @@ from camera_service.health import ComponentStatus
 from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.recordings import RecordingManager
 from camera_service.mediamtx.service import MediaMTXService
+from camera_service.storage.usage import DiskUsageFn, system_disk_usage, usage_percent
 
 
 class NodeStatus:
@@ -63,7 +67,8 @@ class NodeStatus:
         """get_system_status: starting until the first scan, partial with cameras in error or
         discovery lost, ready otherwise."""
         cameras = self.cameras.list()
-        available = sum(1 for c in cameras if c.status is CameraStatus.CONNECTED)
+        connected = [c.id for c in cameras if c.status is CameraStatus.CONNECTED]
+        available = len(connected)
         errors = sum(1 for c in cameras if c.status is CameraStatus.ERROR)
         if not self.discovery.first_scan_done.is_set():
             status, message = "starting", "first camera scan in progress"
@@ -75,7 +80,8 @@ class NodeStatus:
         return {
             "status": status,
             "message": message,
-            "available_cameras": available,
+            "available_cameras": connected,
+            "camera_count": available,
             "discovery_active": self.discovery.active,
             "counts": self.cameras.counts(),
         }
@@ -111,4 +117,25 @@ class NodeStatus:
                 for r in active
             ],
             "ffmpeg_processes": len(self.supervisor.all()),
+        }
+
+
+class HostUsage:
+    """get_metrics.system_metrics cpu_usage / memory_usage / disk_usage: host-wide percent
+    (CPU since the previous call, memory in use, the recordings file system)."""
+
+    def __init__(self, disk_path: Path, disk_usage: DiskUsageFn = system_disk_usage) -> None:
+        self.disk_path = disk_path
+        self.disk_usage = disk_usage
+        psutil.cpu_percent(None)  # the first reading only starts the measurement
+
+    def __call__(self) -> dict[str, float]:
+        try:
+            disk = usage_percent(self.disk_usage(self.disk_path))
+        except OSError:
+            disk = 100.0
+        return {
+            "cpu_usage": float(psutil.cpu_percent(None)),
+            "memory_usage": float(psutil.virtual_memory().percent),
+            "disk_usage": disk,
         }

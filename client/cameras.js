@@ -264,13 +264,17 @@ class CameraCard {
     this.capsDetails = h('details', { class: 'caps' }, h('summary', {}, 'Capabilities'), this.capsBody);
     this.capsDetails.addEventListener('toggle', () => this.capsDetails.open && this.loadCapabilities());
 
+    this.plainBody = h('div', { class: 'plain-body' }, 'Loading…');
+    this.plainDetails = h('details', { class: 'plain-urls' }, h('summary', {}, 'Snapshot and MJPEG URLs'), this.plainBody);
+    this.plainDetails.addEventListener('toggle', () => this.plainDetails.open && this.loadPlainUrls());
+
     this.streamsBody = h('div', { class: 'streams-body' });
     this.streamsDetails = h('details', { class: 'streams', hidden: true }, h('summary', {}, 'Stream URLs'), this.streamsBody);
 
     this.article = h('article', { class: 'card camera', 'aria-labelledby': `${id}-title`, dataset: { device: this.camera.device } },
       h('header', { class: 'camera-head' }, this.title, this.badge),
       this.meta, this.recBox, this.recStatus, this.actions, this.preview,
-      this.liveDetails, this.streamsDetails, this.capsDetails);
+      this.liveDetails, this.streamsDetails, this.plainDetails, this.capsDetails);
     this.root = h('li', { class: 'camera-item' }, this.article);
   }
 
@@ -291,6 +295,31 @@ class CameraCard {
         this.stopLive();
         this.startLive();
       }
+    }
+  }
+
+  urlRow(kind, label, url) {
+    const inputId = `url-${this.camera.device}-${kind}`;
+    const input = h('input', { id: inputId, type: 'text', readonly: true, value: url, class: 'url' });
+    const copy = h('button', {
+      type: 'button', class: 'btn btn-small', 'aria-label': `Copy ${label} URL`,
+      onclick: async () => {
+        const ok = await copyText(url);
+        notify(ok ? `${label} URL copied.` : 'Copy failed: select the text and copy it.', ok ? 'info' : 'error');
+      },
+    }, 'Copy');
+    return h('div', { class: 'url-row' }, h('label', { for: inputId }, label), input, copy);
+  }
+
+  async loadPlainUrls() {
+    try {
+      const urls = await this.app.call('get_camera_urls', { device: this.camera.device });
+      clear(this.plainBody,
+        this.urlRow('snapshot', 'Snapshot', urls.snapshot_url),
+        this.urlRow('mjpeg', 'MJPEG', urls.mjpeg_url),
+        h('p', { class: 'muted small' }, `For tools that take a plain image or MJPEG URL. Valid until ${formatDate(urls.expires_at)}.`));
+    } catch (err) {
+      clear(this.plainBody, h('p', { class: 'error' }, describeError(err, 'Loading the URLs')));
     }
   }
 
@@ -497,18 +526,39 @@ class CameraCard {
         return;
       } catch (err) {
         if (run !== this.previewRun) return;
-        const fallback = this.app.atLeast('operator') ? ' Showing snapshots instead.' : '';
-        video.replaceWith(h('p', { class: 'live-note' }, `${describeError(err, 'Live video')}${fallback}`));
+        video.replaceWith(h('p', { class: 'live-note' }, `${describeError(err, 'Live video')} Showing MJPEG instead.`));
         status.textContent = '';
       }
     }
-    if (!this.app.atLeast('operator')) {
-      if (!streams.webrtc && !streams.hls) {
-        clear(this.liveBody, h('p', { class: 'muted' }, 'Live video needs streaming, which this server has not enabled for this camera.'));
-      }
-      return;
+    this.startMjpeg(run, status);
+  }
+
+  async startMjpeg(run, status) {
+    const img = h('img', { class: 'live-img', alt: `Live picture of ${this.camera.name || this.camera.device}`, width: 640, height: 480, hidden: true });
+    if (!status.isConnected) clear(this.liveBody, img, status);
+    else this.liveBody.prepend(img);
+    status.textContent = 'Connecting to the MJPEG stream…';
+    try {
+      const urls = await this.app.call('get_camera_urls', { device: this.camera.device });
+      if (run !== this.previewRun) return;
+      img.addEventListener('load', () => {
+        img.hidden = false;
+        status.textContent = 'Live MJPEG from the camera.';
+      }, { once: true });
+      img.addEventListener('error', () => {
+        if (run !== this.previewRun) return;
+        img.remove();
+        if (this.app.atLeast('operator')) this.startSnapshotPreview(run, status);
+        else status.textContent = 'The MJPEG stream is not available.';
+      }, { once: true });
+      img.src = sameOriginUrl(urls.mjpeg_url);
+      this.mjpegImg = img;
+    } catch (err) {
+      if (run !== this.previewRun) return;
+      img.remove();
+      if (this.app.atLeast('operator')) this.startSnapshotPreview(run, status);
+      else status.textContent = describeError(err, 'Live view');
     }
-    this.startSnapshotPreview(run, status);
   }
 
   async ensureStreaming() {
@@ -555,6 +605,11 @@ class CameraCard {
 
   stopLive() {
     this.previewRun += 1;
+    if (this.mjpegImg) {
+      this.mjpegImg.removeAttribute('src'); // closes the MJPEG connection
+      this.mjpegImg.hidden = true;
+      this.mjpegImg = null;
+    }
     clearTimeout(this.previewTimer);
     this.previewTimer = null;
     if (this.live) {

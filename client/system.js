@@ -119,9 +119,19 @@ export class SystemView {
       return;
     }
     const badgeClass = { HEALTHY: 'connected', DEGRADED: 'warning', UNHEALTHY: 'error' }[result.status] || 'disconnected';
-    const components = Object.entries(result.components || {}).map(([name, c]) => h('li', {},
-      h('span', { class: `badge badge-${{ healthy: 'connected', degraded: 'warning', unhealthy: 'error' }[c.status] || 'disconnected'}` }, c.status),
-      ' ', name.replace(/_/g, ' ')));
+    // API 1.1: components[name] is RUNNING|STOPPED|ERROR|STARTING|STOPPING; the health
+    // (healthy|degraded|unhealthy|…) and its reason are in component_details[name].
+    const details = result.component_details || {};
+    const components = Object.entries(result.components || {}).map(([name, state]) => {
+      const health = details[name]?.status;
+      const reason = details[name]?.details?.reason;
+      const tone = health === 'degraded' ? 'warning'
+        : ({ RUNNING: 'connected', ERROR: 'error', STARTING: 'warning', STOPPING: 'warning' }[state] || 'disconnected');
+      return h('li', { 'data-component': name },
+        h('span', { class: `badge badge-${tone}` }, health === 'degraded' ? 'DEGRADED' : String(state)),
+        ' ', name.replace(/_/g, ' '),
+        reason ? h('span', { class: 'component-reason' }, ` — ${reason}`) : null);
+    });
     const server = info?.result;
     clear(box,
       h('p', {}, h('span', { class: `badge badge-${badgeClass}`, id: 'health-badge' }, result.status)),
@@ -130,6 +140,7 @@ export class SystemView {
         ['API version', server?.api_version],
         ['Uptime', formatDuration(result.uptime)],
         ['Platform', server ? `Python ${server.python_version} · ${server.architecture}` : undefined],
+        ['Formats', Array.isArray(server?.supported_formats) ? server.supported_formats.join(', ') : undefined],
       ]),
       components.length ? h('h3', {}, 'Components') : null,
       components.length ? h('ul', { class: 'components' }, components) : null);
@@ -148,9 +159,10 @@ export class SystemView {
     const parts = [
       h('h3', {}, 'Process'),
       kv([
-        ['CPU', sys.cpu_percent !== undefined ? `${Number(sys.cpu_percent).toFixed(1)} %` : undefined],
+        ['CPU (daemon / host)', sys.cpu_percent !== undefined ? `${Number(sys.cpu_percent).toFixed(1)} % / ${Number(sys.cpu_usage ?? 0).toFixed(1)} %` : undefined],
         ['Memory (RSS)', sys.rss_bytes !== undefined ? formatBytes(sys.rss_bytes) : undefined],
-        ['System memory', sys.system_memory_percent !== undefined ? `${sys.system_memory_percent} %` : undefined],
+        ['System memory', sys.memory_usage !== undefined ? `${sys.memory_usage} %` : undefined],
+        ['Disk (recordings)', sys.disk_usage !== undefined ? `${sys.disk_usage} %` : undefined],
         ['Load average', Array.isArray(sys.load_average) ? sys.load_average.map((v) => v.toFixed(2)).join(' ') : undefined],
         ['Threads / open files', sys.threads !== undefined ? `${sys.threads} / ${sys.open_fds}` : undefined],
       ]),

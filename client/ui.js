@@ -206,7 +206,7 @@ export function sameOriginUrl(url) {
   try {
     const parsed = new URL(url, location.href);
     if (parsed.origin === location.origin) return parsed.href;
-    if (parsed.pathname.startsWith('/files/')) return `${location.origin}${parsed.pathname}${parsed.search}`;
+    if (parsed.pathname.startsWith('/files/') || parsed.pathname.startsWith('/cameras/')) return `${location.origin}${parsed.pathname}${parsed.search}`;
     return parsed.href;
   } catch {
     return url;

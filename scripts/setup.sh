@@ -19,6 +19,10 @@ if $with_test; then
   need systemd-analyze systemd
   need chromium chromium
   need shellcheck shellcheck
+  # MQTT tests start their own Mosquitto brokers (own config files, free loopback ports).
+  [[ -x /usr/sbin/mosquitto ]] || need mosquitto mosquitto
+  need mosquitto_passwd mosquitto
+  need openssl openssl
 fi
 
 if ((${#missing[@]})); then

@@ -4,6 +4,11 @@ A key reads `csk_<id>_<secret>`; only SHA-256 of the whole key is stored. The se
 192 bits of entropy, so a fast hash is enough (a slow KDF protects low-entropy passwords).
 The daemon re-reads the file when its mtime changes, so `camera-service keys revoke` in
 another process takes effect at the next call of every open connection.
+
+At construction (daemon start, every CLI command) a key file that cannot be used (empty,
+truncated, not UTF-8, not JSON, a wrong shape, a record with missing fields) raises
+:class:`~camera_service.fsutil.StateFileError` naming the file and the problem: the daemon
+refuses to start rather than run with no keys (docs/security.md says why).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from camera_service.auth.identity import AuthError, Identity
 from camera_service.auth.roles import Role
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import StateFileError, atomic_write, load_required
 
 KEY_PREFIX = "csk_"
 
@@ -64,12 +69,61 @@ def looks_like_api_key(token: str) -> bool:
     return split_key(token) is not None
 
 
+_RECORD_FIELDS = ("id", "name", "role", "hash", "created_at")
+_KEY_FILE_ADVICE = (
+    "restore it from a backup, or move it away to start without API keys "
+    "(every key must then be created again)"
+)
+
+
+def parse_key_file(data: object) -> dict[str, ApiKeyRecord]:
+    """The records of a parsed key file; ValueError naming the first problem."""
+    if not isinstance(data, dict):
+        raise ValueError(f"top level is a {type(data).__name__}, not an object")
+    keys = data.get("keys")
+    if not isinstance(keys, list):
+        raise ValueError("'keys' is missing or not a list")
+    records: dict[str, ApiKeyRecord] = {}
+    for index, item in enumerate(keys):
+        if not isinstance(item, dict):
+            raise ValueError(f"keys[{index}] is not an object")
+        for name in _RECORD_FIELDS:
+            if not isinstance(item.get(name), str) or not item[name]:
+                raise ValueError(f"keys[{index}] has no valid {name!r}")
+        revoked = item.get("revoked_at")
+        if revoked is not None and not isinstance(revoked, str):
+            raise ValueError(f"keys[{index}] has an invalid 'revoked_at'")
+        try:
+            Role.parse(item["role"])
+        except ValueError:
+            raise ValueError(f"keys[{index}] has an unknown role {item['role']!r}") from None
+        record = ApiKeyRecord(
+            id=item["id"],
+            name=item["name"],
+            role=item["role"],
+            hash=item["hash"],
+            created_at=item["created_at"],
+            revoked_at=revoked,
+        )
+        records[record.id] = record
+    return records
+
+
 class ApiKeyStore:
     def __init__(self, path: Path) -> None:
+        """Raises :class:`StateFileError` when the key file exists but cannot be used."""
         self.path = path
         self._records: dict[str, ApiKeyRecord] = {}
         self._stamp: tuple[int, int] | None = None
-        self.reload()
+        self._load_at_start()
+
+    def _load_at_start(self) -> None:
+        stamp = self._file_stamp()
+        try:
+            self._records = load_required(self.path, parse_key_file, dict)
+        except StateFileError as exc:
+            raise StateFileError(exc.path, exc.problem, _KEY_FILE_ADVICE) from None
+        self._stamp = stamp
 
     def _file_stamp(self) -> tuple[int, int] | None:
         try:

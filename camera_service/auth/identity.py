@@ -20,7 +20,7 @@ class AuthError(Exception):
 class Identity:
     subject: str
     role: Role
-    method: Literal["jwt", "api_key"]
+    method: Literal["jwt", "api_key", "mqtt"]
     expires_at: float | None = None
     key_id: str | None = None
 

@@ -14,6 +14,8 @@ from camera_service.auth.roles import Role
 from camera_service.fsutil import atomic_write
 
 ALGORITHM = "HS256"
+# 9999-12-31T23:59:59Z: the last instant an ISO-8601 `expires_at` can spell.
+MAX_TIMESTAMP = 253402300799
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -46,7 +48,7 @@ class JwtAuthority:
             role = Role.parse(claims.get("role", ""))
         except ValueError:
             raise AuthError("token has no valid role claim") from None
-        return Identity(subject, role, "jwt", expires_at=float(claims["exp"]))
+        return Identity(subject, role, "jwt", expires_at=_timestamp(claims, "exp"))
 
     def _decode(self, token: str) -> dict[str, Any]:
         try:
@@ -64,4 +66,18 @@ class JwtAuthority:
             raise AuthError("invalid token signature") from None
         except pyjwt.InvalidTokenError:
             raise AuthError("invalid token") from None
+        except (ValueError, TypeError, OverflowError):
+            # Claims PyJWT cannot compare (NaN, 1e400, a huge integer): not a usable token.
+            raise AuthError("invalid token") from None
+        _timestamp(claims, "iat")
         return claims
+
+
+def _timestamp(claims: dict[str, Any], name: str) -> float:
+    """A time claim as epoch seconds, refused unless a finite number up to year 9999."""
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthError(f"token {name} claim is not a number")
+    if not 0 <= value <= MAX_TIMESTAMP:  # also false for NaN
+        raise AuthError(f"token {name} claim is out of range")
+    return float(value)

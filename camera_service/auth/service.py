@@ -57,6 +57,9 @@ class Authenticator:
     def verify(self, credential: str) -> Identity:
         if not isinstance(credential, str) or not credential:
             raise AuthError("missing credentials")
+        if not credential.isascii():
+            # Keys and JWTs are ASCII; anything else (a lone surrogate included) cannot match.
+            raise AuthError("credentials are not valid: expected ASCII text")
         if looks_like_api_key(credential):
             return self.keys.verify(credential)
         return self.jwt.verify(credential)

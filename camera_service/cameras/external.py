@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import json
 import logging
 import os
@@ -20,10 +19,10 @@ from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from camera_service.cameras.model import is_valid_camera_id
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import atomic_write, load_recoverable
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +31,13 @@ ALLOWED_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
 MAX_URL_LENGTH = 2048
 STREAM_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _DEFAULT_TYPES = {"rtsp": "rtsp", "rtsps": "rtsp", "http": "http", "https": "http"}
+MASK = "***"
+# `name=value` after `?`, `&`, `;` (matrix parameters, e.g. `/stream;password=x`) or `#`.
+_URL_PARAM = re.compile(r"(?P<lead>[?&;#])(?P<name>[^=&;#?/]+)=(?P<value>[^&;#]*)")
+# Parameter names that carry secrets, matched on the lowercased, percent-decoded name:
+# password, passwd, pwd, pass, pw, secret, token, access_token, auth, authorization,
+# api_key, apikey, key, sig, signature, credential(s), session ...
+_SECRET_NAME = re.compile(r"pass|pwd|^pw$|secret|token|auth|key|sig|cred|session|sid$")
 
 
 class ExternalStreamError(ValueError):
@@ -109,6 +115,28 @@ def validate_stream_type(stream_type: object, url: str) -> str:
     return stream_type
 
 
+def mask_credentials(url: str) -> str:
+    """The URL with every credential replaced by `***`, in the forms cameras use:
+    `user:pass@host`, `?user=u&pwd=p`, `?password=p`, `;password=p`, `?token=t`, `#auth=x`.
+    User names stay readable; only secrets are masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        if ":" in userinfo:
+            authority = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
+
+    def hide(match: re.Match[str]) -> str:
+        if _SECRET_NAME.search(unquote(match["name"]).lower()):
+            return f"{match['lead']}{match['name']}={MASK}"
+        return match.group(0)
+
+    return f"{scheme}{sep}{authority}{_URL_PARAM.sub(hide, tail)}"
+
+
 def _parse_entries(data: object) -> list[ExternalStream]:
     if not isinstance(data, list):
         raise ValueError("top level is not a list")
@@ -140,23 +168,8 @@ class ExternalStreamStore:
         self._streams: list[ExternalStream] = self._load()
 
     def _load(self) -> list[ExternalStream]:
-        try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        try:
-            return _parse_entries(json.loads(raw))
-        except (ValueError, TypeError) as exc:
-            backup = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error(
-                "external streams file %s is invalid (%s); moved to %s, starting empty",
-                self.path,
-                exc,
-                backup,
-            )
-            with contextlib.suppress(OSError):
-                os.replace(self.path, backup)
-            return []
+        """An unusable file is moved aside (``*.corrupt-<time>``) and the list starts empty."""
+        return load_recoverable(self.path, _parse_entries, list)
 
     def list(self) -> builtins.list[ExternalStream]:
         return list(self._streams)

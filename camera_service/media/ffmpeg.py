@@ -21,7 +21,7 @@ import shutil
 import signal
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -224,6 +224,8 @@ class ProcessHandle:
     camera_id: str | None
     role: str
     reader: bool
+    preemptible: bool = False  # an exclusive claim on the device stops it instead of waiting
+    raw_stdout: bool = False  # stdout is a pipe the owner reads (not -progress output)
     id: int = field(default_factory=lambda: next(_ids))
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started_monotonic: float = field(default_factory=time.monotonic)
@@ -372,6 +374,7 @@ class ProcessSupervisor:
         self._peak_readers: dict[str, int] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._closed = False
+        self.unexpected_exits: Counter[str] = Counter()  # per camera: failed, not stopped
 
     # -- registry --------------------------------------------------------------------------
 
@@ -407,6 +410,9 @@ class ProcessSupervisor:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + busy_timeout
         while busy := self.readers(handle.camera_id):
+            for holder in busy:
+                if holder.preemptible:  # e.g. the live-frame reader: it yields the device
+                    self._track(self.stop(holder))
             remaining = deadline - loop.time()
             if remaining <= 0:
                 roles = ", ".join(sorted({h.role for h in busy}))
@@ -427,6 +433,8 @@ class ProcessSupervisor:
         busy_timeout: float = 0.0,
         time_limit: float | None = None,
         capture_progress: bool = False,
+        raw_stdout: bool = False,
+        preemptible: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> ProcessHandle:
         """Spawn ``argv`` (argv[0] is the program) under supervision.
@@ -435,16 +443,25 @@ class ProcessSupervisor:
         reader of that camera makes this wait up to ``busy_timeout`` s, then :class:`DeviceBusy`.
         ``time_limit``: stop the process (escalation) after that many seconds.
         ``capture_progress``: stdout carries FFmpeg ``-progress pipe:1`` output.
+        ``raw_stdout``: stdout is a pipe the caller reads from ``handle.process.stdout``.
+        ``preemptible``: another exclusive reader's claim stops this one instead of waiting.
         """
         if self._closed:
             raise MediaError("process supervisor is shut down")
-        handle = ProcessHandle(argv=list(argv), camera_id=camera_id, role=role, reader=reader)
+        handle = ProcessHandle(
+            argv=list(argv),
+            camera_id=camera_id,
+            role=role,
+            reader=reader,
+            preemptible=preemptible,
+            raw_stdout=raw_stdout,
+        )
         if exclusive and reader and camera_id is not None:
             await self._claim_device(handle, busy_timeout)
         else:
             self._register(handle)
         try:
-            handle.process = await self._spawn(handle.argv, capture_progress, env)
+            handle.process = await self._spawn(handle.argv, capture_progress or raw_stdout, env)
         except BaseException as exc:
             self._running.pop(handle.id, None)
             handle.returncode = -1
@@ -484,7 +501,7 @@ class ProcessSupervisor:
         proc = handle.process
         assert proc is not None
         pumps = [asyncio.create_task(self._pump_stderr(handle, proc))]
-        if proc.stdout is not None:
+        if proc.stdout is not None and not handle.raw_stdout:
             pumps.append(asyncio.create_task(self._pump_progress(handle, proc.stdout)))
         timer = None
         if time_limit is not None:
@@ -499,6 +516,8 @@ class ProcessSupervisor:
                 timer.cancel()
         handle.returncode = rc
         handle.ended_monotonic = time.monotonic()
+        if rc != 0 and not handle.stop_requested and handle.camera_id is not None:
+            self.unexpected_exits[handle.camera_id] += 1
         handle._proc_done.set()
         _done, pending = await asyncio.wait(pumps, timeout=_DRAIN_TIMEOUT)
         for task in pending:  # a grandchild may hold the pipe open

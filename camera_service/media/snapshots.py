@@ -43,7 +43,7 @@ class SnapshotResult:
     size: int
     timestamp: datetime
     format: str
-    origin: str  # "capture" (device opened for one frame) or "recording" (reader's frame)
+    origin: str  # "capture" (device opened for one frame), "recording" or "live" (a reader's)
 
 
 def _codec_args(fmt: str) -> list[str]:
@@ -116,6 +116,9 @@ class SnapshotService:
         self._max_frame_age = max_frame_age
         self._busy_timeout = busy_timeout
         self._fallback = fallback_source
+        # The live-frame reader's newest fresh frame, when one runs (set by the composition
+        # root): a snapshot then copies it instead of waiting for the device.
+        self.live_frame: Callable[[str], bytes | None] | None = None
 
     async def take(
         self, source: CaptureSource, filename: str | None = None, format: str = "jpg"
@@ -156,6 +159,10 @@ class SnapshotService:
         if self._recordings.latest_frame(source.camera_id) is not None:
             await self._from_recording(source.camera_id, tmp, fmt)
             return "recording"
+        live = self.live_frame(source.camera_id) if self.live_frame is not None else None
+        if live is not None:
+            await self._write_frame(source.camera_id, live, tmp, fmt)
+            return "live"
         readable = self._readable_source(source)
         await self._capture(readable, tmp, fmt, reads_device=readable is source)
         return "capture"
@@ -189,7 +196,9 @@ class SnapshotService:
             raise MediaError("ffmpeg could not capture a frame", result.error_summary())
 
     async def _from_recording(self, camera_id: str, tmp: Path, fmt: str) -> None:
-        data = await self._latest_frame(camera_id)
+        await self._write_frame(camera_id, await self._latest_frame(camera_id), tmp, fmt)
+
+    async def _write_frame(self, camera_id: str, data: bytes, tmp: Path, fmt: str) -> None:
         if fmt == "jpg":
             await asyncio.to_thread(tmp.write_bytes, data)
             return

@@ -1,67 +1,59 @@
-"""MediaMTX integration: path per camera, streaming state, health, recovery, recordings.
+"""MediaMTX integration: path synchronisation, health and recovery for the whole daemon.
 
 :class:`MediaMTXService` is the one object the application wires in (see ``app.py``):
 
-* **Paths.** Every camera has a MediaMTX path named by its id (``paths.path_name_for``).
-  Camera listeners re-provision a camera's path when it connects or changes and delete it
-  when the camera is forgotten; a reconcile runs whenever MediaMTX comes up (start-up and
-  after every outage) and whenever a periodic ``/v3/paths/list`` shows a wanted path missing
-  (a restart between two probes). Ownership: ``<state_dir>/mediamtx_paths.json``.
+* **Paths.** Every camera has a MediaMTX path named by its id (``paths.path_name_for``),
+  configured as :func:`.desired.desired_conf` says. Camera listeners re-provision a
+  camera's path when it connects or changes and delete it when the camera is forgotten; a
+  reconcile runs whenever MediaMTX comes up (start-up and after every outage) and whenever a
+  periodic ``/v3/paths/list`` shows a wanted path missing (a restart between two probes).
+  Ownership: ``<state_dir>/mediamtx_paths.json``.
 * **Health.** :class:`~camera_service.mediamtx.monitor.MediaMTXMonitor` probes ``/v3/info``
   (backoff with jitter while down, circuit breaker); transitions publish
-  ``system_status_update`` on ``system.health``. Streaming calls fail fast with
+  ``system_status_update`` on ``system.health``. Calls fail fast with
   :class:`MediaMTXUnavailableError` while MediaMTX is down instead of waiting for timeouts.
-* **Streaming.** ``start_streaming`` switches a path from on-demand (``runOnDemand``) to
-  always-on (``runOnInit`` / ``sourceOnDemand: false``) and waits until MediaMTX reports it
-  ready; ``stop_streaming`` switches back unless a recording reads the stream.
+* **Intents.** What the daemon wants of a path beyond its camera (explicit streaming,
+  recording in MediaMTX) is kept in :attr:`MediaMTXService.intents`; the streaming methods
+  (:mod:`.streaming`) and MediaMTX recordings (:mod:`.recording`) change it and
+  :meth:`MediaMTXService.apply` the result.
 * **Single reader.** An exclusive (V4L2) device is opened by one process at a time. When
   MediaMTX is up, recordings of exclusive cameras read the camera's RTSP stream
-  (:class:`StreamRecordings`), so MediaMTX's publisher stays the only reader and viewers can
-  watch during a recording; snapshots read the stream while it is live
-  (:class:`StreamSnapshots`). A recording that reads the device directly (started while
-  MediaMTX was down) makes the path idle (no publisher) until it ends, and
-  ``start_streaming`` answers :class:`StreamStateError` (-32020) meanwhile.
-* **Recording in MediaMTX** (``mediamtx.record_with: mediamtx``): :class:`StreamRecordings`
-  turns ``record`` on for the path (always-on publisher, ``recordFormat: fmp4``, files in
-  the recordings directory named ``<camera>_<YYYY-MM-DD_HH-MM-SS>.mp4``) and falls back to
-  FFmpeg when MediaMTX is down. The record flag is part of the desired path configuration,
-  so a reconcile after a MediaMTX restart resumes the recording (in a new file).
+  (:class:`~.recording.StreamRecordings`) and snapshots read the stream while it is live
+  (:class:`~.snapshots.StreamSnapshots`), so MediaMTX's publisher stays the only reader. A
+  recording that reads the device directly (started while MediaMTX was down) makes the path
+  idle (no publisher) until it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from camera_service.cameras.model import Camera, CameraStatus
+from camera_service.cameras.model import Camera
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.config import Config, MediaMTXConfig
 from camera_service.events import Event, EventBus
 from camera_service.health import ComponentStatus
-from camera_service.media.ffmpeg import AlreadyRecording, MediaError, NotRecording
-from camera_service.media.recordings import (
-    RecordingInfo,
-    RecordingManager,
-    RecordingResult,
-)
-from camera_service.media.snapshots import SnapshotResult, SnapshotService
-from camera_service.media.source import CaptureSource, capture_source_for
+from camera_service.media.source import CaptureSource
 from camera_service.mediamtx.client import (
     MediaMTXClient,
     MediaMTXError,
     MediaMTXNotFound,
     MediaMTXServerError,
     MediaMTXUnavailable,
+)
+from camera_service.mediamtx.desired import PathIntents, PathSettings, desired_conf
+from camera_service.mediamtx.errors import (
+    MediaMTXUnavailableError,
+    PathConflictError,
+    StreamingDisabledError,
+    StreamStateError,
 )
 from camera_service.mediamtx.models import Path as MtxPath
 from camera_service.mediamtx.models import PathConf
@@ -72,61 +64,18 @@ from camera_service.mediamtx.paths import (
     PathOwnership,
     PathProvisioner,
     ReconcileReport,
-    idle_publisher_conf,
-    is_source_url,
     path_name_for,
-    publisher_path_conf,
-    recording_fields,
-    source_path_conf,
-    stream_urls,
 )
-from camera_service.storage.files import generated_filename
+from camera_service.mediamtx.urls import local_rtsp_url, stream_urls
+
+if TYPE_CHECKING:
+    from camera_service.media.recordings import RecordingManager
 
 log = logging.getLogger(__name__)
 
 #: MediaMTX ``recordPath`` (``%path`` is the camera id): the project's generated-name format.
 RECORD_NAME_PATTERN = "%path_%Y-%m-%d_%H-%M-%S"
-READY_POLL_S = 0.1
-SEGMENT_SCAN_S = 1.0
-RecordRoute = Literal["device", "stream", "mediamtx"]
 T = TypeVar("T")
-
-
-class StreamingDisabledError(Exception):
-    """``mediamtx.enabled`` is false (-32030)."""
-
-
-class MediaMTXUnavailableError(Exception):
-    """MediaMTX is down, its breaker is open, or it failed the request (-32050)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class PathConflictError(MediaMTXUnavailableError):
-    """The camera's path name is taken by a path camera-service did not create (-32050)."""
-
-
-class StreamStateError(Exception):
-    """The camera cannot do that now (-32020)."""
-
-    def __init__(self, message: str, state: str, allowed: list[str]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.state = state
-        self.allowed = allowed
-
-
-@dataclass(frozen=True)
-class StreamStop:
-    start_time: datetime
-    end_time: datetime
-    stream_continues: bool
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class MediaMTXService:
@@ -147,10 +96,13 @@ class MediaMTXService:
         self.config = config
         self.enabled = config.enabled
         self.ready_timeout = ready_timeout
-        self._cameras = cameras
+        self.cameras = cameras
         self._bus = bus
-        self._ffmpeg = ffmpeg
-        self._record_path = str(Path(recordings_dir).resolve() / RECORD_NAME_PATTERN)
+        self.settings = PathSettings(
+            record_path=str(Path(recordings_dir).resolve() / RECORD_NAME_PATTERN),
+            close_after=config.on_demand_close_after,
+            ffmpeg=ffmpeg,
+        )
         self.recordings_dir = Path(recordings_dir)
         self.client = client or MediaMTXClient(config.api_url, timeout=config.request_timeout)
         self.ownership = PathOwnership(Path(state_dir) / OWNERSHIP_FILE)
@@ -167,8 +119,7 @@ class MediaMTXService:
         )
         self._local_host = urlsplit(config.api_url).hostname or "127.0.0.1"
         self._recordings: RecordingManager | None = None
-        self._streaming: dict[str, datetime] = {}
-        self._mtx_recording: set[str] = set()
+        self.intents = PathIntents()
         self._paths: dict[str, MtxPath] = {}
         self._conflicts: dict[str, str] = {}
         self._lock = asyncio.Lock()
@@ -199,8 +150,8 @@ class MediaMTXService:
 
     async def start(self) -> None:
         """Register camera listeners; when enabled, start probing MediaMTX (reconcile on up)."""
-        self._cameras.add_listener(self._camera_changed)
-        self._cameras.add_forget_listener(self._camera_forgotten)
+        self.cameras.add_listener(self._camera_changed)
+        self.cameras.add_forget_listener(self._camera_forgotten)
         self._bus.add_listener(self._bus_event)
         if not self.enabled:
             return
@@ -265,8 +216,8 @@ class MediaMTXService:
             **self.monitor.status(),
             "owned_paths": sorted(self.ownership.names()),
             "conflicts": dict(self._conflicts),
-            "streaming": sorted(self._streaming),
-            "recording": sorted(self._mtx_recording),
+            "streaming": sorted(self.intents.streaming),
+            "recording": sorted(self.intents.recording),
             "last_reconcile": self._reconcile_summary(),
         }
         state = self.monitor.status()["status"]
@@ -330,16 +281,16 @@ class MediaMTXService:
 
     # --- desired state ----------------------------------------------------------------------
 
-    def _reads_device(self, camera_id: str) -> bool:
+    def reads_device(self, camera_id: str) -> bool:
         """A recording process of this daemon reads the camera's device itself."""
         if self._recordings is None:
             return False
         handle = self._recordings.process(camera_id)
         return handle is not None and handle.reader and handle.running
 
-    def _reads_stream(self, camera_id: str) -> bool:
+    def reads_stream(self, camera_id: str) -> bool:
         """A recording depends on the camera's MediaMTX stream."""
-        if camera_id in self._mtx_recording:
+        if camera_id in self.intents.recording:
             return True
         if self._recordings is None:
             return False
@@ -348,33 +299,13 @@ class MediaMTXService:
 
     def desired_conf(self, camera: Camera) -> PathConf | None:
         """The path configuration a camera needs now; None when it cannot have a path."""
-        try:
-            source = capture_source_for(camera)
-            base = self._base_conf(camera, source)
-        except ValueError as exc:
-            log.warning("camera %s gets no MediaMTX path: %s", camera.id, exc)
-            return None
-        recording = camera.id in self._mtx_recording and camera.connected
-        return recording_fields(base, self._record_path, enabled=recording)
-
-    def _base_conf(self, camera: Camera, source: CaptureSource) -> PathConf:
-        """Idle while the camera is away or its device is read by a recording; else
-        published on demand, or always on while streamed or recorded by MediaMTX."""
-        if not camera.connected or (source.exclusive and self._reads_device(camera.id)):
-            return idle_publisher_conf()
-        always_on = camera.connected and (
-            camera.id in self._streaming or camera.id in self._mtx_recording
-        )
-        close_after = self.config.on_demand_close_after
-        if source.input_format is None and is_source_url(source.input):
-            return source_path_conf(source.input, on_demand=not always_on, close_after=close_after)
-        return publisher_path_conf(
-            source.input_args(), close_after=close_after, ffmpeg=self._ffmpeg, always_on=always_on
+        return desired_conf(
+            camera, self.intents, self.settings, device_read=self.reads_device(camera.id)
         )
 
     def _desired_all(self) -> dict[str, PathConf]:
         desired: dict[str, PathConf] = {}
-        for camera in self._cameras.list():
+        for camera in self.cameras.list():
             conf = self.desired_conf(camera)
             if conf is not None:
                 desired[path_name_for(camera.id)] = conf
@@ -415,7 +346,7 @@ class MediaMTXService:
                 self.monitor.trigger()
 
     async def _sync_locked(self, camera_id: str) -> None:
-        camera = self._cameras.get(camera_id)
+        camera = self.cameras.get(camera_id)
         conf = self.desired_conf(camera) if camera is not None else None
         name = camera_id  # camera ids are valid path names (model.is_valid_camera_id)
         if conf is None:
@@ -431,8 +362,7 @@ class MediaMTXService:
             self._spawn(self.sync_camera(camera.id))
 
     def _camera_forgotten(self, camera: Camera) -> None:
-        self._streaming.pop(camera.id, None)
-        self._mtx_recording.discard(camera.id)
+        self.intents.forget(camera.id)
         if self.enabled:
             self._spawn(self.sync_camera(camera.id))
 
@@ -506,55 +436,17 @@ class MediaMTXService:
         return path
 
     def streaming_since(self, camera_id: str) -> datetime | None:
-        return self._streaming.get(camera_id)
+        return self.intents.streaming.get(camera_id)
 
     def stream_in_use(self, camera_id: str) -> bool:
         """Explicitly streamed, or a recording reads the stream."""
-        return camera_id in self._streaming or self._reads_stream(camera_id)
+        return camera_id in self.intents.streaming or self.reads_stream(camera_id)
 
     def conflict(self, camera_id: str) -> str | None:
         return self._conflicts.get(camera_id)
 
-    async def start_streaming(self, camera: Camera) -> datetime:
-        """Publish the camera now (always-on) and wait until MediaMTX has the stream ready."""
-        self.require_up()
-        if camera.status is not CameraStatus.CONNECTED:
-            raise StreamStateError(
-                f"Camera {camera.id} is {camera.status.value}.", camera.status.value, ["CONNECTED"]
-            )
-        if self._reads_device(camera.id) and capture_source_for(camera).exclusive:
-            raise StreamStateError(
-                f"Camera {camera.id} is being recorded from its device; stop the recording "
-                "first (or record through MediaMTX).",
-                "RECORDING",
-                ["IDLE"],
-            )
-        new = camera.id not in self._streaming
-        started = self._streaming.setdefault(camera.id, _utc_now())
-        try:
-            await self._apply(camera)
-            await self._wait_ready(camera)
-        except BaseException:
-            if new:
-                self._streaming.pop(camera.id, None)
-                self._spawn(self.sync_camera(camera.id))
-            raise
-        return started
-
-    async def stop_streaming(self, camera: Camera) -> StreamStop:
-        """Back to on-demand; the stream continues while a recording reads it."""
-        self.require_up()
-        started = self._streaming.get(camera.id)
-        if started is None:
-            raise StreamStateError(f"Camera {camera.id} is not streaming.", "INACTIVE", ["ACTIVE"])
-        del self._streaming[camera.id]
-        try:
-            await self._apply(camera)
-        except MediaMTXUnavailableError as exc:  # applied by the reconcile after recovery
-            log.warning("stop_streaming of %s not applied yet: %s", camera.id, exc.detail)
-        return StreamStop(started, _utc_now(), self._reads_stream(camera.id))
-
-    async def _apply(self, camera: Camera) -> None:
+    async def apply(self, camera: Camera) -> None:
+        """Make the camera's path match :meth:`desired_conf` now (raises on failure)."""
         conf = self.desired_conf(camera)
         if conf is None:
             raise StreamStateError(f"Camera {camera.id} has no stream.", "ERROR", ["CONNECTED"])
@@ -567,25 +459,17 @@ class MediaMTXService:
                 raise PathConflictError(str(exc)) from None
         self._conflicts.pop(name, None)
 
-    async def _wait_ready(self, camera: Camera) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout
-        while True:
-            path = await self.path_state(camera)
-            if path is not None and path.is_ready:
-                return
-            if loop.time() >= deadline:
-                raise MediaMTXUnavailableError(
-                    f"stream {camera.id} not ready within {self.ready_timeout:g} s"
-                )
-            await asyncio.sleep(READY_POLL_S)
+    def spawn_sync(self, camera_id: str) -> None:
+        """Re-provision the camera's path in the background (after a failed change)."""
+        self._spawn(self.sync_camera(camera_id))
 
-    # --- single reader: where recordings and snapshots read from ---------------------------
+    # --- where the daemon's own readers read ----------------------------------------------
 
     def stream_source(self, source: CaptureSource) -> CaptureSource:
         """The camera's MediaMTX stream as an FFmpeg input (H.264: recordings copy it)."""
-        name = path_name_for(source.camera_id)
-        url = f"rtsp://{self._local_host}:{self.config.rtsp_port}/{name}"
+        url = local_rtsp_url(
+            path_name_for(source.camera_id), self._local_host, self.config.rtsp_port
+        )
         return CaptureSource(
             camera_id=source.camera_id,
             input=url,
@@ -596,7 +480,8 @@ class MediaMTXService:
             fps=source.fps,
         )
 
-    def _path_usable(self, camera_id: str) -> bool:
+    def path_usable(self, camera_id: str) -> bool:
+        """MediaMTX is up and holds our path for the camera (no conflict)."""
         name = camera_id
         return (
             self.enabled
@@ -604,246 +489,3 @@ class MediaMTXService:
             and self.ownership.owns(name)
             and name not in self._conflicts
         )
-
-    def recording_route(self, source: CaptureSource, *, in_mediamtx: bool = False) -> RecordRoute:
-        """Who records: MediaMTX (when ``in_mediamtx`` is possible and configured), FFmpeg
-        from the stream (exclusive cameras) or FFmpeg from the device."""
-        if not self._path_usable(source.camera_id):
-            return "device"
-        if in_mediamtx and self.config.record_with == "mediamtx":
-            return "mediamtx"
-        return "stream" if source.exclusive else "device"
-
-    async def snapshot_source(self, source: CaptureSource) -> CaptureSource:
-        """Read an exclusive camera's frame from its stream while MediaMTX's publisher holds
-        the device (explicit stream, a recording through it, or on-demand readers)."""
-        if not source.exclusive or not self._path_usable(source.camera_id):
-            return source
-        if self.stream_in_use(source.camera_id):
-            return self.stream_source(source)
-        camera = self._cameras.get(source.camera_id)
-        try:
-            path = await self.path_state(camera) if camera is not None else None
-        except (MediaMTXUnavailableError, StreamingDisabledError):
-            return source
-        return self.stream_source(source) if path is not None and path.is_ready else source
-
-    # --- MediaMTX recordings ------------------------------------------------------------------
-
-    async def begin_recording(self, camera_id: str) -> None:
-        """Turn MediaMTX recording on for the camera (always-on publisher + ``record``)."""
-        camera = self._cameras.get(camera_id)
-        if camera is None:
-            raise StreamStateError(f"Camera {camera_id} is gone.", "DISCONNECTED", ["CONNECTED"])
-        self._mtx_recording.add(camera_id)
-        try:
-            await self._apply(camera)
-        except BaseException:
-            self._mtx_recording.discard(camera_id)
-            self._spawn(self.sync_camera(camera_id))
-            raise
-
-    async def end_recording(self, camera_id: str) -> None:
-        """Turn MediaMTX recording off; applied at recovery if MediaMTX is down now."""
-        self._mtx_recording.discard(camera_id)
-        camera = self._cameras.get(camera_id)
-        if camera is None:
-            return
-        try:
-            await self._apply(camera)
-        except (MediaMTXUnavailableError, StreamingDisabledError, StreamStateError) as exc:
-            log.warning("MediaMTX recording of %s not switched off yet: %s", camera_id, exc)
-
-
-# --- recordings and snapshots that respect the stream -------------------------------------
-
-
-@dataclass(eq=False)
-class _MtxRecording:
-    info: RecordingInfo
-    files: dict[Path, int] = field(default_factory=dict)
-    preexisting: set[Path] = field(default_factory=set)
-    watcher: asyncio.Task[None] | None = None
-    stopping: bool = False
-
-
-class StreamRecordings(RecordingManager):
-    """RecordingManager that records through MediaMTX when it can.
-
-    * ``record_with: mediamtx``, format fmp4, MediaMTX up: MediaMTX records the path.
-    * exclusive camera, MediaMTX up: FFmpeg records the camera's RTSP stream (the device
-      keeps a single reader: MediaMTX's publisher).
-    * otherwise (MediaMTX disabled or down): FFmpeg reads the device, as RecordingManager.
-    """
-
-    def __init__(self, mediamtx: MediaMTXService, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mediamtx = mediamtx
-        self._mtx: dict[str, _MtxRecording] = {}
-        mediamtx.attach_recordings(self)
-
-    # -- queries ---------------------------------------------------------------------------
-
-    def active(self, camera_id: str) -> RecordingInfo | None:
-        rec = self._mtx.get(camera_id)
-        return rec.info if rec is not None else super().active(camera_id)
-
-    def active_all(self) -> list[RecordingInfo]:
-        return [*super().active_all(), *(rec.info for rec in self._mtx.values())]
-
-    def active_files(self) -> set[Path]:
-        files = super().active_files()
-        for rec in self._mtx.values():
-            files.add(rec.info.path)
-            files.update(rec.files)
-        return files
-
-    # -- start / stop ------------------------------------------------------------------------
-
-    async def start(
-        self,
-        source: CaptureSource,
-        filename: str | None = None,
-        format: str = "fmp4",
-        duration: int | None = None,
-        *,
-        reads_device: bool = True,
-    ) -> RecordingInfo:
-        camera_id = source.camera_id
-        if camera_id in self._mtx or super().active(camera_id) is not None:
-            raise AlreadyRecording(f"camera {camera_id} is already recording")
-        in_mediamtx = format == "fmp4" and filename is None  # MediaMTX names its files
-        route = self._mediamtx.recording_route(source, in_mediamtx=in_mediamtx)
-        if route == "mediamtx":
-            info = await self._start_in_mediamtx(camera_id, duration)
-            if info is not None:
-                return info
-            route = self._mediamtx.recording_route(source)
-        if route == "stream":
-            stream = self._mediamtx.stream_source(source)
-            return await super().start(stream, filename, format, duration, reads_device=False)
-        return await super().start(source, filename, format, duration, reads_device=reads_device)
-
-    async def _start_in_mediamtx(
-        self, camera_id: str, duration: int | None
-    ) -> RecordingInfo | None:
-        """Start a MediaMTX recording; None when MediaMTX went away (caller falls back)."""
-        now = _utc_now()
-        name = generated_filename(camera_id, ".mp4", now)
-        info = RecordingInfo(camera_id, name, self.recordings_dir / name, "fmp4", now, duration)
-        rec = _MtxRecording(info)
-        self._mtx[camera_id] = rec  # reserved before any await: no double start
-        try:
-            rec.preexisting = set(await self._segments(camera_id))
-            await self._mediamtx.begin_recording(camera_id)
-        except PathConflictError as exc:
-            del self._mtx[camera_id]
-            raise MediaError("MediaMTX could not record the camera", exc.detail) from None
-        except (MediaMTXUnavailableError, StreamingDisabledError, StreamStateError) as exc:
-            del self._mtx[camera_id]
-            log.warning("MediaMTX recording of %s not started (%s); FFmpeg records", camera_id, exc)
-            return None
-        except BaseException:
-            del self._mtx[camera_id]
-            raise
-        rec.watcher = asyncio.create_task(self._watch_segments(rec), name=f"mtx-rec-{camera_id}")
-        self._emit(info, "STARTED", duration)
-        log.info("recording %s started in MediaMTX (%s)", camera_id, self._mediamtx.recordings_dir)
-        return info
-
-    async def _watch_segments(self, rec: _MtxRecording) -> None:
-        """Follow the segment files MediaMTX writes; stop a timed recording on time."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + rec.info.duration if rec.info.duration else None
-        while True:
-            await self._scan_segments(rec)
-            if deadline is not None and loop.time() >= deadline:
-                self._track(self._stop_mtx(rec, "duration_reached", error=False))
-                return
-            delay = (
-                SEGMENT_SCAN_S if deadline is None else min(SEGMENT_SCAN_S, deadline - loop.time())
-            )
-            await asyncio.sleep(max(delay, 0.0))
-
-    async def _segments(self, camera_id: str) -> dict[Path, int]:
-        return await asyncio.to_thread(segment_files, self.recordings_dir, camera_id)
-
-    async def _scan_segments(self, rec: _MtxRecording) -> None:
-        found = await self._segments(rec.info.device)
-        rec.files = {path: size for path, size in found.items() if path not in rec.preexisting}
-        if rec.files:
-            first = min(rec.files)
-            if first.name != rec.info.filename:
-                rec.info = replace(rec.info, filename=first.name, path=first)
-
-    async def stop(
-        self, camera_id: str, reason: str = "stopped", *, error: bool = False
-    ) -> RecordingResult:
-        rec = self._mtx.get(camera_id)
-        if rec is None:
-            return await super().stop(camera_id, reason, error=error)
-        if rec.stopping:
-            raise NotRecording(f"camera {camera_id} is not recording")
-        return await self._stop_mtx(rec, reason, error=error)
-
-    async def _stop_mtx(self, rec: _MtxRecording, reason: str, *, error: bool) -> RecordingResult:
-        rec.stopping = True
-        camera_id = rec.info.device
-        if rec.watcher is not None and rec.watcher is not asyncio.current_task():
-            rec.watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await rec.watcher
-        await self._mediamtx.end_recording(camera_id)
-        await self._scan_segments(rec)
-        self._mtx.pop(camera_id, None)
-        end = _utc_now()
-        elapsed = round((end - rec.info.start_time).total_seconds(), 3)
-        status = "ERROR" if error else "STOPPED"
-        info = rec.info
-        result = RecordingResult(
-            camera_id, info.filename, info.path, info.format, info.start_time, end, elapsed,
-            sum(rec.files.values()), status, reason,
-        )  # fmt: skip
-        self._emit(info, status, elapsed, reason)
-        log.info("recording %s in MediaMTX %s (%s): %s", camera_id, status, reason, info.filename)
-        return result
-
-    async def stop_all(self, reason: str = "shutdown") -> list[RecordingResult]:
-        ours = await asyncio.gather(
-            *(self._stop_mtx(rec, reason, error=False) for rec in list(self._mtx.values())),
-            return_exceptions=True,
-        )
-        results = await super().stop_all(reason)
-        return [*results, *(r for r in ours if isinstance(r, RecordingResult))]
-
-
-_SEGMENT_RE = re.compile(r"^(?P<id>.+)_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}\.mp4$")
-
-
-def segment_files(directory: Path, camera_id: str) -> dict[Path, int]:
-    """Files named like the camera's recordings: path → size (blocking I/O)."""
-    found: dict[Path, int] = {}
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return found
-    for entry in entries:
-        match = _SEGMENT_RE.match(entry.name)
-        if match is None or match.group("id") != camera_id:
-            continue
-        with contextlib.suppress(OSError):
-            found[Path(entry.path)] = entry.stat().st_size
-    return found
-
-
-class StreamSnapshots(SnapshotService):
-    """SnapshotService that reads an exclusive camera's stream while MediaMTX holds it."""
-
-    def __init__(self, mediamtx: MediaMTXService, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mediamtx = mediamtx
-
-    async def take(
-        self, source: CaptureSource, filename: str | None = None, format: str = "jpg"
-    ) -> SnapshotResult:
-        return await super().take(await self._mediamtx.snapshot_source(source), filename, format)

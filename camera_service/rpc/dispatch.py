@@ -11,7 +11,7 @@ import itertools
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Never
 
 from pydantic import BaseModel, ValidationError
 
@@ -108,15 +108,16 @@ class Dispatcher:
         self, session: Session, parsed: protocol.Parsed | protocol.Invalid
     ) -> str | None:
         if isinstance(parsed, protocol.Invalid):
-            return protocol.encode(protocol.error_response(parsed.id, parsed.error))
+            return self._encoded(protocol.error_response(parsed.id, parsed.error))
         if not parsed.is_batch:
             response = await self.handle_entry(session, parsed.entries[0])
-            return None if response is None else protocol.encode_message(response)
+            return None if response is None else self._encoded(response)
         if not session.proven and self.unauthenticated_batch_bytes is not None:
             return await self._unproven_batch(session, parsed.entries)
         answers = await asyncio.gather(*(self.handle_entry(session, e) for e in parsed.entries))
-        responses = [answer for answer in answers if answer is not None]
-        return protocol.encode_batch(responses) if responses else None
+        # Each entry is encoded on its own, so one that cannot be encoded spoils only itself.
+        parts = [self._encoded(answer) for answer in answers if answer is not None]
+        return f"[{','.join(parts)}]" if parts else None
 
     async def _unproven_batch(self, session: Session, entries: list[protocol.Entry]) -> str | None:
         """A batch before any credential was accepted: no fan-out. Entries run one after
@@ -125,7 +126,7 @@ class Dispatcher:
         authenticated, e.g. by an `authenticate` entry earlier in the same batch."""
         limit = self.unauthenticated_batch_bytes
         assert limit is not None
-        pieces: list[str] = []
+        parts: list[str] = []
         size = 2
         for entry in entries:
             if not session.proven and size >= limit:
@@ -137,10 +138,25 @@ class Dispatcher:
             else:
                 answer = await self.handle_entry(session, entry)
             if answer is not None:
-                piece = protocol.encode_message(answer)
-                pieces.append(piece)
-                size += len(piece) + 1
-        return "[" + ",".join(pieces) + "]" if pieces else None
+                part = self._encoded(answer)
+                parts.append(part)
+                size += len(part) + 1
+        return f"[{','.join(parts)}]" if parts else None
+
+    def _encoded(self, response: dict[str, Any]) -> str:
+        """The response as text that is valid UTF-8; an answer that is not (a lone surrogate
+        that escaped validation) becomes -32603 with the same id where that id is clean."""
+        text = protocol.encode_message(response)
+        if not protocol.has_surrogate(text):
+            return text
+        request_id = next(self._request_ids)
+        log.error(
+            "answer not encodable as UTF-8 (lone surrogate)", extra={"request_id": request_id}
+        )
+        echo = response.get("id")
+        if isinstance(echo, str) and protocol.has_surrogate(echo):
+            echo = None
+        return protocol.encode(protocol.error_response(echo, InternalError(request_id)))
 
     async def handle_entry(self, session: Session, entry: protocol.Entry) -> dict[str, Any] | None:
         if isinstance(entry, protocol.Invalid):
@@ -183,7 +199,14 @@ class Dispatcher:
         credential = None
         if AUTH_TOKEN_PARAM not in spec.params.model_fields:
             credential = raw.pop(AUTH_TOKEN_PARAM, None)
+        else:
+            declared = raw.get(AUTH_TOKEN_PARAM)
+            if isinstance(declared, str) and protocol.has_surrogate(declared):
+                self._credential_refused(session, "credentials are not valid Unicode text")
         identity = self._identity_for(spec, session, credential)
+        bad = protocol.surrogate_path(raw) if request.escaped else None
+        if bad is not None:
+            raise InvalidParams(bad, "not valid Unicode text (lone surrogate)", "send valid text")
         params = self._validated(spec.params, raw)
         ctx = CallContext(session=session, request_id=request_id, identity=identity)
         if not spec.audited:
@@ -266,15 +289,23 @@ class Dispatcher:
 
     def _verify_call_credential(self, session: Session, credential: Any) -> Identity:
         """A per-call `auth_token`: counted against the failed-auth limit like authenticate."""
-        limiter = self.auth.limiter
-        wait_ms = limiter.retry_after_ms(session.remote)
+        wait_ms = self.auth.limiter.retry_after_ms(session.remote)
         if wait_ms:
             raise RateLimited(wait_ms, scope="address")
         try:
             identity = self.auth.verify(credential)
         except AuthError as exc:
-            limiter.record_failure(session.remote)
-            audit("authentication failed", remote=session.remote, reason=exc.reason)
-            raise AuthenticationFailed(exc.reason) from None
+            self._credential_refused(session, exc.reason, checked=True)
         session.proven = True  # the connection holds a working credential: full budgets
         return identity
+
+    def _credential_refused(self, session: Session, reason: str, *, checked: bool = False) -> Never:
+        """Count a rejected credential against the per-address limit, audit it, raise -32001."""
+        limiter = self.auth.limiter
+        if not checked:
+            wait_ms = limiter.retry_after_ms(session.remote)
+            if wait_ms:
+                raise RateLimited(wait_ms, scope="address")
+        limiter.record_failure(session.remote)
+        audit("authentication failed", remote=session.remote, reason=reason)
+        raise AuthenticationFailed(reason)

@@ -81,7 +81,9 @@ class Session:
     ) -> None:
         self.session_id = uuid.uuid4().hex
         self.remote = remote
-        self.host: str | None = None  # Host header of the handshake, for download links
+        self.opened_at = time.monotonic()
+        # The server address this client connected to (never its Host header), for links.
+        self.host: str | None = None
         self._identity: Identity | None = None
         self.proven = False  # a credential was accepted on this connection (any way)
         self.bucket = bucket

@@ -406,7 +406,7 @@ def _scan_dir(directory: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(exposed name, entry) for plain files of ``directory``; sorted by name."""
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
     for entry in entries:
         if _valid(entry.name) and _is_plain_file(entry):
@@ -477,7 +477,9 @@ class FileStore:
         for name, entry in _scan_dir(directory):
             seen.add(name)
             device = index.get(name) or device_from_name(name)
-            entries.append(self._entry(kind, name, entry, device))
+            found = self._entry(kind, name, entry, device)
+            if found is not None:
+                entries.append(found)
         if kind == "recordings":
             for sub in _camera_dirs(directory):
                 for seg, entry in _scan_dir(Path(sub.path)):
@@ -485,13 +487,21 @@ class FileStore:
                     if name in seen or not _valid(name):
                         continue
                     seen.add(name)
-                    entries.append(self._entry(kind, name, entry, index.get(name) or sub.name))
+                    found = self._entry(kind, name, entry, index.get(name) or sub.name)
+                    if found is not None:
+                        entries.append(found)
         entries.sort(key=lambda e: (e.mtime, e.filename), reverse=True)
         return entries
 
     @staticmethod
-    def _entry(kind: FileKind, name: str, entry: os.DirEntry[str], device: str | None) -> FileEntry:
-        st = entry.stat(follow_symlinks=False)
+    def _entry(
+        kind: FileKind, name: str, entry: os.DirEntry[str], device: str | None
+    ) -> FileEntry | None:
+        """None when the file vanished since the directory was read (deleted meanwhile)."""
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
         return FileEntry(kind, name, Path(entry.path).resolve(), device, st.st_size, st.st_mtime)
 
     def _locate(self, kind: FileKind, name: str) -> Path | None:

@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Literal, Self, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import StateFileError, atomic_write, load_recoverable, load_required
 from camera_service.storage.files import (
     KINDS,
     FileEntry,
@@ -91,20 +91,19 @@ class PolicyStore:
         return self._policy
 
     def reload(self) -> RetentionPolicy:
-        """Re-read the file (SIGHUP: an operator restored or edited it)."""
-        self._policy = self._load()
+        """Re-read the file (SIGHUP: an operator restored or edited it). An unusable file
+        keeps the current policy (and the file, to be fixed) and logs why."""
+        try:
+            self._policy = load_required(
+                self.path, RetentionPolicy.model_validate, lambda: self._default
+            )
+        except StateFileError as exc:
+            log.error("retention policy not reloaded, keeping the current one: %s", exc)
         return self._policy
 
     def _load(self) -> RetentionPolicy:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return self._default
-        try:
-            return RetentionPolicy.model_validate_json(text)
-        except ValidationError as exc:
-            log.warning("ignoring invalid retention policy file %s: %s", self.path, exc)
-            return self._default
+        """At start an unusable file is moved aside and the configured policy applies."""
+        return load_recoverable(self.path, RetentionPolicy.model_validate, lambda: self._default)
 
     def save_sync(self, policy: RetentionPolicy) -> RetentionPolicy:
         """Persist ``policy`` (blocking) and make it current."""

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from camera_service.auth.identity import AuthError
 from camera_service.auth.service import Authenticator
+from camera_service.logging import audit
 from camera_service.storage import files as storage_files
 from camera_service.storage.files import FileStore
 from camera_service.storage.tokens import TokenExpired, TokenInvalid, verify_download_token
@@ -38,13 +39,25 @@ class Downloads:
         app.router.add_get("/files/{kind}/{name}", self.download)
 
     def _authorize(self, request: web.Request, kind: str, name: str) -> None:
+        """Failed attempts count toward the same per-address limit as WebSocket
+        authentication and are audited; an address over it gets 429 until the window passes."""
+        remote = request.remote or "unknown"
+        wait_ms = self.auth.limiter.retry_after_ms(remote)
+        if wait_ms:
+            audit("download refused", remote=remote, result="rate_limited", file=f"{kind}/{name}")
+            raise web.HTTPTooManyRequests(
+                text="too many failed authentication attempts",
+                headers={"Retry-After": str(max(1, (wait_ms + 999) // 1000))},
+            )
         token = request.query.get("token")
         if token is not None:
             try:
                 verify_download_token(self.secret, token, kind, name)
             except TokenExpired:
+                audit("download refused", remote=remote, reason="link expired", file=name)
                 raise web.HTTPUnauthorized(text="download link expired") from None
             except TokenInvalid:
+                self._failed(remote, "download token not valid for this file", name)
                 raise web.HTTPForbidden(text="download token not valid for this file") from None
             return
         credential = _header_credential(request)
@@ -55,7 +68,12 @@ class Downloads:
         try:
             self.auth.verify(credential)
         except AuthError as exc:
+            self._failed(remote, exc.reason, name)
             raise web.HTTPUnauthorized(text=exc.reason) from None
+
+    def _failed(self, remote: str, reason: str, name: str) -> None:
+        self.auth.limiter.record_failure(remote)
+        audit("authentication failed", remote=remote, reason=reason, channel="http", file=name)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         kind = request.match_info["kind"]

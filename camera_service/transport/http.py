@@ -134,7 +134,10 @@ class HttpServer:
     async def health_summary(self, request: web.Request) -> web.Response:
         overall = self.health.overall()
         code = 503 if overall == "unhealthy" else 200
-        return web.json_response(self._status_body(overall), status=code)
+        body = self._status_body(overall)
+        if overall != "healthy":
+            body["reasons"] = self.health.problems()
+        return web.json_response(body, status=code)
 
     async def live(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive", "timestamp": utc_now_iso()})

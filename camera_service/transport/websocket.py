@@ -26,6 +26,7 @@ import contextlib
 import http
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,7 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 WRITE_LIMIT = 1 << 16  # bytes buffered in the transport before direct writes defer to the queue
 SHUTDOWN_CLOSE_GRACE_S = 1.0  # at shutdown, how long peers get to finish the closing handshake
+EVICT_MIN_AGE_S = 1.0  # an unauthenticated connection younger than this is not evicted
 
 
 def close_now(connection: ServerConnection, code: int, reason: str, grace: float) -> None:
@@ -125,6 +127,12 @@ class CappedConnection(ServerConnection):
 def _remote(connection: ServerConnection) -> str:
     address = connection.remote_address
     return str(address[0]) if address else "unknown"
+
+
+def _local(connection: ServerConnection) -> str | None:
+    """The server address the client reached (download links point there, not at `Host`)."""
+    address = connection.local_address
+    return str(address[0]) if address else None
 
 
 class WebSocketServer:
@@ -211,6 +219,8 @@ class WebSocketServer:
             cfg.max_connections, cfg.reserved_slots, cfg.max_unauthenticated_per_address
         )
         oldest = unproven[0] if unproven else None
+        if oldest is not None and time.monotonic() - oldest.opened_at < EVICT_MIN_AGE_S:
+            oldest = None  # a burst of clients still authenticating: refuse instead
         open_total = len(self.sessions) - sum(1 for s in self.sessions.values() if s.closed)
         decision = slot_decision(
             limits,
@@ -266,17 +276,15 @@ class WebSocketServer:
         allowed = self.config.allowed_origins
         if not allowed:
             return True
-        origin = headers.get("Origin")
-        return origin is not None and origin in allowed
+        origins = headers.get_all("Origin")  # more than one Origin header is refused
+        return len(origins) == 1 and origins[0] in allowed
 
     async def _handle(self, connection: ServerConnection) -> None:
         self._reserved.discard(connection)
         session = self._new_session(connection)
         session.write_now = direct_writer(connection)
-        transport = connection.transport
-        session.buffered = transport.get_write_buffer_size
-        if connection.request is not None:
-            session.host = connection.request.headers.get("Host")
+        session.buffered = connection.transport.get_write_buffer_size
+        session.host = _local(connection)
         self.sessions[session.session_id] = session
         self._connections[session.session_id] = connection
         self.metrics.connection_opened()

@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     sign_in,
 )
 from tests.support.daemon import RunningDaemon, make_config, running_daemon
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -238,17 +239,41 @@ async def test_keyboard_only_use(daemon: RunningDaemon, page: BrowserPage) -> No
     page.assert_clean()
 
 
-async def test_live_view_without_streaming_refreshes_snapshots(
+async def test_live_view_without_streaming_shows_mjpeg(
     daemon: RunningDaemon, page: BrowserPage
 ) -> None:
     p = page.page
-    await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["operator"])
+    await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["viewer"])
     card = camera_card(p, "demo0")
     await card.get_by_text("Live view").click()
     await expect(card.locator("img.live-img")).to_have_js_property("naturalWidth", 320)
-    await expect(card.locator(".live-status")).to_contain_text("Updated")
-    await card.get_by_text("Live view").click()  # closing stops the refresh
+    await expect(card.locator(".live-status")).to_contain_text("Live MJPEG")
+    await wait_until(lambda: daemon.app.frames.viewers("demo0") == 1, what="MJPEG viewer")
+    await card.get_by_text("Live view").click()  # closing ends the MJPEG connection
     await expect(card.locator("img.live-img")).to_be_hidden()
+    await wait_until(lambda: daemon.app.frames.viewers("demo0") == 0, what="viewer gone")
+    snapshots = daemon.app.config.storage.snapshots_dir
+    assert not snapshots.exists() or not any(snapshots.iterdir())  # nothing was stored
+    page.assert_clean()
+
+
+async def test_plain_urls_are_listed_and_copyable(daemon: RunningDaemon, page: BrowserPage) -> None:
+    p = page.page
+    await p.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["viewer"])
+    card = camera_card(p, "demo0")
+    await card.get_by_text("Snapshot and MJPEG URLs").click()
+    snapshot = card.get_by_label("Snapshot", exact=True)
+    await expect(snapshot).to_have_value(
+        re.compile(rf"^{daemon.http_url}/cameras/demo0/snapshot\.jpg\?token=c1\.")
+    )
+    await expect(card.get_by_label("MJPEG", exact=True)).to_have_value(
+        re.compile(r"/cameras/demo0/stream\.mjpg\?token=c1\.")
+    )
+    await card.get_by_role("button", name="Copy Snapshot URL").click()
+    await expect(p.locator("#notices")).to_contain_text("Snapshot URL copied")
+    copied = await p.evaluate("navigator.clipboard.readText()")
+    assert copied == await snapshot.input_value()
     page.assert_clean()
 
 
@@ -287,8 +312,8 @@ async def test_stream_urls_copy_and_live_view_fallback(tmp_path: Path, browser: 
             await card.get_by_text("Live view").click()
             note = card.locator(".live-note")
             await expect(note).to_contain_text("Live video failed")
-            await expect(note).to_contain_text("Showing snapshots instead")
-            await expect(card.locator(".live-status")).to_contain_text("Updated")
+            await expect(note).to_contain_text("Showing MJPEG instead")
+            await expect(card.locator(".live-status")).to_contain_text("Live MJPEG")
             await expect(card.locator("img.live-img")).to_have_js_property("naturalWidth", 320)
             await screenshot(p, tmp_path / "live-fallback.png")
             wrapped.assert_clean()
@@ -400,6 +425,12 @@ async def test_system_view_status_metrics_and_retention(
     await p.get_by_role("link", name="System").click()
     await expect(p.locator("#health-badge")).to_have_text(re.compile("HEALTHY|DEGRADED"))
     await expect(p.locator("#system-metrics")).to_contain_text("Requests")
+    # API 1.1 shapes: component states are strings, storage and ffmpeg are components.
+    await expect(p.locator('[data-component="storage"]')).to_contain_text("RUNNING")
+    await expect(p.locator('[data-component="ffmpeg"]')).to_contain_text("RUNNING")
+    await expect(p.locator('[data-component="mediamtx"]')).to_contain_text("STOPPED")
+    await expect(p.locator("#system-status")).to_contain_text("fmp4, mp4, mkv, jpg, png")
+    await expect(p.locator("#system-metrics")).to_contain_text("Disk (recordings)")
     # The form shows the stored policy: the default one is manual and disabled.
     await expect(p.get_by_label("Policy", exact=True)).to_have_value("manual")
     await expect(p.get_by_label("Enabled")).not_to_be_checked()

@@ -69,7 +69,7 @@ async def test_failed_auth_is_limited_per_address(daemon: RunningDaemon) -> None
 async def test_per_call_auth_token_works_without_authenticate(daemon: RunningDaemon) -> None:
     async with CameraClient(daemon.ws_url) as client:
         info = await client.call("get_server_info", {"auth_token": daemon.keys["viewer"]})
-        assert info["api_version"] == "1"
+        assert info["api_version"] == "1.1"
         with pytest.raises(RpcCallError) as denied:
             await client.call("get_status", {"auth_token": daemon.keys["viewer"]})
         assert denied.value.code == -32002

@@ -167,8 +167,12 @@ async def test_system_status_and_ready_follow_discovery(seamed: Any) -> None:
     daemon, _ = seamed
     async with daemon.client("viewer") as client:
         status = await client.call("get_system_status")
+        listing = await client.call("get_camera_list")
     assert status["status"] == "ready"
-    assert status["available_cameras"] == 2
+    # Contract 1.1: the ids of the connected cameras, and their count.
+    connected = [c["device"] for c in listing["cameras"] if c["status"] == "CONNECTED"]
+    assert status["available_cameras"] == connected and len(connected) == 2
+    assert status["camera_count"] == 2
     assert status["discovery_active"] is True
 
 

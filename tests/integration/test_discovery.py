@@ -538,4 +538,6 @@ def test_corrupt_external_store_is_set_aside(
         store = ExternalStreamStore(tmp_path)
     assert store.list() == []
     assert any(p.name.startswith("external_streams.json.corrupt-") for p in tmp_path.iterdir())
-    assert "invalid" in caplog.text
+    # The log line names the file and the problem.
+    assert "external_streams.json is unusable" in caplog.text
+    assert "scheme must be one of" in caplog.text

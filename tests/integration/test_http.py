@@ -85,13 +85,32 @@ async def test_ready_is_503_until_conditions_hold(daemon: RunningDaemon) -> None
 async def test_system_methods_results(daemon: RunningDaemon) -> None:
     async with daemon.client("admin") as client:
         info = await client.call("get_server_info")
-        assert info["name"] == "camera-service" and info["api_version"] == "1"
-        assert info["supported_formats"]["recording"] == ["fmp4", "mp4", "mkv"]
+        assert info["name"] == "camera-service" and info["api_version"] == "1.1"
+        # Contract 1.1 shapes.
+        assert info["supported_formats"] == ["fmp4", "mp4", "mkv", "jpg", "png"]
+        assert info["formats"]["recording"] == ["fmp4", "mp4", "mkv"]
         status = await client.call("get_status")
         assert status["status"] in {"HEALTHY", "DEGRADED"}
-        assert "websocket_server" in status["components"]
+        assert set(status["components"]) == {
+            "websocket_server",
+            "camera_monitor",
+            "mediamtx",
+            "storage",
+            "ffmpeg",
+        }
+        assert status["components"]["websocket_server"] == "RUNNING"
+        assert status["components"]["storage"] == "RUNNING"
+        assert status["components"]["ffmpeg"] == "RUNNING"
+        assert status["components"]["mediamtx"] == "STOPPED"
+        assert status["component_details"]["websocket_server"]["details"]["listening"] is True
+        system = await client.call("get_system_status")
+        assert system["available_cameras"] == [] and system["camera_count"] == 0
         metrics = await client.call("get_metrics")
         assert metrics["system_metrics"]["rss_bytes"] > 10_000_000
+        for key in ("cpu_usage", "memory_usage", "disk_usage"):
+            value = metrics["system_metrics"][key]
+            assert isinstance(value, float) and 0.0 <= value <= 100.0, key
+        assert metrics["system_metrics"]["memory_usage"] > 0.0
         assert metrics["rpc_metrics"]["total_requests"] >= 3
         assert metrics["rpc_metrics"]["latency_ms"]["samples"] >= 3
         stats = await client.call("get_subscription_stats")
@@ -101,3 +120,16 @@ async def test_system_methods_results(daemon: RunningDaemon) -> None:
         assert {"ping", "authenticate", "get_metrics", "subscribe_events"} <= names
         auth = next(m for m in doc["methods"] if m["name"] == "authenticate")
         assert auth["params"][0]["name"] == "auth_token" and auth["params"][0]["required"]
+
+
+async def test_python_client_reads_the_api_1_1_shapes(daemon: RunningDaemon) -> None:
+    async with daemon.client("admin") as client:
+        info = await client.server_info()
+        assert info["supported_formats"][:3] == info["formats"]["recording"]
+        status = await client.status()
+        assert set(status["components"]) == set(status["component_details"])
+        assert status["component_details"]["ffmpeg"]["status"] == "healthy"
+        system = await client.system_status()
+        assert system["camera_count"] == len(system["available_cameras"])
+        metrics = await client.system_metrics()
+        assert {"cpu_usage", "memory_usage", "disk_usage"} <= set(metrics)

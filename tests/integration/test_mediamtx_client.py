@@ -17,7 +17,7 @@ from camera_service.mediamtx.client import (
     MediaMTXUnavailable,
 )
 from camera_service.mediamtx.models import PathConf
-from camera_service.mediamtx.paths import (
+from camera_service.mediamtx.pathconf import (
     camera_path_conf,
     publisher_path_conf,
     recording_patch,

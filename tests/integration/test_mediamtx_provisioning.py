@@ -9,13 +9,12 @@ import pytest
 
 from camera_service.mediamtx.client import MediaMTXClient, MediaMTXNotFound, MediaMTXUnavailable
 from camera_service.mediamtx.models import PathConf
+from camera_service.mediamtx.pathconf import camera_path_conf, source_path_conf
 from camera_service.mediamtx.paths import (
     PathConflict,
     PathOwnership,
     PathProvisioner,
     ProvisionAction,
-    camera_path_conf,
-    source_path_conf,
 )
 from tests.support.fake_mediamtx import FakeMediaMTX
 

@@ -29,7 +29,8 @@ import yaml
 
 from camera_service.mediamtx.client import MediaMTXClient
 from camera_service.mediamtx.monitor import MediaMTXMonitor
-from camera_service.mediamtx.paths import PathProvisioner, ProvisionAction, camera_path_conf
+from camera_service.mediamtx.pathconf import camera_path_conf
+from camera_service.mediamtx.paths import PathProvisioner, ProvisionAction
 
 
 def _skip_unless(*binaries: str) -> pytest.MarkDecorator:

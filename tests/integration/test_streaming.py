@@ -29,7 +29,9 @@ from camera_service.client import CameraClient, RpcCallError
 from camera_service.events import Event
 from camera_service.health import ComponentStatus
 from camera_service.media.source import capture_source_for
-from camera_service.mediamtx.service import MediaMTXService, StreamRecordings
+from camera_service.mediamtx.recording import StreamRecordings
+from camera_service.mediamtx.service import MediaMTXService
+from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.rpc.methods import streams as stream_methods
 from tests.support.daemon import RunningDaemon, make_config
 from tests.support.fake_devices import FakeEventSource, FakeProber, uvc_webcam
@@ -184,7 +186,8 @@ async def test_disabled_streaming_answers_unsupported_and_cameras_have_no_urls(
         listing = await client.call("get_camera_list")
         assert listing["cameras"][0]["streams"] == {}
         status = await client.call("get_status")
-        assert status["components"]["mediamtx"]["status"] == "disabled"
+        assert status["components"]["mediamtx"] == "STOPPED"
+        assert status["component_details"]["mediamtx"]["status"] == "disabled"
         assert (await client.call("ping")) == "pong"
         assert not (tmp_path / "state" / "mediamtx_paths.json").exists()
 
@@ -285,7 +288,8 @@ async def test_restart_reconciles_and_publishes_health_events(env: Env) -> None:
         report = service.last_reconcile
         assert report is not None and report.added == ["camera0", "lab0"]
         status = await client.call("get_status")
-        mediamtx = status["components"]["mediamtx"]
+        assert status["components"]["mediamtx"] == "RUNNING"
+        mediamtx = status["component_details"]["mediamtx"]
         assert mediamtx["status"] == "healthy"
         assert mediamtx["details"]["owned_paths"] == ["camera0", "lab0"]
 
@@ -444,15 +448,19 @@ async def test_device_recording_keeps_the_single_reader(env: Env) -> None:
     await fake.wait_until(lambda: fake.config_paths["camera0"]["runOnDemand"] != "")
     cam0, lab0 = env.daemon.app.cameras.get("camera0"), env.daemon.app.cameras.get("lab0")
     assert cam0 is not None and lab0 is not None
-    assert service.recording_route(capture_source_for(cam0)) == "stream"
-    assert service.recording_route(capture_source_for(lab0)) == "device"  # not exclusive
+    recordings = env.daemon.app.recordings
+    assert isinstance(recordings, StreamRecordings)
+    assert recordings.route(capture_source_for(cam0)) == "stream"
+    assert recordings.route(capture_source_for(lab0)) == "device"  # not exclusive
     stream = service.stream_source(capture_source_for(cam0))
     assert (stream.input, stream.exclusive, stream.is_h264) == (
         f"rtsp://127.0.0.1:{service.config.rtsp_port}/camera0",
         False,
         True,
     )
-    assert (await service.snapshot_source(capture_source_for(cam0))).input == stream.input
+    snapshots = env.daemon.app.snapshots
+    assert isinstance(snapshots, StreamSnapshots)
+    assert (await snapshots.source_for(capture_source_for(cam0))).input == stream.input
 
 
 async def test_recording_in_mediamtx_survives_a_restart(tmp_path: Path) -> None:

@@ -10,23 +10,20 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from camera_service.mediamtx import models
+from camera_service.mediamtx.durations import format_go_duration, parse_go_duration
 from camera_service.mediamtx.models import Path, PathConf, PathConfList, RecordingList
-from camera_service.mediamtx.paths import (
-    PathOwnership,
+from camera_service.mediamtx.pathconf import (
     camera_path_conf,
     conf_matches,
-    ffmpeg_input_args,
-    format_go_duration,
     idle_publisher_conf,
-    parse_go_duration,
-    path_name_for,
-    publisher_command,
     publisher_path_conf,
     recording_fields,
     recording_patch,
     source_path_conf,
-    stream_urls,
 )
+from camera_service.mediamtx.paths import PathOwnership, path_name_for
+from camera_service.mediamtx.publisher import ffmpeg_input_args, publisher_command
+from camera_service.mediamtx.urls import stream_urls
 from tests.support.fake_mediamtx import SpecValidator, _path_defaults, load_spec
 
 SPEC = load_spec()

@@ -14,11 +14,10 @@ from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.config import MediaMTXConfig
 from camera_service.events import EventBus
 from camera_service.media.source import CaptureSource
-from camera_service.mediamtx.service import (
-    MediaMTXService,
-    StreamingDisabledError,
-    segment_files,
-)
+from camera_service.mediamtx.errors import StreamingDisabledError
+from camera_service.mediamtx.recording import segment_files
+from camera_service.mediamtx.service import MediaMTXService
+from camera_service.mediamtx.streaming import start_streaming
 from tests.support.fake_devices import fixture_capabilities
 from tests.support.fake_mediamtx import SpecValidator, load_spec
 
@@ -71,12 +70,12 @@ def test_on_demand_publishers_and_pulled_sources(tmp_path: Path) -> None:
 
 def test_streaming_recording_and_disconnected_states(tmp_path: Path) -> None:
     service, cameras = make_service(tmp_path)
-    service._streaming["camera0"] = datetime.now(UTC)
-    service._streaming["gate"] = datetime.now(UTC)
+    service.intents.streaming["camera0"] = datetime.now(UTC)
+    service.intents.streaming["gate"] = datetime.now(UTC)
     usb = conf_of(service, cameras, "camera0")
     assert usb["runOnInit"] and usb["runOnDemand"] == "" and usb["runOnInitRestart"]
     assert conf_of(service, cameras, "gate")["sourceOnDemand"] is False
-    service._mtx_recording.add("lab0")
+    service.intents.recording.add("lab0")
     lab = conf_of(service, cameras, "lab0")
     assert (lab["record"], lab["recordFormat"], lab["recordDeleteAfter"]) == (True, "fmp4", "0s")
     assert lab["runOnInit"]  # MediaMTX records only a published stream
@@ -107,7 +106,7 @@ def test_urls_health_and_capabilities(tmp_path: Path) -> None:
     off, _ = make_service(tmp_path, enabled=False)
     assert off.streams_for(camera) == {}
     assert off.health().status == "disabled" and off.capabilities() == []
-    assert off.recording_route(CaptureSource("lab0", "x", exclusive=True)) == "device"
+    assert not off.path_usable("lab0")  # recordings read the device
 
 
 async def test_disabled_service_fails_streaming_calls(tmp_path: Path) -> None:
@@ -115,7 +114,7 @@ async def test_disabled_service_fails_streaming_calls(tmp_path: Path) -> None:
     camera = cameras.get("lab0")
     assert camera is not None
     with pytest.raises(StreamingDisabledError):
-        await service.start_streaming(camera)
+        await start_streaming(service, camera)
     await service.start()
     await service.stop()
 

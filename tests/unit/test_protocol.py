@@ -66,3 +66,13 @@ def test_responses_have_exactly_one_of_result_or_error() -> None:
 def test_encoder_refuses_non_finite_numbers() -> None:
     with pytest.raises(ValueError):
         protocol.encode({"x": float("nan")})
+
+
+def test_lone_surrogates_are_found_in_deep_values_without_recursion() -> None:
+    nested: object = "\ud800"
+    for _ in range(5000):
+        nested = [nested]
+    assert protocol.surrogate_path({"a": nested}) is not None
+    assert protocol.surrogate_path({"a": ["ok", {"b": "\U0001f600"}]}) is None
+    assert protocol.surrogate_path({"a": {"\udc00": 1}}) == "a"
+    assert not protocol.has_surrogate("caf\u00e9 \U0001f600")

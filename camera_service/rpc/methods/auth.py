@@ -56,6 +56,19 @@ def register(
             authenticator.limiter.record_failure(session.remote)
             audit("authentication failed", remote=session.remote, reason=exc.reason)
             raise AuthenticationFailed(exc.reason) from None
+        try:
+            # Built before anything is bound: authentication is all or nothing.
+            result = AuthenticateResult(
+                authenticated=True,
+                role=identity.role.label,
+                permissions=PERMISSIONS[identity.role],
+                expires_at=_iso(identity.expires_at),
+                session_id=session.session_id,
+            )
+        except (ValueError, OverflowError, OSError):
+            authenticator.limiter.record_failure(session.remote)
+            audit("authentication failed", remote=session.remote, reason="expiry out of range")
+            raise AuthenticationFailed("token expiry is out of range") from None
         first_time = session.identity is None
         session.identity = identity
         if first_time:
@@ -67,10 +80,4 @@ def register(
             remote=session.remote,
             method=identity.method,
         )
-        return AuthenticateResult(
-            authenticated=True,
-            role=identity.role.label,
-            permissions=PERMISSIONS[identity.role],
-            expires_at=_iso(identity.expires_at),
-            session_id=session.session_id,
-        )
+        return result

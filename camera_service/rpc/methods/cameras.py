@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 
@@ -16,6 +15,7 @@ from camera_service.cameras.external import (
     ExternalStreamError,
     ExternalStreamNotFound,
     ExternalStreamStore,
+    mask_credentials,
 )
 from camera_service.cameras.model import CAMERA_ID_PATTERN, Camera, CameraStatus
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
@@ -224,19 +224,10 @@ def register(registry: Registry, deps: CameraDeps) -> None:
     async def get_external_streams(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         """External streams added at run time."""
         streams = [
-            {**s.public_dict(), "stream_url": without_password(s.stream_url)}
+            {**s.public_dict(), "stream_url": mask_credentials(s.stream_url)}
             for s in deps.external.list()
         ]
         return {"external_streams": streams, "total_count": len(streams), "timestamp": _now_iso()}
-
-
-def without_password(url: str) -> str:
-    """`rtsp://user:secret@host/x` → `rtsp://user:***@host/x`: viewers see no credentials."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _invalid(exc: Exception) -> InvalidParams:

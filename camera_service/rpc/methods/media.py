@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from camera_service.auth.roles import Role
-from camera_service.cameras.model import CameraStatus
+from camera_service.cameras.model import Camera, CameraStatus
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.events import Event, EventBus
 from camera_service.media import ffmpeg as media_errors
@@ -117,12 +117,24 @@ def register(registry: Registry, deps: MediaDeps) -> None:
                 deps.files.directory(directory_kind), deps.block_percent, deps.disk_usage
             )
 
-    def connected_camera(device: str) -> None:
+    def connected_camera(device: str) -> Camera:
         camera = camera_or_error(deps.cameras, device)
         if camera.status is not CameraStatus.CONNECTED:
             raise InvalidState(
                 f"Camera {device} is {camera.status.value}.", camera.status.value, ["CONNECTED"]
             )
+        return camera
+
+    @contextlib.contextmanager
+    def vanished_is_not_found(device: str) -> Iterator[None]:
+        """A camera removed while the call ran (remove_external_stream, unplug) is -32010,
+        whatever error the capture itself ended with."""
+        try:
+            yield
+        except Exception:
+            if deps.cameras.get(device) is None:
+                raise NotFound("camera", device) from None
+            raise
 
     @registry.method(
         "take_snapshot", params=SnapshotParams, result=SnapshotResult, role=Role.OPERATOR
@@ -131,8 +143,9 @@ def register(registry: Registry, deps: MediaDeps) -> None:
         """Capture one frame as jpg (default) or png; never opens a busy device twice."""
         connected_camera(params.device)
         await writable("snapshots")
-        source = capture_source_for(deps.cameras.get(params.device))  # type: ignore[arg-type]
-        with translated_media_errors(params.device):
+        # Re-read after the await: the camera may have been removed meanwhile.
+        source = capture_source_for(connected_camera(params.device))
+        with vanished_is_not_found(params.device), translated_media_errors(params.device):
             if params.filename:
                 storage_files.validate_filename(params.filename)
             shot = await deps.snapshots.take(source, params.filename, params.format)
@@ -150,6 +163,7 @@ def register(registry: Registry, deps: MediaDeps) -> None:
                     "download_url": url,
                 },
                 device=params.device,
+                personal=deps.links.personal_url("snapshots", shot.filename),
             )
         )
         return SnapshotResult(
@@ -173,8 +187,8 @@ def register(registry: Registry, deps: MediaDeps) -> None:
         """Start a server-side recording (continues if the client disconnects)."""
         connected_camera(params.device)
         await writable("recordings")
-        source = capture_source_for(deps.cameras.get(params.device))  # type: ignore[arg-type]
-        with translated_media_errors(params.device):
+        source = capture_source_for(connected_camera(params.device))
+        with vanished_is_not_found(params.device), translated_media_errors(params.device):
             info = await deps.recordings.start(source, None, params.format, params.duration)
         return StartRecordingResult(
             device=info.device,

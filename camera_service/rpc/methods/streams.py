@@ -15,13 +15,15 @@ from typing import Literal
 from camera_service.auth.roles import Role
 from camera_service.cameras.model import Camera
 from camera_service.cameras.registry import CameraRegistry
-from camera_service.mediamtx.models import Path as MtxPath
-from camera_service.mediamtx.service import (
-    MediaMTXService,
+from camera_service.mediamtx.errors import (
     MediaMTXUnavailableError,
     StreamingDisabledError,
     StreamStateError,
 )
+from camera_service.mediamtx.models import Path as MtxPath
+from camera_service.mediamtx.service import MediaMTXService
+from camera_service.mediamtx.streaming import start_streaming as start_stream
+from camera_service.mediamtx.streaming import stop_streaming as stop_stream
 from camera_service.rpc.errors import DependencyFailed, InvalidState, Unsupported
 from camera_service.rpc.methods.cameras import DeviceParams, camera_or_error
 from camera_service.rpc.registry import NoParams, Registry, Result
@@ -135,7 +137,7 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         """Publish the camera now (not only on demand) and return once MediaMTX has it ready."""
         camera = streaming_camera(params.device)
         with translated_stream_errors():
-            started = await service.start_streaming(camera)
+            started = await start_stream(service, camera)
         url, streams = urls(camera)
         return StartStreamingResult(
             device=camera.id,
@@ -153,7 +155,7 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         """Back to on-demand publishing; stream_continues is true while a recording reads it."""
         camera = streaming_camera(params.device)
         with translated_stream_errors():
-            stop = await service.stop_streaming(camera)
+            stop = await stop_stream(service, camera)
         return StopStreamingResult(
             device=camera.id,
             stream_name=camera.id,

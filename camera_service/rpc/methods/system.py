@@ -13,7 +13,7 @@ from pydantic import Field
 
 from camera_service import API_VERSION, __version__
 from camera_service.auth.roles import Role
-from camera_service.health import Health, utc_now_iso
+from camera_service.health import Health, RunState, utc_now_iso
 from camera_service.metrics import Metrics
 from camera_service.rpc.protocol import RawJson
 from camera_service.rpc.registry import NoParams, Registry, Result
@@ -29,7 +29,10 @@ class ServerInfo(Result):
     python_version: str
     architecture: str
     capabilities: list[str]
-    supported_formats: dict[str, list[str]]
+    supported_formats: list[str] = Field(
+        description="Every snapshot and recording format, e.g. fmp4, mp4, mkv, jpg, png"
+    )
+    formats: dict[str, list[str]] = Field(description="The formats per kind (snapshot, recording)")
     max_cameras: int
 
 
@@ -42,13 +45,20 @@ class StatusResult(Result):
     status: Literal["HEALTHY", "DEGRADED", "UNHEALTHY"]
     uptime: float
     version: str
-    components: dict[str, ComponentInfo]
+    components: dict[str, RunState] = Field(
+        description="Component name → RUNNING, STOPPED, ERROR, STARTING or STOPPING"
+    )
+    component_details: dict[str, ComponentInfo] = Field(
+        description="Component name → {status: healthy|degraded|unhealthy|disabled|starting, "
+        "details} (details.reason when not healthy)"
+    )
 
 
 class SystemStatus(Result):
     status: Literal["starting", "partial", "ready"]
     message: str
-    available_cameras: int
+    available_cameras: list[str] = Field(description="Ids of the CONNECTED cameras")
+    camera_count: int = Field(description="How many cameras are CONNECTED")
     discovery_active: bool
 
 
@@ -70,12 +80,19 @@ class SystemDeps:
     capabilities: Callable[[], list[str]]
     supported_formats: dict[str, list[str]]
     max_cameras: int
+    host_usage: Callable[[], dict[str, float]] = dict
     metric_sections: dict[str, Callable[[bool], dict[str, Any]]] = field(default_factory=dict)
 
 
 def _section(deps: SystemDeps, name: str, admin: bool) -> dict[str, Any]:
     provider = deps.metric_sections.get(name)
     return provider(admin) if provider else {"available": False}
+
+
+def _flat_formats(formats: dict[str, list[str]]) -> list[str]:
+    """Recording formats first (the contract's order), then snapshots, then any others."""
+    order = sorted(formats, key=lambda kind: {"recording": 0, "snapshot": 1}.get(kind, 2))
+    return [name for kind in order for name in formats[kind]]
 
 
 def register(registry: Registry, deps: SystemDeps) -> None:
@@ -99,28 +116,30 @@ def register(registry: Registry, deps: SystemDeps) -> None:
             python_version=platform.python_version(),
             architecture=platform.machine(),
             capabilities=deps.capabilities(),
-            supported_formats=deps.supported_formats,
+            supported_formats=_flat_formats(deps.supported_formats),
+            formats=deps.supported_formats,
             max_cameras=deps.max_cameras,
         )
 
     @registry.method("get_status", result=StatusResult, role=Role.ADMIN, inline=True)
     async def get_status(ctx: CallContext, params: NoParams) -> StatusResult:
-        """Overall health (HEALTHY, DEGRADED, UNHEALTHY) with per-component detail."""
-        components = {
-            name: ComponentInfo(status=c.status, details=c.details)
-            for name, c in deps.health.components().items()
-        }
+        """Overall health (HEALTHY, DEGRADED, UNHEALTHY), each component's state and detail."""
+        probed = deps.health.components()
         overall = deps.health.overall().upper()
         return StatusResult(
             status=overall,
             uptime=round(deps.metrics.uptime(), 3),
             version=__version__,
-            components=components,
+            components={name: deps.health.run_state(c) for name, c in probed.items()},
+            component_details={
+                name: ComponentInfo(status=c.status, details=c.details)
+                for name, c in probed.items()
+            },
         )
 
     @registry.method("get_system_status", result=SystemStatus, role=Role.VIEWER, inline=True)
     async def get_system_status(ctx: CallContext, params: NoParams) -> SystemStatus:
-        """Discovery readiness: starting, partial or ready, with the camera count."""
+        """Discovery readiness: starting, partial or ready, with the connected cameras."""
         return SystemStatus(**deps.system_status())
 
     @registry.method("get_metrics", result=MetricsResult, role=Role.ADMIN, inline=True)
@@ -128,7 +147,11 @@ def register(registry: Registry, deps: SystemDeps) -> None:
         """Real process, camera, recording, stream and RPC figures."""
         return MetricsResult(
             timestamp=utc_now_iso(),
-            system_metrics={**deps.metrics.system(), "python": sys.version.split()[0]},
+            system_metrics={
+                **deps.metrics.system(),
+                **deps.host_usage(),
+                "python": sys.version.split()[0],
+            },
             camera_metrics=_section(deps, "cameras", True),
             recording_metrics=_section(deps, "recordings", True),
             stream_metrics=_section(deps, "streams", True),

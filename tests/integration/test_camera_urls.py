@@ -1,0 +1,223 @@
+"""GET /cameras/{device}/snapshot.jpg and /stream.mjpg with a real HTTP client and real FFmpeg."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from camera_service.auth.roles import Role
+from camera_service.media.snapshots import is_complete_jpeg
+from tests.support.daemon import RunningDaemon, running_daemon
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+CAMERAS = {
+    "cameras": {
+        "sources": [
+            {
+                "id": "cam0",
+                "input_format": "lavfi",
+                "input": "testsrc2=size=320x240:rate=15",
+                "exclusive": True,
+            },
+            {"id": "cam1", "input_format": "lavfi", "input": "testsrc=size=160x120:rate=10"},
+        ]
+    },
+    "http": {"frame_keepalive": 2.0, "mjpeg_fps": 10, "mjpeg_max_viewers": 4},
+}
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[RunningDaemon]:
+    async with running_daemon(tmp_path, CAMERAS) as running:
+        yield running
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a JPEG, from ffprobe reading it from stdin."""
+    out = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-f", "image2pipe", "-i", "pipe:0"),
+            *("-show_entries", "stream=width,height", "-of", "csv=p=0"),
+        ],
+        input=data,
+        capture_output=True,
+        timeout=20,
+        check=True,
+    )
+    width, height = out.stdout.decode().strip().split(",")[:2]
+    return int(width), int(height)
+
+
+async def read_parts(response: aiohttp.ClientResponse, count: int) -> list[bytes]:
+    """The first ``count`` JPEG parts of a multipart/x-mixed-replace response."""
+    reader = aiohttp.MultipartReader.from_response(response)
+    frames: list[bytes] = []
+    while len(frames) < count:
+        part = await asyncio.wait_for(reader.next(), 10)
+        assert part is not None, "stream ended early"
+        assert isinstance(part, aiohttp.BodyPartReader)
+        assert part.headers["Content-Type"] == "image/jpeg"
+        frames.append(bytes(await part.read()))
+    return frames
+
+
+async def camera_urls(daemon: RunningDaemon, device: str, **extra: int) -> dict[str, str]:
+    async with daemon.client("viewer") as client:
+        result: dict[str, str] = await client.call("get_camera_urls", {"device": device, **extra})
+    return result
+
+
+async def test_snapshot_url_returns_a_current_jpeg_and_stores_nothing(
+    daemon: RunningDaemon,
+) -> None:
+    headers = {"X-API-Key": daemon.keys["viewer"]}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{daemon.http_url}/cameras/cam0/snapshot.jpg", headers=headers) as r:
+            assert r.status == 200, await r.text()
+            assert r.headers["Content-Type"] == "image/jpeg"
+            assert r.headers["Cache-Control"] == "no-store"
+            cold = await r.read()
+        # The second one comes from the reader the first one started.
+        bearer = {"Authorization": f"Bearer {daemon.token(Role.VIEWER)}"}
+        async with http.get(f"{daemon.http_url}/cameras/cam0/snapshot.jpg", headers=bearer) as r:
+            assert r.status == 200
+            warm = await r.read()
+    for data in (cold, warm):
+        assert is_complete_jpeg(data)
+        assert jpeg_size(data) == (320, 240)
+    snapshots = daemon.app.config.storage.snapshots_dir
+    assert not snapshots.exists() or not any(snapshots.iterdir())
+    readers = [h for h in daemon.app.supervisor.history("cam0") if h.reader]
+    assert len(readers) == 1, readers  # one reader served both
+    assert daemon.app.supervisor.peak_readers("cam0") == 1
+
+
+async def test_credentials_are_required_and_checked(daemon: RunningDaemon) -> None:
+    url = f"{daemon.http_url}/cameras/cam0/snapshot.jpg"
+    urls = await camera_urls(daemon, "cam0")
+    other = await camera_urls(daemon, "cam1")
+    token_cam1 = other["snapshot_url"].split("token=")[1]
+    async with aiohttp.ClientSession() as http:
+        cases = {
+            "no credentials": (url, {}, 401),
+            "bad key": (url, {"X-API-Key": "csk_nope"}, 401),
+            "bad bearer": (url, {"Authorization": "Bearer nope"}, 401),
+            "api key in query": (f"{url}?token={daemon.keys['admin']}", {}, 401),
+            "token of another camera": (f"{url}?token={token_cam1}", {}, 401),
+            "tampered token": (urls["snapshot_url"][:-3] + "AAA", {}, 401),
+            "unknown camera": (
+                f"{daemon.http_url}/cameras/nope/snapshot.jpg",
+                {"X-API-Key": daemon.keys["viewer"]},
+                404,
+            ),
+            "bad camera id": (
+                f"{daemon.http_url}/cameras/..%2Fx/snapshot.jpg",
+                {"X-API-Key": daemon.keys["viewer"]},
+                400,
+            ),
+        }
+        for name, (target, headers, status) in cases.items():
+            async with http.get(target, headers=headers) as r:
+                assert r.status == status, (name, r.status, await r.text())
+        # The signed URL works with no other credential (what Home Assistant is given).
+        async with http.get(urls["snapshot_url"]) as r:
+            assert r.status == 200
+            assert is_complete_jpeg(await r.read())
+        jwt = daemon.token(Role.VIEWER)
+        async with http.get(f"{url}?token={jwt}") as r:
+            assert r.status == 200
+    assert urls["mjpeg_url"].startswith(f"{daemon.http_url}/cameras/cam0/stream.mjpg?token=c1.")
+
+
+async def test_many_viewers_share_one_reader_and_get_changing_frames(
+    daemon: RunningDaemon,
+) -> None:
+    urls = await camera_urls(daemon, "cam0")
+    async with aiohttp.ClientSession() as http:
+
+        async def watch() -> list[bytes]:
+            async with http.get(urls["mjpeg_url"]) as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+                return await read_parts(r, 6)
+
+        results = await asyncio.gather(*(watch() for _ in range(4)))
+        await wait_until(lambda: daemon.app.frames.viewers("cam0") == 0, what="viewers gone")
+        # A fifth viewer over mjpeg_max_viewers (4) is refused while four watch.
+        async with contextlib.AsyncExitStack() as stack:
+            four = [await stack.enter_async_context(http.get(urls["mjpeg_url"])) for _ in range(4)]
+            await asyncio.gather(*(read_parts(r, 1) for r in four))
+            async with http.get(urls["mjpeg_url"]) as fifth:
+                assert fifth.status == 503
+                assert "viewers" in await fifth.text()
+    for frames in results:
+        assert all(is_complete_jpeg(f) for f in frames)
+        assert len(set(frames)) >= 3, "frames do not change"
+    readers = [h for h in daemon.app.supervisor.history("cam0") if h.reader]
+    assert len(readers) == 1
+    assert daemon.app.supervisor.peak_readers("cam0") == 1
+
+
+async def test_a_stalled_viewer_does_not_hold_back_the_others(daemon: RunningDaemon) -> None:
+    urls = await camera_urls(daemon, "cam0")
+    path = urls["mjpeg_url"].split(str(daemon.app.http.port), 1)[1]
+    stalled = socket.create_connection(("127.0.0.1", daemon.app.http.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    try:
+        async with aiohttp.ClientSession() as http, http.get(urls["mjpeg_url"]) as r:
+            frames = await read_parts(r, 40)  # ~4 s of frames while the other reads nothing
+        assert len(set(frames)) >= 30
+        assert daemon.app.frames.viewers("cam0") >= 1  # the stalled one is still attached
+    finally:
+        stalled.close()
+
+
+async def test_recording_takes_the_device_and_the_stream_goes_on(daemon: RunningDaemon) -> None:
+    urls = await camera_urls(daemon, "cam0")
+    async with aiohttp.ClientSession() as http, http.get(urls["mjpeg_url"]) as r:
+        reader = aiohttp.MultipartReader.from_response(r)
+
+        async def frames(count: int) -> list[bytes]:
+            out = []
+            for _ in range(count):
+                part = await asyncio.wait_for(reader.next(), 10)
+                assert isinstance(part, aiohttp.BodyPartReader)
+                out.append(bytes(await part.read()))
+            return out
+
+        await frames(3)
+        async with daemon.client("operator") as client:
+            started = await client.call("start_recording", {"device": "cam0"})
+            assert started["status"] == "RECORDING"
+            during = await frames(3)  # from the recording's own frames now
+            stopped = await client.call("stop_recording", {"device": "cam0"})
+            assert stopped["file_size"] > 0
+        after = await frames(5)
+    assert all(is_complete_jpeg(f) for f in during + after)
+    assert daemon.app.supervisor.peak_readers("cam0") == 1
+    roles = [h.role for h in daemon.app.supervisor.history("cam0") if h.reader]
+    assert roles[:2] == ["frames", "recording"]
+    assert roles[2:] == ["frames"]
+
+
+async def test_snapshot_of_a_disconnected_camera_is_refused(tmp_path: Path) -> None:
+    overrides = {
+        "cameras": {"sources": [{"id": "bad0", "input_format": "lavfi", "input": "nosuchsrc"}]},
+        "http": {"frame_keepalive": 1.0},
+        "ffmpeg": {"snapshot_timeout": 3.0},
+    }
+    async with running_daemon(tmp_path, overrides) as daemon, aiohttp.ClientSession() as http:
+        headers = {"X-API-Key": daemon.keys["viewer"]}
+        async with http.get(f"{daemon.http_url}/cameras/bad0/snapshot.jpg", headers=headers) as r:
+            assert r.status == 503
+            assert "frame" in (await r.text()).lower()
