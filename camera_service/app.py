@@ -283,7 +283,12 @@ class Application:
             ffmpeg=ffmpeg.binary,
             capture_timeout=ffmpeg.snapshot_timeout,
         )
-        self.files = FileStore(storage.recordings_dir, storage.snapshots_dir, ffmpeg.ffprobe)
+        self.files = FileStore(
+            storage.recordings_dir,
+            storage.snapshots_dir,
+            ffmpeg.ffprobe,
+            max_probes=ffmpeg.max_probes,
+        )
         self.policies = PolicyStore(storage.state_dir, default=self._configured_policy())
         self.retention = RetentionLoop(
             self.config.retention.interval,
