@@ -21,7 +21,7 @@ from camera_service.health import Health, utc_now_iso
 from camera_service.logging import redact
 from camera_service.metrics import Metrics
 from camera_service.transport.admission import AddressCap, RateLimitedLog
-from camera_service.transport.http_guard import GuardedSite, body_deadline
+from camera_service.transport.http_guard import GuardedSite, WaitingHeads, body_deadline
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._site: GuardedSite | None = None
         self.cap = AddressCap(config.max_connections_per_address, config.max_connections)
+        self.waiting = WaitingHeads()
         self._limited_log = RateLimitedLog(log)
         self._add_core_routes()
 
@@ -135,6 +136,7 @@ class HttpServer:
             self.cap,
             self.config.header_timeout,
             self._dropped,
+            self.waiting,
         )
         await self._site.start()
 

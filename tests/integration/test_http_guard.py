@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from tests.support.clock import ManualClock
 from tests.support.daemon import base_config, running_daemon
 from tests.support.hostile import HostileConnection, open_tcp, ws_open
 from tests.support.waiting import wait_until
@@ -72,6 +73,8 @@ async def test_per_address_and_total_http_connection_caps(tmp_path: Path) -> Non
     overrides = {"http": {"max_connections_per_address": 4, "max_connections": 6}}
     async with running_daemon(tmp_path, overrides) as daemon:
         port = daemon.app.http.port
+        clock = ManualClock()
+        daemon.app.http.waiting.clock = clock
         held = [await open_tcp("127.0.0.7", port) for _ in range(4)]
         extra = await open_tcp("127.0.0.7", port)
         assert await _dropped(extra, 5), "a fifth connection from one address was kept"
@@ -79,7 +82,11 @@ async def test_per_address_and_total_http_connection_caps(tmp_path: Path) -> Non
         held += [await open_tcp("127.0.0.8", port) for _ in range(2)]  # now 6 in total
         over = await open_tcp("127.0.0.9", port)
         assert await _dropped(over, 5), "a connection over the total cap was kept"
-        assert not any(conn.lost.done() for conn in held)
+        assert not any(conn.lost.done() for conn in held)  # young ones are not evicted
+        clock.advance(2.0)  # every held connection has now waited 2 s for its request head
+        assert await _get_live(port, "127.0.0.9") == b"HTTP/1.1 200 OK"  # the oldest made room
+        await wait_until(lambda: sum(c.lost.done() for c in held) == 1, what="one evicted")
+        assert held[0].lost.done()  # the first one opened
         for conn in held:
             conn.abort()
         await wait_until(lambda: daemon.app.http.cap.open == 0, what="caps released")
