@@ -7,21 +7,28 @@ import asyncio
 import contextlib
 import gc
 import logging
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from camera_service import __version__
 from camera_service import logging as service_logging
-from camera_service.auth.api_keys import ApiKeyStore
-from camera_service.auth.identity import AuthError
+from camera_service.auth.api_keys import ApiKeyStore, looks_like_api_key
+from camera_service.auth.daemon_credentials import CREDENTIALS_FILE, load_or_create_credentials
+from camera_service.auth.identity import AuthError, Identity
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.auth.stream_access import AccessPolicy, is_ip_address
+from camera_service.auth.stream_tokens import StreamTokens, derive_stream_secret
 from camera_service.auth.url_tokens import derive_camera_url_secret
+from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
 from camera_service.cameras.model import MAX_CAMERAS, Camera, CameraStatus
@@ -32,41 +39,52 @@ from camera_service.eventloop import running_loop_name
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
-from camera_service.media.ffmpeg import ProcessSupervisor, StopPolicy
+from camera_service.media.continuous import RecorderEnv
+from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor, StopPolicy
 from camera_service.media.frames import FrameHub
+from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import EncoderSettings
 from camera_service.media.source import CaptureSource, capture_source_for
 from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
-from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
 from camera_service.mqtt.topics import default_node_id
 from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
 from camera_service.resources import install_accept_error_handler, raise_fd_limit
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
+from camera_service.rpc.methods import controls as control_methods
 from camera_service.rpc.methods import events as event_methods
 from camera_service.rpc.methods import files as file_methods
 from camera_service.rpc.methods import integrations as integration_methods
 from camera_service.rpc.methods import media as media_methods
+from camera_service.rpc.methods import recording_modes as recording_mode_methods
 from camera_service.rpc.methods import streams as stream_methods
 from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.registry import Registry
 from camera_service.rpc.session import Session
 from camera_service.sdnotify import SystemdNotifier, watchdog_loop
 from camera_service.status import HostUsage, NodeStatus
+from camera_service.storage.events import EventStore
 from camera_service.storage.faults import FfmpegHealth, StorageHealth
 from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
 from camera_service.storage.links import DownloadLinks, derive_download_secret
+from camera_service.storage.modes import ModeStore
 from camera_service.storage.retention import PolicyStore, RetentionLoop, RetentionPolicy
-from camera_service.storage.usage import storage_info
+from camera_service.storage.usage import storage_info, system_disk_usage
+from camera_service.supervise import start_supervised
 from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
+from camera_service.transport.mediamtx_auth import StreamAuthEndpoint
 from camera_service.transport.websocket import WebSocketServer
+from camera_service.tuning import CameraTuning
+
+if TYPE_CHECKING:
+    from camera_service.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +92,7 @@ SHUTDOWN_BUDGET_S = 9.0
 RELOADABLE_KEYS = frozenset({"logging.level", "server.allowed_origins"})
 SESSION_SWEEP_INTERVAL_S = 1.0
 SUPPORTED_FORMATS = {"snapshot": ["jpg", "png"], "recording": ["fmp4", "mp4", "mkv"]}
+ROLLOVER_HEADROOM_PERCENT = 2.0  # delete_oldest frees down to block_percent minus this
 
 
 class StartupError(Exception):
@@ -112,8 +131,10 @@ class Application:
         *,
         event_source: EventSource | None = None,
         prober: Prober | None = None,
+        v4l2_io: V4L2IO | None = None,
     ) -> None:
-        """`event_source`/`prober`: the discovery seam (tests inject fake V4L2 devices)."""
+        """`event_source`/`prober`/`v4l2_io`: the discovery seam (tests inject fake V4L2
+        devices: capabilities, and the control ioctls)."""
         self.config = config
         self.config_path = config_path
         self.metrics = Metrics()
@@ -142,8 +163,16 @@ class Application:
         self.ws = WebSocketServer(config.server, self.dispatcher, self.bus, self.metrics)
         self.http = HttpServer(config.http, self.health, self.metrics)
         self._build_cameras(event_source, prober)
-        self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
+        self._build_stream_auth(secret)
+        self.mediamtx = MediaMTXService.from_config(
+            config,
+            self.cameras,
+            self.bus,
+            credentials=self.mtx_credentials if self.stream_auth else None,
+            tokens=self.stream_tokens if self.stream_auth else None,
+        )
         self._build_media(secret)
+        self._build_capture(v4l2_io)
         self.status = NodeStatus(
             self.cameras,
             self.discovery,
@@ -213,6 +242,15 @@ class Application:
         )
         media_methods.register(self.registry, self.media_deps)
         stream_methods.register(self.registry, self.mediamtx, self.cameras)
+        recording_mode_methods.register(
+            self.registry,
+            recording_mode_methods.NvrDeps(
+                nvr=self.nvr,
+                cameras=self.cameras,
+                links=self.links,
+                block_percent=self.config.storage.block_percent,
+            ),
+        )
         integration_methods.register(
             self.registry,
             integration_methods.IntegrationDeps(
@@ -261,6 +299,53 @@ class Application:
                 probe_retries=cfg.probe_retries,
             )
 
+    def _build_stream_auth(self, master_secret: bytes) -> None:
+        """Stream access control: MediaMTX asks POST /mediamtx/auth before every session."""
+        cfg = self.config.mediamtx
+        self.mtx_credentials = load_or_create_credentials(
+            self.config.storage.state_dir / CREDENTIALS_FILE
+        )
+        self.stream_tokens = StreamTokens(
+            derive_stream_secret(master_secret), cfg.stream_token_ttl
+        )
+        keys, jwt = self.keys, self.jwt
+
+        def verify(credential: str) -> Identity:  # no I/O: the endpoint refreshed the keys
+            if looks_like_api_key(credential):
+                return keys.verify(credential, refresh=False)
+            return jwt.verify(credential)
+
+        policy = AccessPolicy(
+            credentials=self.mtx_credentials,
+            tokens=self.stream_tokens,
+            verify=verify,
+            key_active=lambda key_id: keys.is_active(key_id, refresh=False),
+            known_path=lambda name: self.cameras.get(name) is not None,
+        )
+        api_host = urlsplit(cfg.api_url).hostname or ""
+        clients = [*cfg.auth_clients, *([api_host] if is_ip_address(api_host) else [])]
+        self.stream_auth: StreamAuthEndpoint | None = None
+        if cfg.enabled and cfg.stream_auth:
+            self.stream_auth = StreamAuthEndpoint(
+                policy,
+                self.authenticator.limiter,
+                self.keys,
+                allowed_clients=clients,
+                metrics=self.metrics,
+            )
+            self.stream_auth.add_routes(self.http.app)
+
+    def _kick_revoked_sessions(self) -> None:
+        """MediaMTX checks credentials at session start only: close the sessions opened
+        with an API key that has been revoked since (the key store was just refreshed)."""
+        if self.stream_auth is None:
+            return
+        revoked = self.stream_auth.ledger.take_revoked(
+            lambda key_id: self.keys.is_active(key_id, refresh=False)
+        )
+        for protocol, session_id in revoked:
+            self._spawn(self.mediamtx.kick(protocol, session_id))
+
     def _build_media(self, master_secret: bytes) -> None:
         storage, ffmpeg = self.config.storage, self.config.ffmpeg
         stop_policy = StopPolicy(
@@ -275,6 +360,7 @@ class Application:
             on_event=self._recording_event,
             ffmpeg=ffmpeg.binary,
             stop_policy=stop_policy,
+            start_timeout=ffmpeg.start_timeout,
         )
         self.snapshots = StreamSnapshots(
             self.mediamtx,
@@ -283,6 +369,7 @@ class Application:
             storage.snapshots_dir,
             ffmpeg=ffmpeg.binary,
             capture_timeout=ffmpeg.snapshot_timeout,
+            warmup_frames=self.config.cameras.warmup_frames,
         )
         self.files = FileStore(
             storage.recordings_dir,
@@ -327,11 +414,76 @@ class Application:
             snapshot_timeout=ffmpeg.snapshot_timeout,
         )
         self.camera_http.add_routes(self.http.app)
+        self._build_nvr(stop_policy)
         self.storage_guard = StorageGuard(
             storage.recordings_dir,
             storage.block_percent,
-            has_work=lambda: bool(self.recordings.active_all()),
+            has_work=lambda: bool(self.recordings.active_all()) or self.nvr.has_work(),
             on_critical=self._storage_critical,
+        )
+
+    def _build_nvr(self, stop_policy: StopPolicy) -> None:
+        storage, ffmpeg = self.config.storage, self.config.ffmpeg
+        self._frames_dir = Path(tempfile.mkdtemp(prefix="camera-service-continuous-"))
+        env = RecorderEnv(
+            supervisor=self.supervisor,
+            root=self.config.segments_dir,
+            ffmpeg=ffmpeg.binary,
+            ffprobe=ffmpeg.ffprobe,
+            encoder=EncoderSettings(
+                preset=ffmpeg.preset, bitrate=ffmpeg.bitrate, profile=ffmpeg.profile
+            ),
+            frames_dir=self._frames_dir,
+            backoff_base=self.config.continuous.restart_backoff_base,
+            backoff_max=self.config.continuous.restart_backoff_max,
+            stop_policy=stop_policy,
+        )
+        self.nvr = NvrManager(
+            config=self.config,
+            env=env,
+            modes=ModeStore(storage.state_dir),
+            events=EventStore(storage.state_dir, self.config.continuous.max_events),
+            files=self.files,
+            bus=self.bus,
+            source_for=self._continuous_source,
+            camera_known=lambda camera_id: self.cameras.get(camera_id) is not None,
+            block_percent=storage.block_percent,
+            in_use=self.downloads.in_use,
+            on_reader_change=self._reader_changed,
+        )
+        self.recordings.frame_sources.append(self.nvr.latest_frame)
+        self.mediamtx.attach_device_reader(self.nvr.reads_device)
+        self.downloads.resolvers["segments"] = self.nvr.segment_path
+
+    def _continuous_source(self, camera_id: str) -> tuple[CaptureSource, bool] | None:
+        """What the continuous recorder opens: the device, or the camera's MediaMTX stream
+        while MediaMTX publishes a single-reader camera; None while the camera is away."""
+        camera = self.cameras.get(camera_id)
+        if camera is None or camera.status is not CameraStatus.CONNECTED:
+            return None
+        try:
+            source = capture_source_for(camera)
+        except ValueError:
+            return None
+        if self.recordings.route(source) == "stream":
+            return self.mediamtx.stream_source(source), False
+        return source, True
+
+    def _reader_changed(self, camera_id: str) -> None:
+        self._spawn(self.mediamtx.sync_camera(camera_id))
+
+    def _build_capture(self, v4l2_io: V4L2IO | None) -> None:
+        self.tuning = CameraTuning(
+            self.config,
+            self.cameras,
+            self.supervisor,
+            self.recordings,
+            self.mediamtx,
+            self.bus.publish,
+            v4l2_io,
+        )
+        control_methods.register(
+            self.registry, control_methods.ControlDeps(self.tuning.controls, self.tuning.settings)
         )
 
     async def _frame_source(self, camera_id: str) -> tuple[CaptureSource, bool] | None:
@@ -373,6 +525,9 @@ class Application:
         cfg = self.config.mqtt
         if not cfg.enabled:
             return None
+        # Imported here: aiomqtt (and paho) cost ~4 MB of RSS that MQTT-less nodes never use.
+        from camera_service.mqtt.bridge import BridgeDeps, MqttBridge
+
         rate = self.config.server.rate_limit
         return MqttBridge(
             cfg,
@@ -476,6 +631,10 @@ class Application:
             "file-downloads",
             "retention",
             "external-streams",
+            "continuous-recording",
+            "motion-events",
+            "clips",
+            *self.tuning.capabilities(),
             *self.mediamtx.capabilities(),
         ]
 
@@ -484,6 +643,7 @@ class Application:
     def _camera_changed(self, camera: Camera, topic: str) -> None:
         params = self.status.camera_object(camera)
         self.bus.publish(Event(topic, "camera_status_update", params, device=camera.id))
+        self.nvr.camera_changed(camera.id, camera.status is CameraStatus.CONNECTED)
         if camera.status is not CameraStatus.CONNECTED and self.recordings.active(camera.id):
             self._spawn(self._stop_recording(camera.id, "camera_disconnected"))
 
@@ -500,12 +660,27 @@ class Application:
     async def _stop_recording(self, camera_id: str, reason: str) -> None:
         try:
             await self.recordings.stop(camera_id, reason, error=reason != "storage_critical")
+        except NotRecording:
+            # Stopped meanwhile (a stop_recording call, FFmpeg ending): nothing left to do.
+            log.debug("recording of %s already stopped (%s)", camera_id, reason)
         except Exception:
             log.exception("could not stop recording of %s (%s)", camera_id, reason)
 
     async def _storage_critical(self) -> None:
+        """At block_percent: delete the oldest continuous segments (``when_full:
+        delete_oldest``); when that frees nothing, or with ``stop``, stop recording."""
+        storage = self.config.storage
+        if storage.when_full == "delete_oldest":
+            usage = await asyncio.to_thread(system_disk_usage, storage.recordings_dir)
+            target = usage.total * (storage.block_percent - ROLLOVER_HEADROOM_PERCENT) / 100
+            count, _freed = await self.nvr.rollover(max(int(usage.used - target), 1))
+            if count:
+                return
         for info in self.recordings.active_all():
             await self._stop_recording(info.device, "storage_critical")
+        if self.nvr.has_work():
+            log.warning("storage critical: continuous recording paused until there is room")
+            await self.nvr.pause_all()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -517,20 +692,25 @@ class Application:
     async def start(self) -> None:
         self._load_cameras()
         self.files.ensure_dirs()
+        # Owed mp4 remuxes and stale frame directories of a crashed run (media/remux.py).
+        self._spawn(self.recordings.recover())
         await self._listen(
             "WebSocket", self.config.server.host, self.config.server.port, self.ws.start
         )
         self.listening.set()
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
         self.links.http_port = self.http.port
+        self.mediamtx.auth_http_port = self.http.port
+        self.tuning.start()
         await self.discovery.start()
         await self.mediamtx.start()
+        await self.nvr.start()
         self.retention.start()
         self.storage_guard.start()
         if self.mqtt is not None:
             self.mqtt.start()
-        self._tasks.append(asyncio.create_task(self._sweep_sessions(), name="session-sweep"))
-        self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier), name="watchdog"))
+        self._tasks.append(start_supervised("session-sweep", self._sweep_sessions))
+        self._tasks.append(start_supervised("watchdog", lambda: watchdog_loop(self.notifier)))
         self.publish_system("system.startup", "started", f"camera-service {__version__} started")
         log.info(
             "camera-service started",
@@ -596,6 +776,8 @@ class Application:
         await self.storage_guard.stop()
         await self.retention.stop()
         await self.discovery.stop()
+        await self.nvr.stop()
+        await self.tuning.close()
         await self.frames.close()
         await self.recordings.stop_all("shutdown")
         if self.mqtt is not None:
@@ -605,6 +787,7 @@ class Application:
         await self.ws.stop(timeout=SHUTDOWN_BUDGET_S / 3)
         await self.http.stop()
         self.cameras.close()
+        await asyncio.to_thread(shutil.rmtree, self._frames_dir, True)
         log.info("camera-service stopped")
 
     def publish_system(self, topic: str, status: str, message: str) -> None:
@@ -616,6 +799,7 @@ class Application:
         while True:
             await asyncio.sleep(SESSION_SWEEP_INTERVAL_S)
             self.keys.refresh_if_changed()
+            self._kick_revoked_sessions()
             for session in list(self.ws.sessions.values()):
                 if session.identity is None:
                     continue

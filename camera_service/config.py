@@ -7,6 +7,7 @@ Unknown keys and bad values raise `ConfigError`, whose message names the key and
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -15,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from camera_service.cameras.model import CAMERA_ID_PATTERN, is_valid_camera_id
 
@@ -175,12 +184,47 @@ class SourceConfig(Section):
     input: str = Field(..., min_length=1, description="FFmpeg input, e.g. testsrc2=size=640x480")
     input_format: str | None = Field(None, description="FFmpeg -f value, e.g. lavfi, v4l2")
     exclusive: bool = Field(False, description="Single reader: never opened twice at once")
+    pixel_format: str | None = Field(
+        None,
+        pattern=r"^[A-Z0-9]{2,4}$",
+        description="H264: the input is H.264, recorded and published by copy; with a v4l2 "
+        "input also the capture format (MJPG, YUYV …)",
+    )
 
     @field_validator("id")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
         if not is_valid_camera_id(value):
             raise ValueError(f"{value!r} is reserved (MediaMTX path names)")
+        return value
+
+
+class CameraDeviceConfig(Section):
+    pixel_format: str = Field(
+        "auto",
+        pattern=r"^(auto|[A-Z0-9]{2,4})$",
+        description="auto (H264, then MJPG, raw only when nothing else fits) or a fourcc",
+    )
+    resolution: str | None = Field(
+        None,
+        pattern=r"^\d{2,5}x\d{2,5}$",
+        description="Capture size WxH; default: cameras.default_resolution",
+    )
+    fps: int | None = Field(
+        None, ge=1, le=1000, description="Frame rate; default: cameras.default_fps"
+    )
+    controls: dict[str, int | bool] = Field(
+        default_factory=dict,
+        description="V4L2 controls by snake_case name (as get_camera_controls lists), applied at "
+        "plug-in and after every capture start; values set through the API win",
+    )
+
+    @field_validator("controls")
+    @classmethod
+    def _control_names(cls, value: dict[str, int | bool]) -> dict[str, int | bool]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9_]{1,64}", name):
+                raise ValueError(f"{name!r} is not a control name (snake_case)")
         return value
 
 
@@ -195,12 +239,30 @@ class CamerasConfig(Section):
     )
     default_fps: int = Field(15, ge=1, le=240, description="Frame rate when none is probed")
     sources: list[SourceConfig] = Field(default_factory=list, description="Configured cameras")
+    devices: dict[str, CameraDeviceConfig] = Field(
+        default_factory=dict,
+        description="Per V4L2 camera id (camera0 …): capture settings and controls",
+    )
+    warmup_frames: int = Field(
+        5,
+        ge=0,
+        le=120,
+        description="Frames skipped by a snapshot that opens a V4L2 camera (auto-exposure settles)",
+    )
 
     @field_validator("discovery", mode="before")
     @classmethod
     def _yaml_off(cls, value: Any) -> Any:
         # YAML 1.1 reads a bare `off` as false; that is what the operator meant.
         return "off" if value is False else value
+
+    @field_validator("devices")
+    @classmethod
+    def _device_ids(cls, devices: dict[str, CameraDeviceConfig]) -> dict[str, CameraDeviceConfig]:
+        for camera_id in devices:
+            if not is_valid_camera_id(camera_id):
+                raise ValueError(f"{camera_id!r} is not a camera id")
+        return devices
 
     @field_validator("sources")
     @classmethod
@@ -226,6 +288,29 @@ class MediaMTXConfig(Section):
     backoff_base: Seconds = Field(0.5, description="First retry delay while down")
     backoff_max: Seconds = Field(4.0, description="Retry delay cap while down")
     request_timeout: Seconds = Field(3.0, description="Timeout of one API request")
+    stream_auth: bool = Field(
+        True,
+        description="Stream URLs carry credentials and POST /mediamtx/auth decides every "
+        "MediaMTX request (MediaMTX needs authMethod: http, see docs/deployment.md)",
+    )
+    stream_token_ttl: Seconds = Field(
+        300.0, description="Lifetime of the path-scoped stream tokens in stream URLs"
+    )
+    auth_clients: list[str] = Field(
+        default_factory=list,
+        description="Addresses besides loopback allowed to call POST /mediamtx/auth "
+        "(where MediaMTX runs when it is on another host)",
+    )
+
+    @field_validator("auth_clients")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return value
 
 
 class FfmpegConfig(Section):
@@ -235,7 +320,15 @@ class FfmpegConfig(Section):
     bitrate: str = Field("2M", pattern=r"^\d+[kKmM]?$", description="Video bitrate")
     profile: Literal["baseline", "main", "high"] = Field("main", description="H.264 profile")
     gop_seconds: float = Field(1.0, gt=0, le=10, description="Keyframe interval (fragment size)")
+    video_encoder: str = Field(
+        "auto",
+        pattern=r"^(auto|libx264|h264_v4l2m2m|h264_vaapi|h264_qsv|h264_nvenc)$",
+        description="H.264 encoder: auto (first working hardware encoder, else libx264) or a name",
+    )
     snapshot_timeout: Seconds = Field(10.0, description="Timeout of one snapshot capture")
+    start_timeout: Seconds = Field(
+        10.0, description="start_recording fails (-32050) when FFmpeg wrote no frame by then"
+    )
     stop_timeout: Seconds = Field(5.0, description="Grace period before SIGTERM/SIGKILL")
     max_probes: int = Field(
         4, ge=1, le=64, description="ffprobe processes at once (file info); more calls wait"
@@ -254,6 +347,10 @@ class StorageConfig(Section):
     )
     warn_percent: Percent = Field(80.0, description="Disk usage that raises a warning")
     block_percent: Percent = Field(95.0, description="Disk usage that refuses new files")
+    when_full: Literal["delete_oldest", "stop"] = Field(
+        "delete_oldest",
+        description="At block_percent: delete the oldest continuous segments, or stop recording",
+    )
 
     @field_validator("block_percent")
     @classmethod
@@ -274,6 +371,104 @@ class RetentionConfig(Section):
         None, gt=0, description="Delete the oldest files above this total (GB = 10^9 bytes)"
     )
     interval: Seconds = Field(3600.0, description="Cleanup loop interval")
+
+
+class MotionZone(Section):
+    """A rectangle in fractions of the picture (0..1 from the top-left corner)."""
+
+    x: float = Field(..., ge=0, lt=1, description="Left edge")
+    y: float = Field(..., ge=0, lt=1, description="Top edge")
+    width: float = Field(..., gt=0, le=1, description="Width")
+    height: float = Field(..., gt=0, le=1, description="Height")
+
+
+class MotionConfig(Section):
+    enabled: bool = Field(
+        False, description="Detect motion alongside continuous recording (motion mode always does)"
+    )
+    sensitivity: int = Field(
+        80, ge=1, le=100, description="Higher reacts to smaller moving areas (area > (101-s)/10 %)"
+    )
+    pixel_threshold: int = Field(
+        24, ge=1, le=255, description="Grey-level change (0-255) that makes a pixel count as moving"
+    )
+    min_duration: float = Field(
+        1.0, ge=0, le=60, description="Seconds of motion before an event starts"
+    )
+    end_after: float = Field(
+        2.0, gt=0, le=300, description="Seconds without motion that end an event"
+    )
+    fps: float = Field(5.0, gt=0, le=15, description="Analysed frames per second")
+    width: int = Field(160, ge=16, le=640, description="Width of the analysed grey picture")
+    height: int = Field(120, ge=12, le=480, description="Height of the analysed grey picture")
+    zones: list[MotionZone] = Field(
+        default_factory=list, description="Only these areas are analysed (empty: whole picture)"
+    )
+    mask: list[MotionZone] = Field(
+        default_factory=list, description="Areas never analysed (applied after zones)"
+    )
+
+    @model_validator(mode="after")
+    def _one_datagram(self) -> MotionConfig:
+        if self.width * self.height > 65507:
+            raise ValueError("width x height must be at most 65507 (one UDP datagram per frame)")
+        return self
+
+
+class CameraRecordingConfig(Section):
+    retain_days: float | None = Field(
+        None, gt=0, description="Delete this camera's continuous segments older than this"
+    )
+    retain_gb: float | None = Field(
+        None, gt=0, description="Keep at most this much of this camera's segments (10^9 bytes)"
+    )
+    motion: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of motion.* keys for this camera"
+    )
+
+
+class ContinuousConfig(Section):
+    segments_dir: Path | None = Field(
+        None, description="Where continuous segments go (default: <recordings_dir>/.continuous)"
+    )
+    segment_seconds: int = Field(
+        60, ge=10, le=3600, description="Default segment length of set_recording_mode"
+    )
+    pre_roll: float = Field(5.0, ge=0, le=300, description="Default seconds kept before motion")
+    post_roll: float = Field(5.0, ge=0, le=300, description="Default seconds kept after motion")
+    retain_days: float | None = Field(
+        None, gt=0, description="Default retain_days of every camera's continuous segments"
+    )
+    retain_gb: float | None = Field(
+        None, gt=0, description="Default retain_gb of every camera's continuous segments"
+    )
+    restart_backoff_base: Seconds = Field(1.0, description="First restart delay after a crash")
+    restart_backoff_max: Seconds = Field(30.0, description="Restart delay cap")
+    max_events: int = Field(
+        10000, ge=10, le=1000000, description="Motion events kept in the event log"
+    )
+    cameras: dict[str, CameraRecordingConfig] = Field(
+        default_factory=dict, description="Per-camera retention and motion settings, by id"
+    )
+
+    @field_validator("cameras")
+    @classmethod
+    def _camera_motion(
+        cls, cameras: dict[str, CameraRecordingConfig]
+    ) -> dict[str, CameraRecordingConfig]:
+        for camera_id, entry in cameras.items():
+            if not is_valid_camera_id(camera_id):
+                raise ValueError(f"{camera_id!r} is not a valid camera id")
+            MotionConfig.model_validate(entry.motion)
+        return cameras
+
+    def for_camera(self, camera_id: str) -> CameraRecordingConfig:
+        entry = self.cameras.get(camera_id)
+        return CameraRecordingConfig(
+            retain_days=entry.retain_days if entry and entry.retain_days else self.retain_days,
+            retain_gb=entry.retain_gb if entry and entry.retain_gb else self.retain_gb,
+            motion=entry.motion if entry else {},
+        )
 
 
 class LoggingConfig(Section):
@@ -342,6 +537,8 @@ class Config(Section):
     ffmpeg: FfmpegConfig = Field(default_factory=FfmpegConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    continuous: ContinuousConfig = Field(default_factory=ContinuousConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
 
@@ -352,6 +549,17 @@ class Config(Section):
     @property
     def api_keys_file(self) -> Path:
         return self.auth.api_keys_file or self.storage.state_dir / "api_keys.json"
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.continuous.segments_dir or self.storage.recordings_dir / ".continuous"
+
+    def motion_for(self, camera_id: str) -> MotionConfig:
+        """motion.* with the camera's overrides from continuous.cameras.<id>.motion."""
+        entry = self.continuous.cameras.get(camera_id)
+        if entry is None or not entry.motion:
+            return self.motion
+        return MotionConfig.model_validate({**self.motion.model_dump(), **entry.motion})
 
 
 def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:

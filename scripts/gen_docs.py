@@ -338,6 +338,33 @@ file. `logging.level` and `server.allowed_origins` take effect at once; a change
 key is logged as needing a restart. A file that no longer validates is logged and the running
 configuration is kept.
 
+## V4L2 cameras: capture settings and controls
+
+`cameras.devices` holds per camera id settings for USB (V4L2) cameras; values set at run time
+with `set_camera_settings` / `set_camera_controls` are stored per physical camera in the state
+directory and win over these.
+
+```yaml
+cameras:
+  warmup_frames: 5            # frames a snapshot skips when it opens a camera
+  devices:
+    camera0:
+      pixel_format: auto      # auto: H264, then MJPG; raw (YUYV…) only when nothing else fits
+      resolution: 1920x1080
+      fps: 30
+      controls:               # snake_case V4L2 names, as get_camera_controls lists them
+        focus_automatic_continuous: false
+        focus_absolute: 120
+        power_line_frequency: 1   # menu index (50 Hz)
+ffmpeg:
+  video_encoder: auto         # or libx264, h264_v4l2m2m, h264_vaapi, h264_qsv, h264_nvenc
+```
+
+Controls are written when the camera is plugged in and again once every capture of it streams
+(many UVC cameras reset focus and exposure when streaming starts). An H.264 camera is recorded
+and published by copy; other cameras are encoded with `ffmpeg.video_encoder` (`auto` probes the
+hardware encoders at start with a test encode and falls back to `libx264`).
+
 ## Keys
 
 Columns: the dotted key, its type, its default (`–`: none), the allowed values and the

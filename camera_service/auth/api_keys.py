@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 from dataclasses import asdict, dataclass
@@ -25,6 +26,8 @@ from pathlib import Path
 from camera_service.auth.identity import AuthError, Identity
 from camera_service.auth.roles import Role
 from camera_service.fsutil import StateFileError, atomic_write, load_required
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "csk_"
 
@@ -115,6 +118,7 @@ class ApiKeyStore:
         self.path = path
         self._records: dict[str, ApiKeyRecord] = {}
         self._stamp: tuple[int, int] | None = None
+        self._failed_stamp: tuple[int, int] | None = None
         self._load_at_start()
 
     def _load_at_start(self) -> None:
@@ -133,17 +137,37 @@ class ApiKeyStore:
         return st.st_mtime_ns, st.st_size
 
     def reload(self) -> None:
+        """Re-read the file. When it cannot be used (truncated during an edit, unreadable,
+        wrong shape) the last good keys stay in force and the error is logged once per
+        version of the file; the next change of the file is read again. A missing file
+        means no keys, as at start."""
         stamp = self._file_stamp()
-        if stamp is None:
-            self._records = {}
-        else:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            self._records = {r["id"]: ApiKeyRecord(**r) for r in data.get("keys", [])}
+        try:
+            records: dict[str, ApiKeyRecord] = load_required(self.path, parse_key_file, dict)
+        except StateFileError as exc:
+            if stamp != self._failed_stamp:
+                log.error(
+                    "%s; keeping the %d keys loaded before",
+                    exc,
+                    len(self._records),
+                    extra={"path": str(self.path)},
+                )
+            self._failed_stamp = stamp
+            return
+        self._records = records
         self._stamp = stamp
+        self._failed_stamp = None
 
     def refresh_if_changed(self) -> None:
-        if self._file_stamp() != self._stamp:
+        stamp = self._file_stamp()
+        if stamp != self._stamp and stamp != self._failed_stamp:
             self.reload()
+
+    def _writable_state(self) -> None:
+        """create/revoke write the whole file: refuse while it holds an edit we cannot read."""
+        self.refresh_if_changed()
+        if self._failed_stamp is not None:
+            raise StateFileError(self.path, "it changed and cannot be read", _KEY_FILE_ADVICE)
 
     def _save(self) -> None:
         body = {"version": 1, "keys": [asdict(r) for r in self._records.values()]}
@@ -152,7 +176,7 @@ class ApiKeyStore:
 
     def create(self, name: str, role: Role) -> tuple[str, ApiKeyRecord]:
         """Make a key; the clear key is returned once and never stored."""
-        self.refresh_if_changed()
+        self._writable_state()
         key_id = secrets.token_hex(4)
         while key_id in self._records:
             key_id = secrets.token_hex(4)
@@ -163,7 +187,7 @@ class ApiKeyStore:
         return key, record
 
     def revoke(self, key_id: str) -> ApiKeyRecord:
-        self.refresh_if_changed()
+        self._writable_state()
         record = self._records.get(key_id)
         if record is None:
             raise KeyError(key_id)
@@ -177,8 +201,10 @@ class ApiKeyStore:
         self.refresh_if_changed()
         return sorted(self._records.values(), key=lambda r: r.created_at)
 
-    def verify(self, key: str) -> Identity:
-        self.refresh_if_changed()
+    def verify(self, key: str, *, refresh: bool = True) -> Identity:
+        """`refresh=False` skips the file check (no I/O: the caller refreshed the store)."""
+        if refresh:
+            self.refresh_if_changed()
         parts = split_key(key)
         record = self._records.get(parts[0]) if parts else None
         if record is None or not hmac.compare_digest(record.hash, _hash(key)):

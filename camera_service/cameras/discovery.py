@@ -30,7 +30,9 @@ from typing import Any, Literal, Protocol
 
 from camera_service.cameras.model import Camera, CameraKind, CameraStatus, Capabilities
 from camera_service.cameras.registry import CameraRegistry, node_number
-from camera_service.cameras.v4l2 import DeviceVanishedError, ProbeError, V4L2Prober
+from camera_service.cameras.v4l2 import V4L2Prober
+from camera_service.cameras.v4l2_abi import DeviceVanishedError, ProbeError
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -479,11 +481,9 @@ class Discovery:
             return
         self._stopping = False
         await self._start_source()
-        self._tasks.append(asyncio.create_task(self._run(), name="camera-discovery"))
+        self._tasks.append(start_supervised("camera-discovery", self._run))
         if self.error_recheck_interval:
-            self._tasks.append(
-                asyncio.create_task(self._recheck_errors(), name="camera-error-recheck")
-            )
+            self._tasks.append(start_supervised("camera-error-recheck", self._recheck_errors))
         log.info("camera discovery started (%s)", self.mode)
 
     async def _start_source(self) -> None:

@@ -66,6 +66,8 @@ class Capabilities:
     ``resolutions`` are ``"WxH"`` strings sorted by pixel count (largest first);
     ``fps_options`` maps each resolution to its frame rates (descending, whole numbers).
     ``device_caps`` is the V4L2 device_caps bit mask (0 for non-V4L2 sources).
+    ``modes`` maps each pixel format (fourcc) to its resolutions and their frame rates, so a
+    capture mode can be chosen per format (empty for non-V4L2 sources).
     """
 
     formats: list[str] = field(default_factory=list)
@@ -76,6 +78,7 @@ class Capabilities:
     bus_info: str = ""
     device_caps: int = 0
     is_capture: bool = False
+    modes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def public_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +95,7 @@ class SourceSpec:
     input: str
     input_format: str | None = None
     exclusive: bool = False
+    pixel_format: str | None = None  # H264: the input is H.264 (copied); v4l2: capture format
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,7 @@ class Camera:
     serial_key: str | None = None
     connected_at: float | None = None
     disconnected_at: float | None = None
+    pixel_format: str | None = None  # V4L2 capture format in use (fourcc); None: FFmpeg picks
 
     @property
     def connected(self) -> bool:

@@ -54,6 +54,8 @@ TOPIC_FORGOTTEN = "camera.forgotten"  # internal only, delivered to forget liste
 PUBLIC_TOPICS = frozenset({TOPIC_CONNECTED, TOPIC_DISCONNECTED, TOPIC_STATUS_CHANGE})
 
 ChangeListener = Callable[[Camera, str], None]
+# (camera id, capabilities, stable_key, serial_key) → (pixel format, resolution, fps)
+ModeChooser = Callable[[str, Capabilities, str, str | None], tuple[str | None, str, int]]
 ForgetListener = Callable[[Camera], None]
 
 _NODE_RE = re.compile(r"video(\d+)$")
@@ -120,6 +122,7 @@ class CameraRegistry:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._listeners: list[ChangeListener] = [on_change] if on_change else []
         self._forget_listeners: list[ForgetListener] = [on_forgotten] if on_forgotten else []
+        self.mode_chooser: ModeChooser | None = None  # capture settings (cameras/capture_settings)
 
     # --- listeners ---------------------------------------------------------------------------
 
@@ -250,12 +253,12 @@ class CameraRegistry:
         if skip:
             log.debug("%s: secondary capture node of an already listed device", device_path)
             return None
-        resolution, fps = choose_default_mode(
-            capabilities, self._default_resolution, self._default_fps
-        )
         now = self._wall()
+        cam_id = (
+            current.id if current is not None else self._allocate_id(device_path, key, serial_key)
+        )
+        pixel_format, resolution, fps = self._choose_mode(cam_id, capabilities, key, serial_key)
         if current is None:
-            cam_id = self._allocate_id(device_path, key, serial_key)
             cam = Camera(
                 id=cam_id,
                 kind=CameraKind.V4L2,
@@ -268,6 +271,7 @@ class CameraRegistry:
                 stable_key=key,
                 serial_key=serial_key,
                 connected_at=now,
+                pixel_format=pixel_format,
             )
             return self._store(cam, None, key, serial_key)
         was_connected = current.status is CameraStatus.CONNECTED
@@ -280,12 +284,36 @@ class CameraRegistry:
             name=capabilities.card or current.name,
             resolution=resolution,
             fps=fps,
+            pixel_format=pixel_format,
             stable_key=key,
             serial_key=serial_key or current.serial_key,
             connected_at=current.connected_at if was_connected else now,
             disconnected_at=None,
         )
         return self._store(cam, current, key, serial_key)
+
+    def _choose_mode(
+        self, cam_id: str, caps: Capabilities, stable_key: str, serial_key: str | None
+    ) -> tuple[str | None, str, int]:
+        if self.mode_chooser is not None:
+            return self.mode_chooser(cam_id, caps, stable_key, serial_key)
+        resolution, fps = choose_default_mode(caps, self._default_resolution, self._default_fps)
+        return None, resolution, fps
+
+    def set_capture_mode(
+        self, camera_id: str, pixel_format: str | None, resolution: str, fps: int
+    ) -> Camera | None:
+        """Change a camera's capture mode (``set_camera_settings``); listeners get
+        ``camera.status_change`` when anything changed."""
+        current = self._cameras.get(camera_id)
+        if current is None:
+            return None
+        cam = replace(current, pixel_format=pixel_format, resolution=resolution, fps=fps)
+        if cam == current:
+            return current
+        self._cameras[camera_id] = cam
+        self._notify(cam, TOPIC_STATUS_CHANGE)
+        return cam
 
     def device_error(
         self,
@@ -442,6 +470,7 @@ class CameraRegistry:
                 input=str(src["input"]),
                 input_format=str(input_format) if input_format else None,
                 exclusive=bool(src.get("exclusive", False)),
+                pixel_format=str(src["pixel_format"]) if src.get("pixel_format") else None,
             ),
             connected_at=self._wall(),
         )

@@ -1,11 +1,19 @@
 """V4L2 capability probing through raw ioctls (``fcntl.ioctl`` + ``struct``).
 
+The kernel ABI (struct layouts, ioctl numbers, flags, encode/decode) is in
+:mod:`~camera_service.cameras.v4l2_abi`, the control protocol in
+:mod:`~camera_service.cameras.v4l2_controls`; this module interprets formats and probes.
+
 Why raw ioctls rather than the alternatives:
 
-* **Dependency weight.** Four read-only ioctls (VIDIOC_QUERYCAP, VIDIOC_ENUM_FMT,
-  VIDIOC_ENUM_FRAMESIZES, VIDIOC_ENUM_FRAMEINTERVALS) need only the standard library.
-  ``linuxpy`` would add a sizeable package for the same four calls; ``v4l2-ctl`` needs the
-  ``v4l-utils`` system package on every edge box and one process spawn per probe.
+* **Dependency weight.** The daemon needs eight ioctls (QUERYCAP, ENUM_FMT, ENUM_FRAMESIZES,
+  ENUM_FRAMEINTERVALS for capabilities; QUERY_EXT_CTRL, QUERYMENU, G/S_EXT_CTRLS for
+  controls), and only the standard library (``fcntl``, ``struct``, ``ctypes`` for the one
+  pointer in ``v4l2_ext_controls``). ``linuxpy`` would bring a whole V4L2/input/GPIO binding
+  for them, and its async story is its own event-loop integration around a device object
+  that owns the fd, while the daemon needs short, bounded calls on a node FFmpeg may hold
+  open, off the event loop in a daemon thread with a deadline. ``v4l2-ctl`` needs the
+  ``v4l-utils`` system package on every edge box and one process spawn per call.
 * **Robustness.** The ioctl structs are kernel ABI and never change layout, whereas
   ``v4l2-ctl`` text output changes between v4l-utils releases and locales. Every ioctl error is
   mapped to a precise reason (vanished, permission denied, not a V4L2 node, I/O error).
@@ -31,112 +39,44 @@ import errno
 import fcntl
 import logging
 import os
-import struct
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from camera_service.cameras.model import Capabilities, parse_resolution
+from camera_service.cameras.v4l2_abi import (
+    BUF_TYPE_VIDEO_CAPTURE,
+    BUF_TYPE_VIDEO_CAPTURE_MPLANE,
+    CAP_NAMES,
+    CAP_VIDEO_CAPTURE,
+    CAPABILITY_STRUCT,
+    CAPTURE_BITS,
+    FRMIVAL_TYPE_DISCRETE,
+    FRMSIZE_TYPE_DISCRETE,
+    NOT_A_CAMERA_BITS,
+    VIDIOC_ENUM_FMT,
+    VIDIOC_ENUM_FRAMEINTERVALS,
+    VIDIOC_ENUM_FRAMESIZES,
+    VIDIOC_QUERYCAP,
+    DeviceVanishedError,
+    FormatEntry,
+    FrameInterval,
+    FrameSize,
+    ProbeError,
+    RawDeviceInfo,
+    SizeEntry,
+    decode_capability,
+    decode_fmtdesc,
+    decode_frmival,
+    decode_frmsize,
+    encode_fmtdesc,
+    encode_frmival,
+    encode_frmsize,
+    fourcc_to_str,
+    is_valid_fourcc,
+)
 
 log = logging.getLogger(__name__)
 
-# --- ioctl request numbers (asm-generic/ioctl.h) -------------------------------------------
-
-_IOC_NRSHIFT = 0
-_IOC_TYPESHIFT = 8
-_IOC_SIZESHIFT = 16
-_IOC_DIRSHIFT = 30
-_IOC_WRITE = 1
-_IOC_READ = 2
-
-
-def _ioc(direction: int, type_char: str, nr: int, size: int) -> int:
-    return (
-        (direction << _IOC_DIRSHIFT)
-        | (ord(type_char) << _IOC_TYPESHIFT)
-        | (nr << _IOC_NRSHIFT)
-        | (size << _IOC_SIZESHIFT)
-    )
-
-
-# struct v4l2_capability: driver[16] card[32] bus_info[32] version capabilities device_caps
-# reserved[3]
-CAPABILITY_STRUCT = struct.Struct("=16s32s32sIII3I")
-# struct v4l2_fmtdesc: index type flags description[32] pixelformat mbus_code reserved[3]
-FMTDESC_STRUCT = struct.Struct("=III32sII3I")
-# struct v4l2_frmsizeenum: index pixel_format type union{discrete{w,h}|stepwise{6}} reserved[2]
-FRMSIZE_STRUCT = struct.Struct("=III6I2I")
-# struct v4l2_frmivalenum: index pixel_format width height type
-# union{fract | stepwise{min,max,step fracts}} reserved[2]
-FRMIVAL_STRUCT = struct.Struct("=IIIII6I2I")
-
-VIDIOC_QUERYCAP = _ioc(_IOC_READ, "V", 0, CAPABILITY_STRUCT.size)
-VIDIOC_ENUM_FMT = _ioc(_IOC_READ | _IOC_WRITE, "V", 2, FMTDESC_STRUCT.size)
-VIDIOC_ENUM_FRAMESIZES = _ioc(_IOC_READ | _IOC_WRITE, "V", 74, FRMSIZE_STRUCT.size)
-VIDIOC_ENUM_FRAMEINTERVALS = _ioc(_IOC_READ | _IOC_WRITE, "V", 75, FRMIVAL_STRUCT.size)
-
-# --- capability flags (videodev2.h) ----------------------------------------------------------
-
-CAP_VIDEO_CAPTURE = 0x00000001
-CAP_VIDEO_OUTPUT = 0x00000002
-CAP_VIDEO_OVERLAY = 0x00000004
-CAP_VBI_CAPTURE = 0x00000010
-CAP_VIDEO_CAPTURE_MPLANE = 0x00001000
-CAP_VIDEO_OUTPUT_MPLANE = 0x00002000
-CAP_VIDEO_M2M_MPLANE = 0x00004000
-CAP_VIDEO_M2M = 0x00008000
-CAP_TUNER = 0x00010000
-CAP_AUDIO = 0x00020000
-CAP_RADIO = 0x00040000
-CAP_SDR_CAPTURE = 0x00100000
-CAP_EXT_PIX_FORMAT = 0x00200000
-CAP_META_CAPTURE = 0x00800000
-CAP_READWRITE = 0x01000000
-CAP_STREAMING = 0x04000000
-CAP_META_OUTPUT = 0x08000000
-CAP_TOUCH = 0x10000000
-CAP_IO_MC = 0x20000000
-CAP_DEVICE_CAPS = 0x80000000
-
-CAP_NAMES: dict[int, str] = {
-    CAP_VIDEO_CAPTURE: "VIDEO_CAPTURE",
-    CAP_VIDEO_OUTPUT: "VIDEO_OUTPUT",
-    CAP_VIDEO_OVERLAY: "VIDEO_OVERLAY",
-    CAP_VBI_CAPTURE: "VBI_CAPTURE",
-    CAP_VIDEO_CAPTURE_MPLANE: "VIDEO_CAPTURE_MPLANE",
-    CAP_VIDEO_OUTPUT_MPLANE: "VIDEO_OUTPUT_MPLANE",
-    CAP_VIDEO_M2M_MPLANE: "VIDEO_M2M_MPLANE",
-    CAP_VIDEO_M2M: "VIDEO_M2M",
-    CAP_TUNER: "TUNER",
-    CAP_AUDIO: "AUDIO",
-    CAP_RADIO: "RADIO",
-    CAP_SDR_CAPTURE: "SDR_CAPTURE",
-    CAP_EXT_PIX_FORMAT: "EXT_PIX_FORMAT",
-    CAP_META_CAPTURE: "META_CAPTURE",
-    CAP_READWRITE: "READWRITE",
-    CAP_STREAMING: "STREAMING",
-    CAP_META_OUTPUT: "META_OUTPUT",
-    CAP_TOUCH: "TOUCH",
-    CAP_IO_MC: "IO_MC",
-    CAP_DEVICE_CAPS: "DEVICE_CAPS",
-}
-
-_CAPTURE_BITS = CAP_VIDEO_CAPTURE | CAP_VIDEO_CAPTURE_MPLANE
-_NOT_A_CAMERA_BITS = (
-    CAP_VIDEO_M2M | CAP_VIDEO_M2M_MPLANE | CAP_VIDEO_OUTPUT | CAP_VIDEO_OUTPUT_MPLANE
-)
-
-BUF_TYPE_VIDEO_CAPTURE = 1
-BUF_TYPE_VIDEO_CAPTURE_MPLANE = 9
-
-FMT_FLAG_COMPRESSED = 0x0001
-
-FRMSIZE_TYPE_DISCRETE = 1
-FRMSIZE_TYPE_CONTINUOUS = 2
-FRMSIZE_TYPE_STEPWISE = 3
-FRMIVAL_TYPE_DISCRETE = 1
-FRMIVAL_TYPE_CONTINUOUS = 2
-FRMIVAL_TYPE_STEPWISE = 3
 
 # Bounds: sane drivers stay far below; a buggy one must not make us loop forever.
 MAX_FORMATS = 64
@@ -163,229 +103,12 @@ COMMON_RESOLUTIONS: tuple[tuple[int, int], ...] = (
 COMMON_FPS: tuple[int, ...] = (5, 10, 15, 20, 24, 25, 30, 50, 60, 90, 120)
 
 
-# --- errors ----------------------------------------------------------------------------------
-
-
-class ProbeError(Exception):
-    """The device could not be probed; ``reason`` is a short human sentence."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class DeviceVanishedError(ProbeError):
-    """The node disappeared (unplugged) while being probed."""
-
-
-# --- raw structures --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceCapability:
-    """Decoded ``struct v4l2_capability``."""
-
-    driver: str
-    card: str
-    bus_info: str
-    version: int
-    capabilities: int
-    device_caps: int
-
-    @property
-    def node_caps(self) -> int:
-        """Capabilities of this node: device_caps when the driver reports them (DEVICE_CAPS)."""
-        if self.capabilities & CAP_DEVICE_CAPS:
-            return self.device_caps
-        return self.capabilities
-
-
-@dataclass(frozen=True, slots=True)
-class FrameSize:
-    """A ``v4l2_frmsizeenum`` entry; discrete sizes have min == max and step 1."""
-
-    type: int
-    min_width: int
-    max_width: int
-    step_width: int
-    min_height: int
-    max_height: int
-    step_height: int
-
-    @classmethod
-    def discrete(cls, width: int, height: int) -> FrameSize:
-        return cls(FRMSIZE_TYPE_DISCRETE, width, width, 1, height, height, 1)
-
-
-@dataclass(frozen=True, slots=True)
-class FrameInterval:
-    """A ``v4l2_frmivalenum`` entry as fractions of a second (discrete: min == max)."""
-
-    type: int
-    min_numerator: int
-    min_denominator: int
-    max_numerator: int
-    max_denominator: int
-
-    @classmethod
-    def discrete(cls, numerator: int, denominator: int) -> FrameInterval:
-        return cls(FRMIVAL_TYPE_DISCRETE, numerator, denominator, numerator, denominator)
-
-
-@dataclass(frozen=True, slots=True)
-class SizeEntry:
-    size: FrameSize
-    intervals: list[FrameInterval] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class FormatEntry:
-    pixelformat: int
-    description: str
-    flags: int = 0
-    sizes: list[SizeEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class RawDeviceInfo:
-    """Everything a probe learned from one node, before interpretation."""
-
-    capability: DeviceCapability
-    formats: list[FormatEntry] = field(default_factory=list)
-
-
-# --- pure decoding ---------------------------------------------------------------------------
-
-
-def _cstr(raw: bytes) -> str:
-    """NUL-terminated C string → str; undecodable bytes are replaced, controls dropped."""
-    text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
-    return "".join(ch for ch in text if ch.isprintable()).strip()
-
-
-def _check_len(buf: bytes, st: struct.Struct, what: str) -> None:
-    if len(buf) != st.size:
-        raise ProbeError(f"malformed {what} reply ({len(buf)} bytes, expected {st.size})")
-
-
-def fourcc_to_str(code: int) -> str:
-    """``0x47504A4D`` → ``"MJPG"``; trailing spaces are kept out (``"GREY"``, ``"Y8  "``)."""
-    return "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).rstrip(" \0")
-
-
-def str_to_fourcc(text: str) -> int:
-    padded = text.ljust(4)[:4]
-    return sum(ord(ch) << (8 * i) for i, ch in enumerate(padded))
-
-
-def is_valid_fourcc(code: int) -> bool:
-    chars = [(code >> (8 * i)) & 0xFF for i in range(4)]
-    return chars[0] != 0x20 and all(0x20 <= c < 0x7F for c in chars)
-
-
-def decode_capability(buf: bytes) -> DeviceCapability:
-    _check_len(buf, CAPABILITY_STRUCT, "VIDIOC_QUERYCAP")
-    driver, card, bus_info, version, caps, device_caps, *_ = CAPABILITY_STRUCT.unpack(buf)
-    return DeviceCapability(
-        driver=_cstr(driver),
-        card=_cstr(card),
-        bus_info=_cstr(bus_info),
-        version=version,
-        capabilities=caps,
-        device_caps=device_caps,
-    )
-
-
-def encode_capability(cap: DeviceCapability) -> bytes:
-    """Inverse of :func:`decode_capability` (used by test doubles of the kernel)."""
-    return CAPABILITY_STRUCT.pack(
-        cap.driver.encode(),
-        cap.card.encode(),
-        cap.bus_info.encode(),
-        cap.version,
-        cap.capabilities,
-        cap.device_caps,
-        0,
-        0,
-        0,
-    )
-
-
-def encode_fmtdesc(
-    index: int, buf_type: int, flags: int = 0, description: str = "", pixelformat: int = 0
-) -> bytes:
-    return FMTDESC_STRUCT.pack(
-        index, buf_type, flags, description.encode(), pixelformat, 0, 0, 0, 0
-    )
-
-
-def decode_fmtdesc(buf: bytes) -> tuple[int, FormatEntry]:
-    """→ (index, format without sizes)."""
-    _check_len(buf, FMTDESC_STRUCT, "VIDIOC_ENUM_FMT")
-    index, _type, flags, description, pixelformat, *_ = FMTDESC_STRUCT.unpack(buf)
-    return index, FormatEntry(pixelformat=pixelformat, description=_cstr(description), flags=flags)
-
-
-def encode_frmsize(index: int, pixelformat: int, size: FrameSize | None = None) -> bytes:
-    if size is None:
-        return FRMSIZE_STRUCT.pack(index, pixelformat, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    if size.type == FRMSIZE_TYPE_DISCRETE:
-        union = (size.min_width, size.min_height, 0, 0, 0, 0)
-    else:
-        union = (
-            size.min_width,
-            size.max_width,
-            size.step_width,
-            size.min_height,
-            size.max_height,
-            size.step_height,
-        )
-    return FRMSIZE_STRUCT.pack(index, pixelformat, size.type, *union, 0, 0)
-
-
-def decode_frmsize(buf: bytes) -> FrameSize:
-    _check_len(buf, FRMSIZE_STRUCT, "VIDIOC_ENUM_FRAMESIZES")
-    _index, _fmt, size_type, u0, u1, u2, u3, u4, u5, _r0, _r1 = FRMSIZE_STRUCT.unpack(buf)
-    if size_type == FRMSIZE_TYPE_DISCRETE:
-        return FrameSize.discrete(u0, u1)
-    return FrameSize(size_type, u0, u1, u2, u3, u4, u5)
-
-
-def encode_frmival(
-    index: int, pixelformat: int, width: int, height: int, interval: FrameInterval | None = None
-) -> bytes:
-    if interval is None:
-        return FRMIVAL_STRUCT.pack(index, pixelformat, width, height, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    if interval.type == FRMIVAL_TYPE_DISCRETE:
-        union = (interval.min_numerator, interval.min_denominator, 0, 0, 0, 0)
-    else:
-        union = (
-            interval.min_numerator,
-            interval.min_denominator,
-            interval.max_numerator,
-            interval.max_denominator,
-            1,
-            1,
-        )
-    return FRMIVAL_STRUCT.pack(index, pixelformat, width, height, interval.type, *union, 0, 0)
-
-
-def decode_frmival(buf: bytes) -> FrameInterval:
-    _check_len(buf, FRMIVAL_STRUCT, "VIDIOC_ENUM_FRAMEINTERVALS")
-    fields = FRMIVAL_STRUCT.unpack(buf)
-    ival_type = fields[4]
-    u = fields[5:11]
-    if ival_type == FRMIVAL_TYPE_DISCRETE:
-        return FrameInterval.discrete(u[0], u[1])
-    return FrameInterval(ival_type, u[0], u[1], u[2], u[3])
-
-
 # --- pure interpretation ---------------------------------------------------------------------
 
 
 def is_capture_caps(node_caps: int) -> bool:
     """A camera node: can capture video frames and is not a codec/output device."""
-    return bool(node_caps & _CAPTURE_BITS) and not node_caps & _NOT_A_CAMERA_BITS
+    return bool(node_caps & CAPTURE_BITS) and not node_caps & NOT_A_CAMERA_BITS
 
 
 def capture_buf_type(node_caps: int) -> int:
@@ -467,16 +190,19 @@ def build_capabilities(info: RawDeviceInfo) -> Capabilities:
     node_caps = cap.node_caps
     formats: list[str] = []
     fps_by_res: dict[str, set[int]] = {}
+    modes: dict[str, dict[str, set[int]]] = {}
     for fmt in info.formats:
         if not is_valid_fourcc(fmt.pixelformat):
             continue
         fourcc = fourcc_to_str(fmt.pixelformat)
         if fourcc not in formats:
             formats.append(fourcc)
+        format_modes = modes.setdefault(fourcc, {})
         for entry in fmt.sizes:
             rates = fps_from_intervals(entry.intervals)
             for width, height in resolutions_from_size(entry.size):
                 fps_by_res.setdefault(f"{width}x{height}", set()).update(rates)
+                format_modes.setdefault(f"{width}x{height}", set()).update(rates)
     resolutions = sorted(fps_by_res, key=_pixels, reverse=True)
     return Capabilities(
         formats=formats,
@@ -487,6 +213,15 @@ def build_capabilities(info: RawDeviceInfo) -> Capabilities:
         bus_info=cap.bus_info,
         device_caps=node_caps,
         is_capture=is_capture_caps(node_caps),
+        modes={
+            fourcc: {
+                res: sorted(rates, reverse=True)
+                for res, rates in sorted(
+                    by_res.items(), key=lambda kv: _pixels(kv[0]), reverse=True
+                )
+            }
+            for fourcc, by_res in modes.items()
+        },
     )
 
 

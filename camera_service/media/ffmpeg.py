@@ -374,6 +374,7 @@ class ProcessSupervisor:
         self._peak_readers: dict[str, int] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._closed = False
+        self._start_listeners: list[Callable[[ProcessHandle], None]] = []
         self.unexpected_exits: Counter[str] = Counter()  # per camera: failed, not stopped
 
     # -- registry --------------------------------------------------------------------------
@@ -419,6 +420,11 @@ class ProcessSupervisor:
                 raise DeviceBusy(f"camera {handle.camera_id} is in use", f"device held by: {roles}")
             await _wait_any([h.exited for h in busy], remaining)
         self._register(handle)  # synchronously after the check: no other start can interleave
+
+    def add_start_listener(self, listener: Callable[[ProcessHandle], None]) -> None:
+        """Called with every handle right after its process was spawned (e.g. to re-apply
+        camera controls once a capture is streaming); must not block or raise."""
+        self._start_listeners.append(listener)
 
     # -- start -----------------------------------------------------------------------------
 
@@ -473,6 +479,11 @@ class ProcessSupervisor:
             raise
         log.debug("started %r: %s", handle, " ".join(handle.argv))
         self._track(self._watch(handle, time_limit))
+        for listener in self._start_listeners:
+            try:
+                listener(handle)
+            except Exception:
+                log.exception("process start listener failed")
         return handle
 
     @staticmethod

@@ -14,11 +14,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from camera_service.media import remux
+from camera_service.media.encoders import (
+    SOFTWARE_ENCODER,
+    EncodeOptions,
+    encode_args,
+    global_args,
+)
 from camera_service.media.ffmpeg import (
     AlreadyRecording,
     InvalidTarget,
@@ -52,6 +59,21 @@ RECORDING_FORMATS: dict[str, str] = {"fmp4": ".mp4", "mp4": ".mp4", "mkv": ".mkv
 EventCallback = Callable[[dict[str, Any]], object]
 
 _DURATION_SLACK = 10.0  # the watchdog stops a timed recording that overruns -t by this much
+# A start that failed has no footage to save: stop FFmpeg quickly (a process stuck opening its
+# input ignores q and the first SIGINT/SIGTERM).
+_ABORT_POLICY = StopPolicy(quit_grace=0.2, int_grace=0.3, term_grace=0.3, kill_grace=2.0)
+
+
+def _frames_written(block: dict[str, str]) -> int:
+    """Frames FFmpeg reported in a ``-progress`` block (``frame=``; with ``out_time_us`` as
+    the witness for stream copies), 0 when it wrote nothing yet."""
+    for key in ("frame", "out_time_us"):
+        try:
+            if int(block.get(key, "0")) > 0:
+                return max(int(block.get("frame", "1")), 1)
+        except ValueError:
+            continue
+    return 0
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -66,6 +88,7 @@ class EncoderSettings:
     profile: str = "high"
     gop: int | None = None  # keyframe interval in frames; None → one second of frames
     tune: str | None = None
+    codec: str = SOFTWARE_ENCODER  # the H.264 encoder (see media/encoders.py)
 
 
 def resolve_output_path(
@@ -88,22 +111,23 @@ def resolve_output_path(
     return directory / name
 
 
+# An H.264 source is copied: only the latest-frame output decodes it, and key frames suffice
+# there (decoding every 1080p frame for a 2 fps JPEG would cost more than the whole copy).
+_H264_KEY_FRAMES_ONLY = ("-skip_frame", "nokey")
+
+
 def _video_codec_args(source: CaptureSource, encoder: EncoderSettings) -> list[str]:
     if source.is_h264:
         return ["-c:v", "copy"]
     gop = encoder.gop or source.fps or 15
-    args = ["-c:v", "libx264", "-preset", encoder.preset]
-    if encoder.tune:
-        args += ["-tune", encoder.tune]
-    return [
-        *args,
-        *("-b:v", encoder.bitrate, "-profile:v", encoder.profile),
-        *("-pix_fmt", "yuv420p", "-g", str(gop)),
-    ]
+    options = EncodeOptions(encoder.bitrate, encoder.preset, encoder.profile, encoder.tune)
+    return encode_args(encoder.codec, options, gop)
 
 
 def _container_args(fmt: str) -> list[str]:
-    if fmt == "fmp4":
+    if fmt in ("fmp4", "mp4"):
+        # mp4 too is written fragmented (crash-safe) and remuxed into a regular MP4 at the end
+        # (media/remux.py).
         # Fragments of about a second: whatever was written stays playable after a SIGKILL.
         # -flush_packets: fragments reach the disk at once instead of sitting in a 32 KiB buffer.
         flags = "+frag_keyframe+empty_moov+default_base_moof"
@@ -111,8 +135,6 @@ def _container_args(fmt: str) -> list[str]:
             *("-movflags", flags, "-frag_duration", "1000000"),
             *("-flush_packets", "1", "-f", "mp4"),
         ]
-    if fmt == "mp4":
-        return ["-movflags", "+faststart", "-f", "mp4"]
     if fmt == "mkv":
         return ["-flush_packets", "1", "-f", "matroska"]
     raise InvalidTarget(f"unsupported recording format: {fmt!r}")
@@ -133,6 +155,7 @@ def build_recording_args(
     return [
         *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
+        *(_H264_KEY_FRAMES_ONLY if source.is_h264 else global_args(encoder.codec)),
         *source.input_args(),
         *("-map", "0:v:0", "-an"),
         *_video_codec_args(source, encoder),
@@ -228,7 +251,7 @@ class RecordingManager:
         *,
         ffmpeg: str = "ffmpeg",
         frames_dir: Path | None = None,
-        start_wait: float = 2.0,
+        start_timeout: float = 10.0,
         busy_timeout: float = 5.0,
         frame_rate: float = 2.0,
         stop_policy: StopPolicy | None = None,
@@ -240,12 +263,20 @@ class RecordingManager:
         self._ffmpeg = ffmpeg
         self._frames_dir = frames_dir
         self._own_frames_dir = frames_dir is None
-        self._start_wait = start_wait
+        self._start_timeout = start_timeout
         self._busy_timeout = busy_timeout
         self._frame_rate = frame_rate
         self._stop_policy = stop_policy
         self._active: dict[str, _Recording] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._recovering: set[Path] = set()
+        self.recovered = asyncio.Event()
+        # Other single readers whose latest frame snapshots may use (continuous recording).
+        self.frame_sources: list[Callable[[str], Path | None]] = []
+
+    def set_video_encoder(self, codec: str) -> None:
+        """The H.264 encoder for recordings that must encode (chosen by the encoder probe)."""
+        self._encoder = replace(self._encoder, codec=codec)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -258,13 +289,18 @@ class RecordingManager:
 
     def active_files(self) -> set[Path]:
         """Files being written right now (never delete or clean these up)."""
-        return {rec.info.path for rec in self._active.values()}
+        return {rec.info.path for rec in self._active.values()} | self._recovering
 
     def latest_frame(self, camera_id: str) -> Path | None:
         """Where the recording process of the camera writes its latest frame (may not exist
         yet right after the start); None when the camera is not being recorded."""
         rec = self._active.get(camera_id)
-        return rec.frame_path if rec is not None else None
+        if rec is not None:
+            return rec.frame_path
+        for source in self.frame_sources:
+            if (path := source(camera_id)) is not None:
+                return path
+        return None
 
     def process(self, camera_id: str) -> ProcessHandle | None:
         rec = self._active.get(camera_id)
@@ -281,7 +317,10 @@ class RecordingManager:
         *,
         reads_device: bool = True,
     ) -> RecordingInfo:
-        """Spawn the recording and return once FFmpeg runs (first progress, ≤ start_wait s).
+        """Spawn the recording and return once FFmpeg has encoded its first frame.
+
+        FFmpeg that exits with an error, or has produced no frame after ``start_timeout`` s
+        (a hung source), is stopped and :class:`MediaError` raised; no file is left behind.
 
         ``reads_device=False`` when ``source`` is not the camera's device (e.g. its MediaMTX
         RTSP stream): the process is then not registered as the device's reader.
@@ -309,8 +348,11 @@ class RecordingManager:
             await self._spawn(rec, source, reads_device)
         except BaseException:
             self._active.pop(camera_id, None)
+            if rec.handle is not None and rec.handle.running:
+                await self._supervisor.stop(rec.handle, _ABORT_POLICY)
             if rec.file_created:
-                await asyncio.to_thread(self._discard_empty, path, rec.frame_path)
+                frames = rec.handle is not None and _frames_written(rec.handle.progress) > 0
+                await asyncio.to_thread(self._discard, path, rec.frame_path, not frames)
             raise
         finally:
             rec.ready.set()
@@ -321,7 +363,7 @@ class RecordingManager:
 
     async def _spawn(self, rec: _Recording, source: CaptureSource, reads_device: bool) -> None:
         info = rec.info
-        await asyncio.to_thread(self._prepare_files, info.path, rec.frame_path)
+        await asyncio.to_thread(self._prepare_files, info.path, rec.frame_path, info.format)
         rec.file_created = True
         argv = build_recording_args(
             self._ffmpeg,
@@ -347,25 +389,33 @@ class RecordingManager:
         await self._await_running(rec.handle)
 
     async def _await_running(self, handle: ProcessHandle) -> None:
-        waits = [
-            asyncio.create_task(handle.progress_seen.wait()),
-            asyncio.create_task(handle.exited.wait()),
-        ]
+        """Until FFmpeg reports a frame written; MediaError when it exits or hangs first."""
         try:
-            await asyncio.wait(waits, timeout=self._start_wait, return_when="FIRST_COMPLETED")
-        finally:
-            for task in waits:
-                task.cancel()
-        if handle.exited.is_set() and handle.returncode != 0:
-            raise MediaError("ffmpeg failed to start the recording", handle.error_summary())
+            await asyncio.wait_for(
+                handle.wait_for_progress(lambda block: _frames_written(block) > 0),
+                self._start_timeout,
+            )
+        except TimeoutError:
+            raise MediaError(
+                "ffmpeg produced no video",
+                f"no frame from the camera within {self._start_timeout:g} s",
+            ) from None
+        except MediaError:
+            if handle.returncode == 0:
+                return  # a source that ended at once (e.g. a short file) is not a failure
+            raise MediaError(
+                "ffmpeg failed to start the recording", handle.error_summary()
+            ) from None
 
     def _frames_path(self, camera_id: str) -> Path:
         if self._frames_dir is None:
-            self._frames_dir = Path(tempfile.mkdtemp(prefix="camera-service-frames-"))
+            # The pid in the name lets the next start remove it after a crash (remux.py).
+            prefix = f"{remux.FRAMES_PREFIX}{os.getpid()}-"
+            self._frames_dir = Path(tempfile.mkdtemp(prefix=prefix))
         return self._frames_dir / f"{camera_id}_latest.jpg"
 
     @staticmethod
-    def _prepare_files(path: Path, frame_path: Path) -> None:
+    def _prepare_files(path: Path, frame_path: Path, fmt: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         frame_path.unlink(missing_ok=True)
@@ -374,13 +424,28 @@ class RecordingManager:
                 pass
         except FileExistsError as exc:
             raise InvalidTarget(f"file already exists: {path.name}") from exc
+        if fmt == "mp4":
+            remux.marker_for(path).touch()  # a remux is owed, even after a crash
+
+    async def recover(self) -> None:
+        """At start: finish the remuxes a crash or a shutdown left owed, and remove the
+        latest-frame directories of daemons that are gone. Sets :attr:`recovered`."""
+        try:
+            await remux.recover(
+                self._supervisor, self._ffmpeg, self.recordings_dir, self._recovering
+            )
+        finally:
+            self.recovered.set()
 
     @staticmethod
-    def _discard_empty(path: Path, frame_path: Path) -> None:
+    def _discard(path: Path, frame_path: Path, no_frames: bool) -> None:
+        """Remove what a failed start left: the frame file, and the recording file when it is
+        empty or holds no frame (at most a container header)."""
         frame_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
-            if path.stat().st_size == 0:
+            if no_frames or path.stat().st_size == 0:
                 path.unlink()
+                remux.marker_for(path).unlink(missing_ok=True)
 
     # -- end -------------------------------------------------------------------------------
 
@@ -406,8 +471,14 @@ class RecordingManager:
             stderr_tail=handle.stderr_tail,
             stop_requested=handle.stop_requested,
         )
+        if info.format == "mp4" and reason != "shutdown":
+            # At shutdown the marker stays and the next start remuxes (time budget).
+            await remux.remux(self._supervisor, self._ffmpeg, info.path)
         size = await asyncio.to_thread(_file_size, info.path)
         await asyncio.to_thread(rec.frame_path.unlink, missing_ok=True)
+        if size == 0:  # nothing was recorded: no empty file is left or listed
+            await asyncio.to_thread(info.path.unlink, missing_ok=True)
+            await asyncio.to_thread(remux.marker_for(info.path).unlink, missing_ok=True)
         if self._active.get(info.device) is rec:
             del self._active[info.device]
         result = RecordingResult(

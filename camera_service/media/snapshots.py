@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from camera_service.media.capture import warmup_filter
 from camera_service.media.ffmpeg import (
     DeviceBusy,
     InvalidTarget,
@@ -54,12 +55,16 @@ def _codec_args(fmt: str) -> list[str]:
     raise InvalidTarget(f"unsupported snapshot format: {fmt!r}")
 
 
-def build_capture_args(ffmpeg: str, source: CaptureSource, output: Path, fmt: str) -> list[str]:
-    """FFmpeg argv that grabs one frame of the source into ``output``."""
+def build_capture_args(
+    ffmpeg: str, source: CaptureSource, output: Path, fmt: str, warmup_frames: int = 0
+) -> list[str]:
+    """FFmpeg argv that grabs one frame of the source into ``output``; a V4L2 camera opened
+    for it skips ``warmup_frames`` first (auto-exposure and white balance settle meanwhile)."""
+    warmup = warmup_filter(warmup_frames) if source.kind == "v4l2" else []
     return [
         *(ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats", "-y"),
         *source.input_args(),
-        *("-map", "0:v:0", "-an", "-frames:v", "1"),
+        *("-map", "0:v:0", "-an", *warmup, "-frames:v", "1"),
         *_codec_args(fmt),
         *("-update", "1", "-f", "image2", str(output)),
     ]
@@ -104,6 +109,7 @@ class SnapshotService:
         max_frame_age: float = 5.0,
         busy_timeout: float = 5.0,
         fallback_source: FallbackSource | None = None,
+        warmup_frames: int = 0,
     ) -> None:
         """``fallback_source``: where to read a frame when an exclusive camera is held by a
         reader other than a recording (e.g. the MediaMTX RTSP URL of its stream)."""
@@ -116,6 +122,7 @@ class SnapshotService:
         self._max_frame_age = max_frame_age
         self._busy_timeout = busy_timeout
         self._fallback = fallback_source
+        self._warmup_frames = warmup_frames
         # The live-frame reader's newest fresh frame, when one runs (set by the composition
         # root): a snapshot then copies it instead of waiting for the device.
         self.live_frame: Callable[[str], bytes | None] | None = None
@@ -184,7 +191,7 @@ class SnapshotService:
         self, source: CaptureSource, tmp: Path, fmt: str, *, reads_device: bool
     ) -> None:
         result = await self._supervisor.run_once(
-            build_capture_args(self._ffmpeg, source, tmp, fmt),
+            build_capture_args(self._ffmpeg, source, tmp, fmt, self._warmup_frames),
             self._capture_timeout,
             camera_id=source.camera_id,
             role="snapshot",

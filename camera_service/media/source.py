@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from camera_service.cameras.model import Camera, CameraKind
+from camera_service.media.capture import v4l2_input_options
 
 _NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "srt://")
 
@@ -26,6 +27,7 @@ class CaptureSource:
     is_h264: bool = False
     resolution: str | None = None
     fps: int | None = None
+    pixel_format: str | None = None  # V4L2 capture format (fourcc); None lets FFmpeg choose
 
     @property
     def kind(self) -> str:
@@ -61,14 +63,8 @@ class CaptureSource:
         return ["-f", kind, "-i", self.input]
 
     def _v4l2_args(self) -> list[str]:
-        args = ["-f", "v4l2", "-thread_queue_size", "512"]
-        if self.is_h264:
-            args += ["-input_format", "h264"]
-        if self.resolution:
-            args += ["-video_size", self.resolution]
-        if self.fps:
-            args += ["-framerate", str(self.fps)]
-        return args
+        pixel_format = self.pixel_format or ("H264" if self.is_h264 else None)
+        return v4l2_input_options(pixel_format, self.resolution, self.fps)
 
 
 def capture_source_for(camera: Camera) -> CaptureSource:
@@ -79,8 +75,10 @@ def capture_source_for(camera: Camera) -> CaptureSource:
             input=camera.device_path or "",
             input_format="v4l2",
             exclusive=True,
+            is_h264=camera.pixel_format == "H264",
             resolution=camera.resolution,
             fps=camera.fps,
+            pixel_format=camera.pixel_format,
         )
     spec = camera.source
     if spec is None:
@@ -90,6 +88,8 @@ def capture_source_for(camera: Camera) -> CaptureSource:
         input=spec.input,
         input_format=spec.input_format,
         exclusive=spec.exclusive,
+        is_h264=spec.pixel_format == "H264",
         resolution=camera.resolution,
         fps=camera.fps,
+        pixel_format=spec.pixel_format,
     )

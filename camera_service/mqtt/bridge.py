@@ -39,6 +39,7 @@ from camera_service.mqtt.topics import (
 )
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.session import Session, TokenBucket
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class MqttBridge:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="mqtt")
+        self._task = start_supervised("mqtt", self._run)
 
     async def stop(self) -> None:
         """Publish ``offline`` (bounded wait), disconnect, stop the tasks."""

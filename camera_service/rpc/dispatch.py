@@ -33,6 +33,7 @@ from camera_service.rpc.errors import (
 )
 from camera_service.rpc.registry import MethodSpec, Params, Registry
 from camera_service.rpc.session import CallContext, Session
+from camera_service.rpc.storage_errors import storage_rpc_error
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,10 @@ class Dispatcher:
             return await spec.handler(ctx, params)
         except RpcError:
             raise
-        except Exception:
+        except Exception as exc:
+            if (storage := storage_rpc_error(exc)) is not None:
+                log.warning("%s: storage write failed: %s", spec.name, exc)
+                raise storage from None
             log.exception(
                 "unhandled error in %s",
                 spec.name,

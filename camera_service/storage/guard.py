@@ -10,6 +10,7 @@ from pathlib import Path
 
 from camera_service.storage.usage import DiskUsageFn, InsufficientStorage, check_can_write
 from camera_service.storage.usage import system_disk_usage as default_disk_usage
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class StorageGuard:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="storage-guard")
+            self._task = start_supervised("storage-guard", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -31,6 +31,7 @@ from camera_service.storage.files import (
     FileStore,
     NotFound,
 )
+from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class RetentionLoop:
         if self.running:
             return
         self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="retention-loop")
+        self._task = start_supervised("retention-loop", self._run)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

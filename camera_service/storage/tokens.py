@@ -17,7 +17,7 @@ import time
 from urllib.parse import quote
 
 DEFAULT_TTL_S = 600
-TOKEN_KINDS = ("recordings", "snapshots")
+TOKEN_KINDS = ("recordings", "snapshots", "segments")
 _TOKEN_RE = re.compile(r"(?P<expiry>[0-9]{1,12})\.(?P<sig>[A-Za-z0-9_-]{43})")
 
 

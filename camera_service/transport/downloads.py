@@ -8,8 +8,13 @@ Names are resolved by the FileStore, which refuses anything outside its director
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from camera_service.auth.identity import AuthError
 from camera_service.auth.service import Authenticator
@@ -34,6 +39,13 @@ class Downloads:
         self.files = files
         self.auth = authenticator
         self.secret = secret
+        # More file kinds (continuous segments): name → resolved path, or storage NotFound.
+        self.resolvers: dict[str, Callable[[str], Awaitable[Path]]] = {}
+        self._serving: Counter[Path] = Counter()
+
+    def in_use(self) -> set[Path]:
+        """Files being sent right now (never deleted meanwhile)."""
+        return set(self._serving)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/files/{kind}/{name}", self.download)
@@ -78,7 +90,7 @@ class Downloads:
     async def download(self, request: web.Request) -> web.StreamResponse:
         kind = request.match_info["kind"]
         name = request.match_info["name"]
-        if kind not in KINDS:
+        if kind not in KINDS and kind not in self.resolvers:
             raise web.HTTPNotFound(text="unknown file kind")
         try:
             storage_files.validate_filename(name)
@@ -86,20 +98,44 @@ class Downloads:
             raise web.HTTPBadRequest(text=f"invalid file name: {exc.rule}") from None
         self._authorize(request, kind, name)
         try:
-            path = await self.files.path_for(kind, name)  # type: ignore[arg-type]
+            resolver = self.resolvers.get(kind)
+            if resolver is not None:
+                path = await resolver(name)
+            else:
+                path = await self.files.path_for(kind, name)  # type: ignore[arg-type]
         except storage_files.InvalidFilename:
             raise web.HTTPBadRequest(text="invalid file name") from None
         except storage_files.NotFound:
             raise web.HTTPNotFound(text="no such file") from None
         content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
-        return web.FileResponse(
+        return _TrackedFileResponse(
             path,
+            self._serving,
             headers={
                 "Content-Type": content_type,
                 "Content-Disposition": f'attachment; filename="{name}"',
                 "Cache-Control": "private, no-store",
             },
         )
+
+
+class _TrackedFileResponse(web.FileResponse):
+    """A FileResponse that counts itself in ``serving`` while it sends the file."""
+
+    def __init__(self, path: Path, serving: Counter[Path], **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._tracked_path = path
+        self._tracked_in = serving
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        serving, path = self._tracked_in, self._tracked_path
+        serving[path] += 1
+        try:
+            return await super().prepare(request)
+        finally:
+            serving[path] -= 1
+            if serving[path] <= 0:
+                del serving[path]
 
 
 def _header_credential(request: web.Request) -> str | None:

@@ -199,3 +199,20 @@ async def test_viewers_never_see_stream_credentials(daemon: RunningDaemon) -> No
     shown = {s["stream_name"]: s["stream_url"] for s in streams["external_streams"]}
     assert shown["query"] == "rtsp://192.0.2.21/cam?user=admin&pwd=***"
     assert shown["matrix"] == "rtsp://192.0.2.23/s1;user=admin;password=***"
+
+
+async def test_a_disconnect_stop_finding_the_recording_gone_logs_no_traceback(
+    media: RunningDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by bench/fuzz.py: remove_external_stream while that camera's recording was
+    starting. The disconnect handler saw it active and queued a stop; the start failed
+    meanwhile, and the stop logged `could not stop recording` with a NotRecording traceback.
+    Here the recording ends between the check and the queued stop."""
+    app = media.app
+    async with media.client("operator") as client:
+        await client.call("start_recording", {"device": "lab0"})
+        assert app.recordings.active("lab0") is not None  # what the handler checks
+        await client.call("stop_recording", {"device": "lab0"})  # ended meanwhile
+    with caplog.at_level(logging.DEBUG):
+        await app._stop_recording("lab0", "camera_disconnected")  # the queued stop
+    assert not [r for r in caplog.records if r.exc_info], "no traceback"

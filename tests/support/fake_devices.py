@@ -19,6 +19,10 @@ from typing import Any
 from camera_service.cameras.discovery import DeviceEvent, EventSourceError
 from camera_service.cameras.model import Capabilities
 from camera_service.cameras.v4l2 import (
+    build_capabilities,
+    capture_buf_type,
+)
+from camera_service.cameras.v4l2_abi import (
     FMTDESC_STRUCT,
     FRMIVAL_STRUCT,
     FRMIVAL_TYPE_CONTINUOUS,
@@ -37,8 +41,6 @@ from camera_service.cameras.v4l2 import (
     ProbeError,
     RawDeviceInfo,
     SizeEntry,
-    build_capabilities,
-    capture_buf_type,
     encode_capability,
     encode_fmtdesc,
     encode_frmival,
@@ -389,3 +391,4 @@ class FakeSysfs:
             child.unlink()
         target.rmdir()
         (self.dev_root / f"video{number}").unlink()
+

@@ -11,6 +11,17 @@ import pytest
 
 from camera_service.cameras.model import Capabilities
 from camera_service.cameras.v4l2 import (
+    MAX_IOCTL_CALLS,
+    V4L2Prober,
+    build_capabilities,
+    cap_flag_names,
+    choose_default_mode,
+    fps_from_intervals,
+    is_capture_caps,
+    probe_device,
+    resolutions_from_size,
+)
+from camera_service.cameras.v4l2_abi import (
     CAP_META_CAPTURE,
     CAP_VIDEO_CAPTURE,
     CAP_VIDEO_CAPTURE_MPLANE,
@@ -18,7 +29,6 @@ from camera_service.cameras.v4l2 import (
     CAP_VIDEO_OUTPUT,
     FRMIVAL_TYPE_CONTINUOUS,
     FRMSIZE_TYPE_STEPWISE,
-    MAX_IOCTL_CALLS,
     VIDIOC_ENUM_FMT,
     VIDIOC_ENUM_FRAMEINTERVALS,
     VIDIOC_ENUM_FRAMESIZES,
@@ -28,20 +38,12 @@ from camera_service.cameras.v4l2 import (
     FrameSize,
     ProbeError,
     RawDeviceInfo,
-    V4L2Prober,
-    build_capabilities,
-    cap_flag_names,
-    choose_default_mode,
     decode_capability,
     decode_frmival,
     decode_frmsize,
     encode_frmival,
     encode_frmsize,
     fourcc_to_str,
-    fps_from_intervals,
-    is_capture_caps,
-    probe_device,
-    resolutions_from_size,
     str_to_fourcc,
 )
 from tests.support.fake_devices import FakeIoctl, fixture_capabilities, load_fixture, load_hex

@@ -1,0 +1,460 @@
+"""Recording modes of every camera: continuous and motion recording, segments, clips, events.
+
+* ``set_recording_mode`` stores the mode (storage/modes.py) and starts or stops the camera's
+  :class:`~camera_service.media.continuous.CameraRecorder`; stored modes resume at start-up and
+  whenever the camera (re)connects.
+* Housekeeping every few seconds: per-camera ``retain_days`` / ``retain_gb`` over continuous
+  segments; in motion mode the segment buffer keeps only what a pre-roll or an event needs.
+* :meth:`NvrManager.rollover` frees the oldest segments when the disk reaches the blocking
+  threshold (``storage.when_full: delete_oldest``).
+* Nothing is deleted while it is written (a segment not closed yet), cut into a clip or
+  downloaded (``in_use``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from camera_service.config import Config, MotionConfig
+from camera_service.events import Event, EventBus
+from camera_service.media import clips
+from camera_service.media.continuous import CameraRecorder, RecorderEnv, SourceFn, close_run
+from camera_service.media.ffmpeg import InvalidTarget
+from camera_service.media.motion import MotionEventState
+from camera_service.storage import segments as seg
+from camera_service.storage.events import EventStore, MotionEvent
+from camera_service.storage.files import FileStore, NotFound, generated_filename, with_extension
+from camera_service.storage.modes import ModeSettings, ModeStore, RecordingMode
+from camera_service.storage.usage import (
+    DiskUsageFn,
+    InsufficientStorage,
+    check_can_write,
+    system_disk_usage,
+)
+from camera_service.supervise import start_supervised
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 2.0
+CLIP_TIMEOUT_S = 300.0
+FRAGMENT_SLACK_S = 1.5  # a fragment reaches the disk within about a second
+
+
+def iso(when: float) -> str:
+    stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+@dataclass
+class _Pending:
+    """Footage an event still needs (its clip is not cut yet): [start, end] in epoch s."""
+
+    device: str
+    start: float
+    end: float | None
+
+
+@dataclass
+class NvrManager:
+    config: Config
+    env: RecorderEnv
+    modes: ModeStore
+    events: EventStore
+    files: FileStore
+    bus: EventBus
+    source_for: SourceFn
+    camera_known: Callable[[str], bool]
+    block_percent: float = 95.0
+    disk_usage: DiskUsageFn = system_disk_usage
+    in_use: Callable[[], set[Path]] = field(default=lambda: set())
+    on_reader_change: Callable[[str], None] = field(default=lambda camera_id: None)
+    _recorders: dict[str, CameraRecorder] = field(default_factory=dict)
+    _reading: dict[Path, int] = field(default_factory=dict)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _open_ids: dict[int, str] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _housekeeper: asyncio.Task[None] | None = None
+    paused_for_storage: bool = False
+    deleted_segments: int = 0
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self.env.root
+
+    def settings(self, camera_id: str) -> ModeSettings:
+        stored = self.modes.get(camera_id)
+        if stored is not None:
+            return stored
+        cfg = self.config.continuous
+        return ModeSettings("off", cfg.segment_seconds, cfg.pre_roll, cfg.post_roll)
+
+    def recorder(self, camera_id: str) -> CameraRecorder | None:
+        return self._recorders.get(camera_id)
+
+    def is_active(self, camera_id: str) -> bool:
+        rec = self._recorders.get(camera_id)
+        return rec is not None and rec.active
+
+    def has_work(self) -> bool:
+        return bool(self._recorders)
+
+    def latest_frame(self, camera_id: str) -> Path | None:
+        rec = self._recorders.get(camera_id)
+        return rec.frame_path if rec is not None and rec.active else None
+
+    def reads_device(self, camera_id: str) -> bool:
+        rec = self._recorders.get(camera_id)
+        return (
+            rec is not None and rec.reads_device and rec.handle is not None and rec.handle.running
+        )
+
+    def protected(self) -> set[Path]:
+        """Files that must not be deleted now: being read (clips) or downloaded."""
+        return {*self._reading, *self.in_use()}
+
+    def motion_config(self, camera_id: str, mode: RecordingMode) -> MotionConfig | None:
+        cfg = self.config.motion_for(camera_id)
+        return cfg if mode == "motion" or cfg.enabled else None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._recover_runs()
+        for camera_id, settings in self.modes.all().items():
+            if settings.mode != "off":
+                self._ensure(camera_id, settings)
+        self._housekeeper = start_supervised("nvr-housekeeping", self._housekeeping)
+
+    async def stop(self) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeper
+            self._housekeeper = None
+        recorders, self._recorders = list(self._recorders.values()), {}
+        await asyncio.gather(*(r.stop() for r in recorders), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _recover_runs(self) -> None:
+        """Runs left by a killed daemon: list their last segments (probed)."""
+        for camera_id in await asyncio.to_thread(seg.cameras_with_segments, self.root):
+            directory = seg.camera_dir(self.root, camera_id)
+            for run in await asyncio.to_thread(seg.runs_in, directory):
+                await close_run(self.env.ffprobe, directory, run)
+
+    # -- modes -----------------------------------------------------------------------------
+
+    async def set_mode(self, camera_id: str, settings: ModeSettings) -> ModeSettings:
+        await asyncio.to_thread(self.modes.save_sync, camera_id, settings)
+        current = self._recorders.get(camera_id)
+        if current is not None:
+            same = current.settings == settings and current.motion == self.motion_config(
+                camera_id, settings.mode
+            )
+            if same:
+                return settings
+            await self._drop(camera_id)
+        if settings.mode != "off":
+            self._ensure(camera_id, settings)
+        return settings
+
+    def _ensure(self, camera_id: str, settings: ModeSettings) -> None:
+        if camera_id in self._recorders or self.paused_for_storage:
+            return
+        recorder = CameraRecorder(
+            self.env,
+            camera_id,
+            settings,
+            self.source_for,
+            self.motion_config(camera_id, settings.mode),
+            self,
+            on_state=lambda: self._state_changed(camera_id),
+        )
+        self._recorders[camera_id] = recorder
+        recorder.start()
+
+    async def _state_changed(self, camera_id: str) -> None:
+        self.on_reader_change(camera_id)
+
+    async def _drop(self, camera_id: str) -> None:
+        recorder = self._recorders.pop(camera_id, None)
+        if recorder is not None:
+            await recorder.stop()
+            self.on_reader_change(camera_id)
+
+    def camera_changed(self, camera_id: str, connected: bool) -> None:
+        """Registry listener: a camera came (back) or went away."""
+        recorder = self._recorders.get(camera_id)
+        if recorder is None:
+            return
+        if connected:
+            recorder.wake()
+        elif recorder.handle is not None and recorder.handle.running:
+            self._spawn(self.env.supervisor.stop(recorder.handle, self.env.stop_policy))
+
+    async def pause_all(self) -> None:
+        """storage.when_full: stop — stop writing until the disk has room again."""
+        self.paused_for_storage = True
+        for camera_id in list(self._recorders):
+            await self._drop(camera_id)
+
+    def _resume_all(self) -> None:
+        self.paused_for_storage = False
+        for camera_id, settings in self.modes.all().items():
+            if settings.mode != "off":
+                self._ensure(camera_id, settings)
+
+    # -- segments --------------------------------------------------------------------------
+
+    async def segments(self, camera_id: str) -> list[seg.Segment]:
+        return await asyncio.to_thread(seg.scan_camera, self.root, camera_id)
+
+    async def all_segments(self) -> list[seg.Segment]:
+        def scan() -> list[seg.Segment]:
+            found: list[seg.Segment] = []
+            for camera_id in seg.cameras_with_segments(self.root):
+                found += seg.scan_camera(self.root, camera_id)
+            return found
+
+        return await asyncio.to_thread(scan)
+
+    async def segment_path(self, name: str) -> Path:
+        """The file of a listed segment (downloads); storage NotFound otherwise."""
+        match = seg.SEGMENT_RE.match(name)
+        if match is None:
+            raise NotFound("segments", name)
+        path = seg.camera_dir(self.root, match["device"]) / name
+        if not await asyncio.to_thread(_regular_file, path):
+            raise NotFound("segments", name)
+        return path
+
+    def has_footage(self, camera_id: str) -> bool:
+        return seg.camera_dir(self.root, camera_id).is_dir()
+
+    async def rollover(self, need_bytes: int) -> tuple[int, int]:
+        """Delete the oldest closed segments of any camera until ``need_bytes`` are freed."""
+        segments = [s for s in await self.all_segments() if s.complete]
+        protected = self.protected()
+        doomed = seg.plan_rollover(segments, need_bytes, protected)
+        count, freed = await asyncio.to_thread(seg.delete_segments, doomed, self.protected())
+        if count:
+            self.deleted_segments += count
+            log.warning("disk full: deleted the %d oldest segments (%d bytes)", count, freed)
+        return count, freed
+
+    # -- clips -----------------------------------------------------------------------------
+
+    async def export_clip(
+        self,
+        camera_id: str,
+        start: float,
+        end: float,
+        fmt: str = "mp4",
+        filename: str | None = None,
+    ) -> clips.ClipResult:
+        if fmt not in clips.CLIP_FORMATS:
+            raise InvalidTarget(f"unsupported clip format: {fmt!r}")
+        plan = clips.plan_clip(await self.segments(camera_id), start, end)
+        directory = self.files.directory("recordings")
+        ext = clips.CLIP_FORMATS[fmt]
+        now = datetime.fromtimestamp(start, UTC)
+        name = (
+            with_extension(filename, ext)
+            if filename is not None
+            else generated_filename(
+                f"{camera_id}_clip", ext, now, lambda n: (directory / n).exists()
+            )
+        )
+        output = directory / name
+        if await asyncio.to_thread(output.exists):
+            raise InvalidTarget(f"file already exists: {name}")
+        for part in plan.segments:
+            self._reading[part.path] = self._reading.get(part.path, 0) + 1
+        try:
+            result = await clips.export(
+                self.env.supervisor,
+                self.env.ffmpeg,
+                self.env.ffprobe,
+                plan,
+                output,
+                fmt,
+                CLIP_TIMEOUT_S,
+            )
+        finally:
+            for part in plan.segments:
+                left = self._reading.get(part.path, 1) - 1
+                if left <= 0:
+                    self._reading.pop(part.path, None)
+                else:
+                    self._reading[part.path] = left
+        await self.files.register("recordings", name, camera_id)
+        return result
+
+    # -- motion ----------------------------------------------------------------------------
+
+    def motion_started(self, camera_id: str, state: MotionEventState, score: float) -> None:
+        event_id = f"{camera_id}-{int(state.start * 1000)}-{secrets.token_hex(2)}"
+        state_key = id(state)
+        self._open_ids[state_key] = event_id
+        event = MotionEvent(event_id, camera_id, state.start, None, round(state.peak, 4))
+        self.events.opened(event)
+        settings = self.settings(camera_id)
+        if settings.mode == "motion":
+            self._pending[event_id] = _Pending(camera_id, state.start - settings.pre_roll, None)
+        self._publish("motion.start", event, round(score, 4))
+
+    def motion_ended(self, camera_id: str, state: MotionEventState) -> None:
+        event_id = self._open_ids.pop(id(state), None)
+        if event_id is None:
+            return
+        end = state.end if state.end is not None else state.last_active
+        event = MotionEvent(event_id, camera_id, state.start, end, round(state.peak, 4))
+        self._publish("motion.end", event, event.peak_score)
+        settings = self.settings(camera_id)
+        pending = self._pending.get(event_id)
+        if pending is not None:
+            pending.end = end + settings.post_roll
+        self._spawn(self._finish_event(event, settings))
+
+    def _publish(self, topic: str, event: MotionEvent, score: float) -> None:
+        params: dict[str, Any] = {
+            "device": event.device,
+            "event_id": event.id,
+            "score": score,
+            "start_time": iso(event.start),
+        }
+        if event.end is not None:
+            params["end_time"] = iso(event.end)
+        self.bus.publish(Event(topic, "motion_event", params, device=event.device))
+
+    async def _finish_event(self, event: MotionEvent, settings: ModeSettings) -> None:
+        await asyncio.to_thread(self.events.close_sync, event)
+        if settings.mode != "motion" or event.end is None:
+            return
+        try:
+            clip_end = event.end + settings.post_roll
+            wait = clip_end + FRAGMENT_SLACK_S - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # the post-roll has to be recorded first
+            stamp = datetime.fromtimestamp(event.start, UTC).strftime("%Y-%m-%d_%H-%M-%S")
+            name = f"{event.device}_motion_{stamp}_{event.id[-4:]}.mp4"
+            result = await self.export_clip(
+                event.device, event.start - settings.pre_roll, clip_end, "mp4", name
+            )
+            updated = await asyncio.to_thread(
+                self.events.attach_clip_sync, event.id, result.path.name
+            )
+            log.info("motion clip of %s: %s", event.device, result.path.name)
+            if updated is not None:
+                self._publish_clip(updated)
+        except Exception as exc:
+            log.warning("motion clip of %s not cut: %s", event.device, exc)
+        finally:
+            self._pending.pop(event.id, None)
+
+    def _publish_clip(self, event: MotionEvent) -> None:
+        params: dict[str, Any] = {
+            "device": event.device,
+            "event_id": event.id,
+            "score": event.peak_score,
+            "start_time": iso(event.start),
+            "end_time": iso(event.end or event.start),
+            "clip": event.clip,
+        }
+        self.bus.publish(Event("motion.end", "motion_event", params, device=event.device))
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                await self.housekeep_once()
+            except Exception:
+                log.exception("segment housekeeping failed")
+            await asyncio.sleep(HOUSEKEEPING_S)
+
+    async def housekeep_once(self, now: float | None = None) -> int:
+        """Retention and motion-buffer trimming; returns the number of segments deleted."""
+        now = time.time() if now is None else now
+        deleted = 0
+        if self.paused_for_storage:
+            with contextlib.suppress(InsufficientStorage, OSError):
+                await check_can_write(self.root, self.block_percent, self.disk_usage)
+                log.info("disk has room again: continuous recording resumes")
+                self._resume_all()
+        for camera_id in await asyncio.to_thread(seg.cameras_with_segments, self.root):
+            segments = [s for s in await self.segments(camera_id) if s.complete]
+            protected = self.protected()
+            limits = self.config.continuous.for_camera(camera_id)
+            doomed = seg.plan_retention(
+                segments,
+                now=now,
+                retain_days=limits.retain_days,
+                retain_gb=limits.retain_gb,
+                protected=protected,
+            )
+            doomed += self._buffer_expired(camera_id, segments, now, {s.path for s in doomed})
+            if doomed:
+                count, _freed = await asyncio.to_thread(
+                    seg.delete_segments, doomed, self.protected()
+                )
+                deleted += count
+        self.deleted_segments += deleted
+        return deleted
+
+    def _buffer_expired(
+        self, camera_id: str, segments: list[seg.Segment], now: float, chosen: set[Path]
+    ) -> list[seg.Segment]:
+        """Motion-mode buffer segments no pre-roll or pending clip can need any more."""
+        settings = self.settings(camera_id)
+        horizon = now - settings.pre_roll - FRAGMENT_SLACK_S
+        windows = [p for p in self._pending.values() if p.device == camera_id]
+        expired = []
+        for s in segments:
+            if s.run[0] != "m" or s.path in chosen or s.end >= horizon:
+                continue
+            needed = any(s.end > w.start and (w.end is None or s.start < w.end) for w in windows)
+            if not needed:
+                expired.append(s)
+        return expired
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- helpers for the API ---------------------------------------------------------------
+
+    def mode_view(self, camera_id: str) -> dict[str, Any]:
+        settings = self.settings(camera_id)
+        return {
+            "device": camera_id,
+            **settings.to_dict(),
+            "active": self.is_active(camera_id),
+        }
+
+
+def _regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def settings_with(base: ModeSettings, **changes: Any) -> ModeSettings:
+    return replace(base, **{k: v for k, v in changes.items() if v is not None})
