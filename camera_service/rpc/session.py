@@ -34,9 +34,35 @@ class TokenBucket:
         return max(1, int((1.0 - self._tokens) / self.rate * 1000 + 0.999))
 
 
+class SendBudget:
+    """Bytes queued for sending by all sessions together, against one global cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used = 0
+
+    def reserve(self, size: int) -> bool:
+        if self.used + size > self.cap:
+            return False
+        self.used += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.used = max(0, self.used - size)
+
+
+UNLIMITED = 1 << 62
+
+
 class Session:
-    """One client connection. Outgoing text goes through a bounded queue drained by the
-    transport; when it is full the session is marked overflowed and `on_overflow` runs once.
+    """One client connection. Outgoing frames go through a queue drained by the transport,
+    bounded in messages and in **bytes**: `queue_bytes` once the connection has proven a
+    credential, `unauthenticated_bytes` before, and the global `budget` shared by every
+    session. Bytes the transport still buffers (`buffered()`) count too. A frame that does
+    not fit marks the session overflowed and `on_overflow` runs once (the transport closes
+    the connection with 1013); nothing is queued after that, and what was queued is dropped.
+    An authenticated session may send one frame larger than its budget when nothing else is
+    pending (a large answer to a reading client); before authentication it may not.
 
     `write_now` (set by the transport) writes a frame at once when nothing is queued or being
     sent, which keeps order and skips a task wake-up per message; it declines (False) when the
@@ -48,35 +74,94 @@ class Session:
         queue_size: int,
         bucket: TokenBucket | None,
         on_overflow: Callable[[Session], None] = lambda session: None,
+        *,
+        queue_bytes: int = UNLIMITED,
+        unauthenticated_bytes: int = UNLIMITED,
+        budget: SendBudget | None = None,
     ) -> None:
         self.session_id = uuid.uuid4().hex
         self.remote = remote
+        self.opened_at = time.monotonic()
         # The server address this client connected to (never its Host header), for links.
         self.host: str | None = None
-        self.identity: Identity | None = None
+        self._identity: Identity | None = None
+        self.proven = False  # a credential was accepted on this connection (any way)
         self.bucket = bucket
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.queued_bytes = 0  # in the outbox or being written by the writer task
         self.overflowed = False
+        self.closed = False
         self.writer_busy = False
-        self.write_now: Callable[[str], bool] = lambda text: False
+        self.write_now: Callable[[bytes], bool] = lambda data: False
+        self.buffered: Callable[[], int] = lambda: 0
+        self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
+        self._unauthenticated_bytes = unauthenticated_bytes
+        self._budget = budget
         self._on_overflow = on_overflow
 
     @property
     def subscriber_id(self) -> str:
         return self.session_id
 
-    def send(self, text: str) -> bool:
-        if self.overflowed:
+    @property
+    def identity(self) -> Identity | None:
+        return self._identity
+
+    @identity.setter
+    def identity(self, identity: Identity | None) -> None:
+        self._identity = identity
+        if identity is not None:
+            self.proven = True
+
+    @property
+    def byte_limit(self) -> int:
+        return self._queue_bytes if self.proven else self._unauthenticated_bytes
+
+    def send(self, text: str | bytes) -> bool:
+        if self.overflowed or self.closed:
             return False
-        if not self.writer_busy and self.outbox.empty() and self.write_now(text):
+        data = text.encode() if isinstance(text, str) else text
+        if not self.writer_busy and self.outbox.empty() and self.write_now(data):
             return True
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            self.overflowed = True
-            self._on_overflow(self)
+        size = len(data)
+        pending = self.queued_bytes + self.buffered()
+        over_own = pending + size > self.byte_limit and (pending > 0 or not self.proven)
+        if over_own or self.outbox.qsize() >= self._queue_size or not self._reserve(size):
+            self.overflow()
             return False
+        self.queued_bytes += size
+        self.outbox.put_nowait(data)
         return True
+
+    def _reserve(self, size: int) -> bool:
+        return self._budget is None or self._budget.reserve(size)
+
+    def sent(self, size: int) -> None:
+        """The writer handed `size` bytes to the transport: they no longer count as queued."""
+        self.queued_bytes = max(0, self.queued_bytes - size)
+        if self._budget is not None:
+            self._budget.release(size)
+
+    def overflow(self) -> None:
+        if self.overflowed:
+            return
+        self.overflowed = True
+        self.discard_queue()
+        self._on_overflow(self)
+
+    def discard_queue(self) -> None:
+        """Drop what is queued (the connection is going away) and give its bytes back."""
+        dropped = 0
+        while not self.outbox.empty():
+            dropped += len(self.outbox.get_nowait())
+            self.outbox.task_done()
+        self.sent(dropped)  # a frame being written is given back by the writer
+
+    def close(self) -> None:
+        """The connection ended: nothing more is queued or sent."""
+        self.closed = True
+        self.discard_queue()
 
     def deliver(self, event: Event, text: str) -> None:
         if self.identity is not None:

@@ -1,11 +1,22 @@
 """WebSocket transport: handshake checks, one read loop and one writer per connection.
 
-Handshake: wrong path → 404, origin not allowed → 403, over `max_connections` → 503 with
-Retry-After. Frames over `max_message_bytes` close with 1009 (websockets enforces `max_size`).
+Accept: more than `max_connections_per_address` TCP connections from one address are dropped
+at once. Handshake: wrong path → 404, origin not allowed → 403, the slot rules of
+`admission.slot_decision` (per-address and total caps on unauthenticated connections,
+reserved slots, the oldest unauthenticated connection making room) → 503 with Retry-After.
+Frames over `max_message_bytes` close with 1009 (websockets enforces `max_size`).
 Frames whose methods never await I/O (registry `inline=True`: ping, authenticate, the
 in-memory getters) are answered in the read loop itself, so `authenticate` binds before the
-next frame is read; the others run as tasks, up to `max_inflight` per connection. Outgoing
-text is written at once or queued per session; a full queue closes the connection with 1013.
+next frame is read; the others run as tasks, up to `max_inflight` per connection. Frames
+that arrive after the connection started closing are not processed. Outgoing frames are
+written at once or queued per session, bounded in bytes (see `Session`); over the bound the
+connection is closed with 1013. A connection that has not authenticated within
+`auth_timeout` is closed with 1008.
+
+Closing never waits for the peer to read: the close frame is written without awaiting the
+socket's drain, and the transport is aborted `close_timeout` later if the peer has not
+finished the closing handshake. Keepalive pings run per connection with the ping and its
+answer under one `ping_timeout`, so a peer that reads nothing is closed like a dead one.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import contextlib
 import http
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -31,15 +43,43 @@ from camera_service.metrics import Metrics
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.errors import InternalError
 from camera_service.rpc.protocol import Invalid, Parsed, encode, error_response
-from camera_service.rpc.session import Session, TokenBucket
+from camera_service.rpc.session import SendBudget, Session, TokenBucket
+from camera_service.transport.admission import (
+    AddressCap,
+    RateLimitedLog,
+    Slot,
+    SlotLimits,
+    slot_decision,
+)
 
 log = logging.getLogger(__name__)
 
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 WRITE_LIMIT = 1 << 16  # bytes buffered in the transport before direct writes defer to the queue
+SHUTDOWN_CLOSE_GRACE_S = 1.0  # at shutdown, how long peers get to finish the closing handshake
+EVICT_MIN_AGE_S = 1.0  # an unauthenticated connection younger than this is not evicted
 
 
-def direct_writer(connection: ServerConnection) -> Callable[[str], bool]:
+def close_now(connection: ServerConnection, code: int, reason: str, grace: float) -> None:
+    """Start the closing handshake without waiting for the socket to drain; abort the
+    transport `grace` seconds later unless the connection is gone by then.
+
+    `connection.close()` awaits the drain of everything queued before the close frame, which
+    never completes for a peer that does not read; this writes the close frame behind that
+    data (a peer that resumes reading still sees the code) and bounds the wait."""
+    protocol = connection.protocol
+    if protocol.state is State.OPEN:
+        protocol.send_close(code, reason)
+        with contextlib.suppress(Exception):
+            connection.send_data()
+    transport = connection.transport
+    if transport is not None and not transport.is_closing():
+        asyncio.get_running_loop().call_later(grace, transport.abort)
+
+
+def direct_writer(connection: ServerConnection) -> Callable[[bytes], bool]:
     """Write one text frame synchronously when the socket can take it.
 
     Uses the Sans-I/O protocol object of websockets (frame into its buffer, then
@@ -47,15 +87,41 @@ def direct_writer(connection: ServerConnection) -> Callable[[str], bool]:
     Only called when the session's writer task is idle, so frames never interleave."""
     protocol = connection.protocol
 
-    def write(text: str) -> bool:
+    def write(data: bytes) -> bool:
         transport = connection.transport
         if protocol.state is not State.OPEN or transport.get_write_buffer_size() > WRITE_LIMIT:
             return False
-        protocol.send_text(text.encode())
+        protocol.send_text(data)
         connection.send_data()
         return True
 
     return write
+
+
+class CappedConnection(ServerConnection):
+    """A server connection that counts itself against its server's per-address TCP cap and
+    drops itself at once when over it (the handshake task then ends without a log line)."""
+
+    cap: AddressCap
+    on_refused: Callable[[str], None]
+
+    _admitted = False
+    _address = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if peer else "unknown"
+        self._admitted = self.cap.admit(self._address)
+        if not self._admitted:
+            self.on_refused(self._address)
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.cap.release(self._address)
+        super().connection_lost(exc)
 
 
 def _remote(connection: ServerConnection) -> str:
@@ -83,12 +149,15 @@ class WebSocketServer:
         self.bus = bus
         self.metrics = metrics
         self.sessions: dict[str, Session] = {}
+        self._connections: dict[str, ServerConnection] = {}
         self._server: Server | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._closers: set[asyncio.Task[None]] = set()
         self._reserved: set[ServerConnection] = set()
         self._accepting = True
         self._on_session_close = on_session_close
+        self.budget = SendBudget(config.send_queue_total_bytes)
+        self.tcp_cap = AddressCap(config.max_connections_per_address)
+        self._limited_log = RateLimitedLog(log)
 
     @property
     def port(self) -> int:
@@ -97,18 +166,29 @@ class WebSocketServer:
 
     async def start(self) -> None:
         cfg = self.config
+        connection_class = type(
+            "ServiceConnection",
+            (CappedConnection,),
+            {"cap": self.tcp_cap, "on_refused": self._refused_at_accept},
+        )
         self._server = await serve(
             self._handle,
             cfg.host,
             cfg.port,
             process_request=self._process_request,
+            create_connection=connection_class,
             max_size=cfg.max_message_bytes,
-            ping_interval=cfg.ping_interval,
-            ping_timeout=cfg.ping_timeout,
+            ping_interval=None,  # our own keepalive: see _keepalive
             close_timeout=cfg.close_timeout,
             ssl=self._ssl_context(),
             server_header=None,
             compression=None,
+        )
+
+    def _refused_at_accept(self, address: str) -> None:
+        self.metrics.handshake_rejected("address")
+        self._limited_log.warning(
+            "tcp-cap", "connection from %s refused: over the per-address cap", address
         )
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -119,10 +199,37 @@ class WebSocketServer:
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
         return context
 
-    def _open_count(self) -> int:
-        """Sessions plus handshakes accepted but not yet running (exact under concurrency)."""
+    def _pending(self) -> set[ServerConnection]:
+        """Handshakes accepted but not yet running (exact under concurrency)."""
         self._reserved = {c for c in self._reserved if c.protocol.state is State.CONNECTING}
-        return len(self.sessions) + len(self._reserved)
+        return self._reserved
+
+    def _open_count(self) -> int:
+        live = sum(1 for s in self.sessions.values() if not s.closed)
+        return live + len(self._pending())
+
+    def _slot(self, address: str) -> tuple[Slot, Session | None]:
+        """The slot rule for a handshake from `address`, and the session that makes room."""
+        pending = self._pending()
+        unproven = [s for s in self.sessions.values() if not s.proven and not s.closed]
+        from_address = sum(1 for s in unproven if s.remote == address)
+        from_address += sum(1 for c in pending if _remote(c) == address)
+        cfg = self.config
+        limits = SlotLimits(
+            cfg.max_connections, cfg.reserved_slots, cfg.max_unauthenticated_per_address
+        )
+        oldest = unproven[0] if unproven else None
+        if oldest is not None and time.monotonic() - oldest.opened_at < EVICT_MIN_AGE_S:
+            oldest = None  # a burst of clients still authenticating: refuse instead
+        open_total = len(self.sessions) - sum(1 for s in self.sessions.values() if s.closed)
+        decision = slot_decision(
+            limits,
+            open_total + len(pending),
+            len(unproven) + len(pending),
+            from_address,
+            evictable=oldest is not None,
+        )
+        return decision, oldest
 
     def _reject(
         self, connection: ServerConnection, status: http.HTTPStatus, reason: str, text: str
@@ -144,12 +251,24 @@ class WebSocketServer:
             return self._reject(
                 connection, http.HTTPStatus.FORBIDDEN, "origin", "Origin not allowed"
             )
-        if self._open_count() >= self.config.max_connections:
+        decision, oldest = self._slot(_remote(connection))
+        if decision is Slot.REFUSE_ADDRESS or decision is Slot.REFUSE_FULL:
+            text = (
+                "Too many unauthenticated connections from this address"
+                if decision is Slot.REFUSE_ADDRESS
+                else "Too many connections"
+            )
             response = self._reject(
-                connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "capacity", "Too many connections"
+                connection, http.HTTPStatus.SERVICE_UNAVAILABLE, decision.value, text
             )
             response.headers["Retry-After"] = "5"
             return response
+        if decision is Slot.EVICT_AND_ADMIT and oldest is not None:
+            self.metrics.handshake_rejected("evicted")
+            self._limited_log.warning(
+                "evict", "all unauthenticated slots held: closing the oldest (%s)", oldest.remote
+            )
+            self._drop(oldest, CLOSE_TRY_AGAIN_LATER, "server busy: authenticate sooner")
         self._reserved.add(connection)
         return None
 
@@ -164,42 +283,93 @@ class WebSocketServer:
         self._reserved.discard(connection)
         session = self._new_session(connection)
         session.write_now = direct_writer(connection)
+        session.buffered = connection.transport.get_write_buffer_size
         session.host = _local(connection)
         self.sessions[session.session_id] = session
+        self._connections[session.session_id] = connection
         self.metrics.connection_opened()
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_later(self.config.auth_timeout, self._auth_deadline, session)
         writer = asyncio.create_task(self._write_loop(connection, session))
+        keepalive = asyncio.create_task(self._keepalive(connection, session))
         try:
             await self._read_loop(connection, session)
         finally:
+            deadline.cancel()
             writer.cancel()
+            keepalive.cancel()
+            session.close()
             self.sessions.pop(session.session_id, None)
+            self._connections.pop(session.session_id, None)
             self.bus.drop(session.subscriber_id)
             self.metrics.connection_closed()
             if self._on_session_close:
                 self._on_session_close(session)
 
     def _new_session(self, connection: ServerConnection) -> Session:
-        limit = self.config.rate_limit
+        cfg = self.config
+        limit = cfg.rate_limit
         bucket = TokenBucket(limit.per_second, limit.burst) if limit.enabled else None
 
         def overflow(session: Session) -> None:
-            log.warning("client too slow, closing", extra={"session": session.session_id})
-            closer = asyncio.create_task(connection.close(CLOSE_TRY_AGAIN_LATER, "queue full"))
-            self._closers.add(closer)
-            closer.add_done_callback(self._closers.discard)
+            self._limited_log.warning(
+                "overflow", "client too slow (send queue full), closing with 1013"
+            )
+            log.info("client too slow, closing", extra={"session": session.session_id})
+            self._drop(session, CLOSE_TRY_AGAIN_LATER, "send queue full")
 
-        return Session(_remote(connection), self.config.send_queue_size, bucket, overflow)
+        return Session(
+            _remote(connection),
+            cfg.send_queue_size,
+            bucket,
+            overflow,
+            queue_bytes=cfg.send_queue_bytes,
+            unauthenticated_bytes=cfg.unauthenticated_queue_bytes,
+            budget=self.budget,
+        )
+
+    def _drop(self, session: Session, code: int, reason: str) -> None:
+        """Close a session's connection now (see `close_now`); its queue is released."""
+        session.close()
+        connection = self._connections.get(session.session_id)
+        if connection is not None:
+            close_now(connection, code, reason, self.config.close_timeout)
+
+    def _auth_deadline(self, session: Session) -> None:
+        if not session.proven and not session.closed:
+            self.metrics.handshake_rejected("auth_timeout")
+            self._drop(session, CLOSE_POLICY_VIOLATION, "authentication timeout")
+
+    async def _keepalive(self, connection: ServerConnection, session: Session) -> None:
+        """Ping every `ping_interval`; no pong within `ping_timeout` (sending the ping
+        included: it waits behind unread data) closes the connection with 1011."""
+        cfg = self.config
+        with contextlib.suppress(ConnectionClosed):
+            while not session.closed:
+                await asyncio.sleep(cfg.ping_interval)
+                try:
+                    async with asyncio.timeout(cfg.ping_timeout):
+                        pong = await connection.ping()
+                        await pong
+                except TimeoutError:
+                    self._drop(session, CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
+                    return
 
     async def _read_loop(self, connection: ServerConnection, session: Session) -> None:
         limiter = asyncio.Semaphore(self.config.max_inflight)
         with contextlib.suppress(ConnectionClosed):
             async for frame in connection:
+                if session.closed or connection.protocol.state is not State.OPEN:
+                    continue  # the connection is going away: its frames are not processed
                 parsed = self.dispatcher.parse(frame)
                 if self.dispatcher.is_inline(parsed):
                     # No I/O to wait for (and authenticate must bind before the next frame).
                     await self._answer(session, parsed)
                     continue
                 await limiter.acquire()
+                if session.closed:
+                    limiter.release()
+                    continue
                 task = asyncio.create_task(self._answer(session, parsed))
                 self._inflight.add(task)
                 task.add_done_callback(self._call_finished(limiter))
@@ -225,12 +395,13 @@ class WebSocketServer:
     async def _write_loop(self, connection: ServerConnection, session: Session) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
-                text = await session.outbox.get()
+                data = await session.outbox.get()
                 session.writer_busy = True
                 try:
-                    await connection.send(text)
+                    await connection.send(data, text=True)
                 finally:
                     session.writer_busy = False
+                    session.sent(len(data))
                     session.outbox.task_done()
 
     async def drain_inflight(self, timeout: float) -> None:
@@ -247,12 +418,21 @@ class WebSocketServer:
                 waiter.cancel()
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting, finish in-flight calls, close every socket with 1001."""
+        """Stop accepting, finish in-flight calls, close every socket with 1001.
+
+        Bounded whatever the peers do: each gets the close frame at once and at most
+        `SHUTDOWN_CLOSE_GRACE_S` to answer it before its transport is aborted."""
         self._accepting = False
         if self._server is None:
             return
         await self.drain_inflight(timeout)
         await self.flush_outboxes(min(timeout, 1.0))
+        grace = min(self.config.close_timeout, SHUTDOWN_CLOSE_GRACE_S)
+        for session_id, connection in list(self._connections.items()):
+            session = self.sessions.get(session_id)
+            if session is not None:
+                session.close()
+            close_now(connection, 1001, "server shutting down", grace)
         self._server.close(close_connections=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), timeout)
