@@ -19,7 +19,7 @@ MediaMTX off, default limits unless `--set` overrides them), its RSS sampled eve
   reconnecting when dropped, while an admin from another address connects and authenticates
   every 0.5 s. Reported: admin successes/failures and worst latency, holders' lifetime.
 
-    python -m bench.abuse                                   # all three, about 2.5 minutes
+    python -m bench.abuse                                   # all three, about 4 minutes
     python -m bench.abuse --scenario nonreading --clients 100 --duration 60
     python -m bench.abuse --scenario slowloris --slow 2000 --duration 30
     python -m bench.abuse --scenario slots --holders 1000 --duration 30

@@ -47,6 +47,7 @@ from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
 from camera_service.mqtt.topics import default_node_id
 from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
+from camera_service.resources import install_accept_error_handler, raise_fd_limit
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
@@ -781,6 +782,8 @@ class Application:
 
     async def run(self) -> None:
         self.install_signal_handlers()
+        raise_fd_limit()
+        install_accept_error_handler(asyncio.get_running_loop())
         await self.start()
         self._tasks.append(asyncio.create_task(self._notify_ready(), name="sd-ready"))
         try:

@@ -89,7 +89,7 @@ class ServerConfig(Section):
         description="Bytes queued for an authenticated client before close 1013",
     )
     unauthenticated_queue_bytes: int = Field(
-        256 << 10,
+        64 << 10,
         ge=16 << 10,
         le=1 << 30,
         description="Bytes queued for a client before it authenticates (also caps the answer "
@@ -141,9 +141,15 @@ class HttpConfig(Section):
         "response); idle keep-alive connections close after it too",
     )
     body_timeout: Seconds = Field(30.0, description="A request body must arrive within this")
-    max_connections: int = Field(512, ge=1, le=100000, description="Open HTTP connections")
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        le=100000,
+        description="Open HTTP connections; at the cap the one waiting longest for its "
+        "request head makes room",
+    )
     max_connections_per_address: int = Field(
-        64, ge=1, le=100000, description="Open HTTP connections per client address"
+        16, ge=1, le=100000, description="Open HTTP connections per client address"
     )
     mjpeg_fps: int = Field(10, ge=1, le=60, description="Frame rate of live frames (MJPEG, URLs)")
     mjpeg_quality: int = Field(
