@@ -14,15 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from camera_service import __version__
 from camera_service import logging as service_logging
-from camera_service.auth.api_keys import ApiKeyStore
-from camera_service.auth.identity import AuthError
+from camera_service.auth.api_keys import ApiKeyStore, looks_like_api_key
+from camera_service.auth.daemon_credentials import CREDENTIALS_FILE, load_or_create_credentials
+from camera_service.auth.identity import AuthError, Identity
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.auth.stream_access import AccessPolicy, is_ip_address
+from camera_service.auth.stream_tokens import StreamTokens, derive_stream_secret
 from camera_service.auth.url_tokens import derive_camera_url_secret
 from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
@@ -75,6 +79,7 @@ from camera_service.supervise import start_supervised
 from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
+from camera_service.transport.mediamtx_auth import StreamAuthEndpoint
 from camera_service.transport.websocket import WebSocketServer
 from camera_service.tuning import CameraTuning
 
@@ -158,7 +163,14 @@ class Application:
         self.ws = WebSocketServer(config.server, self.dispatcher, self.bus, self.metrics)
         self.http = HttpServer(config.http, self.health, self.metrics)
         self._build_cameras(event_source, prober)
-        self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
+        self._build_stream_auth(secret)
+        self.mediamtx = MediaMTXService.from_config(
+            config,
+            self.cameras,
+            self.bus,
+            credentials=self.mtx_credentials if self.stream_auth else None,
+            tokens=self.stream_tokens if self.stream_auth else None,
+        )
         self._build_media(secret)
         self._build_capture(v4l2_io)
         self.status = NodeStatus(
@@ -286,6 +298,53 @@ class Application:
                 probe_timeout=cfg.probe_timeout,
                 probe_retries=cfg.probe_retries,
             )
+
+    def _build_stream_auth(self, master_secret: bytes) -> None:
+        """Stream access control: MediaMTX asks POST /mediamtx/auth before every session."""
+        cfg = self.config.mediamtx
+        self.mtx_credentials = load_or_create_credentials(
+            self.config.storage.state_dir / CREDENTIALS_FILE
+        )
+        self.stream_tokens = StreamTokens(
+            derive_stream_secret(master_secret), cfg.stream_token_ttl
+        )
+        keys, jwt = self.keys, self.jwt
+
+        def verify(credential: str) -> Identity:  # no I/O: the endpoint refreshed the keys
+            if looks_like_api_key(credential):
+                return keys.verify(credential, refresh=False)
+            return jwt.verify(credential)
+
+        policy = AccessPolicy(
+            credentials=self.mtx_credentials,
+            tokens=self.stream_tokens,
+            verify=verify,
+            key_active=lambda key_id: keys.is_active(key_id, refresh=False),
+            known_path=lambda name: self.cameras.get(name) is not None,
+        )
+        api_host = urlsplit(cfg.api_url).hostname or ""
+        clients = [*cfg.auth_clients, *([api_host] if is_ip_address(api_host) else [])]
+        self.stream_auth: StreamAuthEndpoint | None = None
+        if cfg.enabled and cfg.stream_auth:
+            self.stream_auth = StreamAuthEndpoint(
+                policy,
+                self.authenticator.limiter,
+                self.keys,
+                allowed_clients=clients,
+                metrics=self.metrics,
+            )
+            self.stream_auth.add_routes(self.http.app)
+
+    def _kick_revoked_sessions(self) -> None:
+        """MediaMTX checks credentials at session start only: close the sessions opened
+        with an API key that has been revoked since (the key store was just refreshed)."""
+        if self.stream_auth is None:
+            return
+        revoked = self.stream_auth.ledger.take_revoked(
+            lambda key_id: self.keys.is_active(key_id, refresh=False)
+        )
+        for protocol, session_id in revoked:
+            self._spawn(self.mediamtx.kick(protocol, session_id))
 
     def _build_media(self, master_secret: bytes) -> None:
         storage, ffmpeg = self.config.storage, self.config.ffmpeg
@@ -633,12 +692,15 @@ class Application:
     async def start(self) -> None:
         self._load_cameras()
         self.files.ensure_dirs()
+        # Owed mp4 remuxes and stale frame directories of a crashed run (media/remux.py).
+        self._spawn(self.recordings.recover())
         await self._listen(
             "WebSocket", self.config.server.host, self.config.server.port, self.ws.start
         )
         self.listening.set()
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
         self.links.http_port = self.http.port
+        self.mediamtx.auth_http_port = self.http.port
         self.tuning.start()
         await self.discovery.start()
         await self.mediamtx.start()
@@ -737,6 +799,7 @@ class Application:
         while True:
             await asyncio.sleep(SESSION_SWEEP_INTERVAL_S)
             self.keys.refresh_if_changed()
+            self._kick_revoked_sessions()
             for session in list(self.ws.sessions.values()):
                 if session.identity is None:
                     continue

@@ -7,6 +7,7 @@ Unknown keys and bad values raise `ConfigError`, whose message names the key and
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -183,6 +184,12 @@ class SourceConfig(Section):
     input: str = Field(..., min_length=1, description="FFmpeg input, e.g. testsrc2=size=640x480")
     input_format: str | None = Field(None, description="FFmpeg -f value, e.g. lavfi, v4l2")
     exclusive: bool = Field(False, description="Single reader: never opened twice at once")
+    pixel_format: str | None = Field(
+        None,
+        pattern=r"^[A-Z0-9]{2,4}$",
+        description="H264: the input is H.264, recorded and published by copy; with a v4l2 "
+        "input also the capture format (MJPG, YUYV …)",
+    )
 
     @field_validator("id")
     @classmethod
@@ -281,6 +288,29 @@ class MediaMTXConfig(Section):
     backoff_base: Seconds = Field(0.5, description="First retry delay while down")
     backoff_max: Seconds = Field(4.0, description="Retry delay cap while down")
     request_timeout: Seconds = Field(3.0, description="Timeout of one API request")
+    stream_auth: bool = Field(
+        True,
+        description="Stream URLs carry credentials and POST /mediamtx/auth decides every "
+        "MediaMTX request (MediaMTX needs authMethod: http, see docs/deployment.md)",
+    )
+    stream_token_ttl: Seconds = Field(
+        300.0, description="Lifetime of the path-scoped stream tokens in stream URLs"
+    )
+    auth_clients: list[str] = Field(
+        default_factory=list,
+        description="Addresses besides loopback allowed to call POST /mediamtx/auth "
+        "(where MediaMTX runs when it is on another host)",
+    )
+
+    @field_validator("auth_clients")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return value
 
 
 class FfmpegConfig(Section):

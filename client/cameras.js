@@ -4,12 +4,13 @@ import {
   $, busy, clear, copyText, describeError, formatBytes, formatDate, formatDuration, formDialog,
   h, notify, notifyError, sameOriginUrl,
 } from './ui.js';
-import { canPlayHls, playHls, playWhep } from './live.js';
+import { canPlayHls, playHls, playWhep, whepEndpoint } from './live.js';
+import { TuningPanel } from './tuning.js';
 
 const PREVIEW_INTERVAL_MS = 5000;
 const MEDIA_TIMEOUT_MS = 45000;
 const STATUS_LABEL = { CONNECTED: 'Connected', DISCONNECTED: 'Disconnected', ERROR: 'Error' };
-const STREAM_LABEL = { rtsp: 'RTSP', hls: 'HLS', webrtc: 'WebRTC' };
+const STREAM_LABEL = { rtsp: 'RTSP', hls: 'HLS', webrtc: 'WebRTC page', whep: 'WHEP' };
 
 export class CamerasView {
   constructor(app) {
@@ -172,6 +173,8 @@ export class CamerasView {
       }
     } else if (method === 'recording_status_update' && params.device) {
       this.onRecordingUpdate(params);
+    } else if (method === 'camera_controls' && params.device) {
+      this.cards.get(params.device)?.tuning.onControls(params);
     }
   }
 
@@ -270,11 +273,12 @@ class CameraCard {
 
     this.streamsBody = h('div', { class: 'streams-body' });
     this.streamsDetails = h('details', { class: 'streams', hidden: true }, h('summary', {}, 'Stream URLs'), this.streamsBody);
+    this.tuning = new TuningPanel(this);
 
     this.article = h('article', { class: 'card camera', 'aria-labelledby': `${id}-title`, dataset: { device: this.camera.device } },
       h('header', { class: 'camera-head' }, this.title, this.badge),
       this.meta, this.recBox, this.recStatus, this.actions, this.preview,
-      this.liveDetails, this.streamsDetails, this.plainDetails, this.capsDetails);
+      this.liveDetails, this.streamsDetails, this.plainDetails, this.capsDetails, this.tuning.details);
     this.root = h('li', { class: 'camera-item' }, this.article);
   }
 
@@ -289,6 +293,7 @@ class CameraCard {
       .filter(Boolean).join(' · ');
     this.renderStreams();
     this.refreshControls();
+    this.tuning?.onCameraChanged(old, camera);
     if (old.status !== camera.status) {
       this.capsLoaded = false;
       if (this.liveDetails.open) {
@@ -493,7 +498,7 @@ class CameraCard {
   async startLive() {
     this.stopLive();
     const run = ++this.previewRun;
-    const streams = this.camera.streams || {};
+    let streams = this.camera.streams || {};
     const status = h('p', { class: 'live-status muted', role: 'status' });
     if (this.camera.status !== 'CONNECTED') {
       clear(this.liveBody, h('p', { class: 'muted' }, 'The camera is not connected.'));
@@ -505,12 +510,13 @@ class CameraCard {
       clear(this.liveBody, video, status);
       status.textContent = 'Connecting to the stream…';
       try {
-        await this.ensureStreaming();
+        // Fresh URLs: their stream tokens are short-lived and issued to this session.
+        streams = (await this.ensureStreaming()) || streams;
         if (run !== this.previewRun) return;
         let player = null;
         let firstError = null;
         if (streams.webrtc) {
-          player = await playWhep(video, streams.webrtc).catch((err) => {
+          player = await playWhep(video, whepEndpoint(streams)).catch((err) => {
             firstError = err;
             return null;
           });
@@ -561,14 +567,17 @@ class CameraCard {
     }
   }
 
+  /** Make sure the camera publishes; resolves with its current stream URLs. */
   async ensureStreaming() {
+    let info = null;
     try {
-      const info = await this.app.call('get_stream_url', { device: this.camera.device });
-      if (info.available || !this.app.atLeast('operator')) return;
+      info = await this.app.call('get_stream_url', { device: this.camera.device });
+      if (info.available || !this.app.atLeast('operator')) return info.streams;
     } catch (err) {
       if (!this.app.atLeast('operator')) throw err;
     }
-    await this.app.call('start_streaming', { device: this.camera.device }, { timeout: MEDIA_TIMEOUT_MS });
+    const started = await this.app.call('start_streaming', { device: this.camera.device }, { timeout: MEDIA_TIMEOUT_MS });
+    return started.streams || (info && info.streams);
   }
 
   startSnapshotPreview(run, status) {

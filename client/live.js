@@ -16,10 +16,19 @@ function waitIceGathering(pc, timeoutMs) {
   });
 }
 
-/** Play `<webrtc url>/whep` in `video`; resolves with {close()} once media flows. */
-export async function playWhep(video, webrtcUrl) {
+/** The WHEP endpoint of a camera's `streams` (`whep`, else `<webrtc page>/whep` keeping the
+ * query, where the stream token travels), or null. */
+export function whepEndpoint(streams) {
+  if (streams.whep) return streams.whep;
+  if (!streams.webrtc) return null;
+  const url = new URL(streams.webrtc);
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/whep`;
+  return url.href;
+}
+
+/** Play the WHEP `endpoint` in `video`; resolves with {close()} once media flows. */
+export async function playWhep(video, endpoint) {
   if (typeof RTCPeerConnection === 'undefined') throw new Error('This browser has no WebRTC.');
-  const endpoint = `${webrtcUrl.replace(/\/+$/, '')}/whep`;
   const pc = new RTCPeerConnection();
   let sessionUrl = null;
   const close = () => {

@@ -290,6 +290,13 @@ class ControlService:
         if topic == TOPIC_CONNECTED and camera.kind is CameraKind.V4L2 and self.desired(camera):
             self._spawn(self.reapply(camera.id, "plugged"))
 
+    def stream_started(self, camera_id: str) -> None:
+        """A capture outside the daemon's own processes streams the camera now (MediaMTX's
+        publisher after ``start_streaming``): write the desired values again."""
+        camera = self._cameras.get(camera_id)
+        if camera is not None and camera.kind is CameraKind.V4L2 and self.desired(camera):
+            self._spawn(self.reapply(camera_id, "capture_started"))
+
     def _process_started(self, handle: ProcessHandle) -> None:
         camera = self._cameras.get(handle.camera_id or "")
         if not handle.reader or camera is None or camera.kind is not CameraKind.V4L2:

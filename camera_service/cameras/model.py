@@ -95,6 +95,7 @@ class SourceSpec:
     input: str
     input_format: str | None = None
     exclusive: bool = False
+    pixel_format: str | None = None  # H264: the input is H.264 (copied); v4l2: capture format
 
 
 @dataclass(frozen=True, slots=True)

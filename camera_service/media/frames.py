@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SourceResolver = Callable[[str], Awaitable[tuple[CaptureSource, bool] | None]]
 _READ_CHUNK = 65536
 _RECORDING_POLL_S = 0.1
+_DEMAND_CHECK_S = 0.25
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -328,19 +329,12 @@ class FrameHub:
         assert handle.process is not None and handle.process.stdout is not None
         stdout = handle.process.stdout
         parser = MpjpegParser(self._max_frame_bytes)
-        while True:
-            read = asyncio.ensure_future(stdout.read(_READ_CHUNK))
-            while not read.done():
-                # Wake up when demand ends, so an unwatched reader stops promptly.
-                changed = asyncio.ensure_future(feed.changed.wait())
-                await asyncio.wait({read, changed}, return_when=asyncio.FIRST_COMPLETED)
-                changed.cancel()
-                if not read.done() and not self._wanted(feed):
-                    read.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await read
-                    return
-            chunk = read.result()
+        while self._wanted(feed):
+            # Bounded reads: demand is checked at least every _DEMAND_CHECK_S, frames or not.
+            try:
+                chunk = await asyncio.wait_for(stdout.read(_READ_CHUNK), _DEMAND_CHECK_S)
+            except TimeoutError:
+                continue
             if not chunk:
                 return
             try:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from camera_service.media import remux
 from camera_service.media.encoders import (
     SOFTWARE_ENCODER,
     EncodeOptions,
@@ -110,6 +111,11 @@ def resolve_output_path(
     return directory / name
 
 
+# An H.264 source is copied: only the latest-frame output decodes it, and key frames suffice
+# there (decoding every 1080p frame for a 2 fps JPEG would cost more than the whole copy).
+_H264_KEY_FRAMES_ONLY = ("-skip_frame", "nokey")
+
+
 def _video_codec_args(source: CaptureSource, encoder: EncoderSettings) -> list[str]:
     if source.is_h264:
         return ["-c:v", "copy"]
@@ -119,7 +125,9 @@ def _video_codec_args(source: CaptureSource, encoder: EncoderSettings) -> list[s
 
 
 def _container_args(fmt: str) -> list[str]:
-    if fmt == "fmp4":
+    if fmt in ("fmp4", "mp4"):
+        # mp4 too is written fragmented (crash-safe) and remuxed into a regular MP4 at the end
+        # (media/remux.py).
         # Fragments of about a second: whatever was written stays playable after a SIGKILL.
         # -flush_packets: fragments reach the disk at once instead of sitting in a 32 KiB buffer.
         flags = "+frag_keyframe+empty_moov+default_base_moof"
@@ -127,8 +135,6 @@ def _container_args(fmt: str) -> list[str]:
             *("-movflags", flags, "-frag_duration", "1000000"),
             *("-flush_packets", "1", "-f", "mp4"),
         ]
-    if fmt == "mp4":
-        return ["-movflags", "+faststart", "-f", "mp4"]
     if fmt == "mkv":
         return ["-flush_packets", "1", "-f", "matroska"]
     raise InvalidTarget(f"unsupported recording format: {fmt!r}")
@@ -149,7 +155,7 @@ def build_recording_args(
     return [
         *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
-        *([] if source.is_h264 else global_args(encoder.codec)),
+        *(_H264_KEY_FRAMES_ONLY if source.is_h264 else global_args(encoder.codec)),
         *source.input_args(),
         *("-map", "0:v:0", "-an"),
         *_video_codec_args(source, encoder),
@@ -263,6 +269,8 @@ class RecordingManager:
         self._stop_policy = stop_policy
         self._active: dict[str, _Recording] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._recovering: set[Path] = set()
+        self.recovered = asyncio.Event()
         # Other single readers whose latest frame snapshots may use (continuous recording).
         self.frame_sources: list[Callable[[str], Path | None]] = []
 
@@ -281,7 +289,7 @@ class RecordingManager:
 
     def active_files(self) -> set[Path]:
         """Files being written right now (never delete or clean these up)."""
-        return {rec.info.path for rec in self._active.values()}
+        return {rec.info.path for rec in self._active.values()} | self._recovering
 
     def latest_frame(self, camera_id: str) -> Path | None:
         """Where the recording process of the camera writes its latest frame (may not exist
@@ -355,7 +363,7 @@ class RecordingManager:
 
     async def _spawn(self, rec: _Recording, source: CaptureSource, reads_device: bool) -> None:
         info = rec.info
-        await asyncio.to_thread(self._prepare_files, info.path, rec.frame_path)
+        await asyncio.to_thread(self._prepare_files, info.path, rec.frame_path, info.format)
         rec.file_created = True
         argv = build_recording_args(
             self._ffmpeg,
@@ -401,11 +409,13 @@ class RecordingManager:
 
     def _frames_path(self, camera_id: str) -> Path:
         if self._frames_dir is None:
-            self._frames_dir = Path(tempfile.mkdtemp(prefix="camera-service-frames-"))
+            # The pid in the name lets the next start remove it after a crash (remux.py).
+            prefix = f"{remux.FRAMES_PREFIX}{os.getpid()}-"
+            self._frames_dir = Path(tempfile.mkdtemp(prefix=prefix))
         return self._frames_dir / f"{camera_id}_latest.jpg"
 
     @staticmethod
-    def _prepare_files(path: Path, frame_path: Path) -> None:
+    def _prepare_files(path: Path, frame_path: Path, fmt: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         frame_path.unlink(missing_ok=True)
@@ -414,6 +424,18 @@ class RecordingManager:
                 pass
         except FileExistsError as exc:
             raise InvalidTarget(f"file already exists: {path.name}") from exc
+        if fmt == "mp4":
+            remux.marker_for(path).touch()  # a remux is owed, even after a crash
+
+    async def recover(self) -> None:
+        """At start: finish the remuxes a crash or a shutdown left owed, and remove the
+        latest-frame directories of daemons that are gone. Sets :attr:`recovered`."""
+        try:
+            await remux.recover(
+                self._supervisor, self._ffmpeg, self.recordings_dir, self._recovering
+            )
+        finally:
+            self.recovered.set()
 
     @staticmethod
     def _discard(path: Path, frame_path: Path, no_frames: bool) -> None:
@@ -423,6 +445,7 @@ class RecordingManager:
         with contextlib.suppress(OSError):
             if no_frames or path.stat().st_size == 0:
                 path.unlink()
+                remux.marker_for(path).unlink(missing_ok=True)
 
     # -- end -------------------------------------------------------------------------------
 
@@ -448,10 +471,14 @@ class RecordingManager:
             stderr_tail=handle.stderr_tail,
             stop_requested=handle.stop_requested,
         )
+        if info.format == "mp4" and reason != "shutdown":
+            # At shutdown the marker stays and the next start remuxes (time budget).
+            await remux.remux(self._supervisor, self._ffmpeg, info.path)
         size = await asyncio.to_thread(_file_size, info.path)
         await asyncio.to_thread(rec.frame_path.unlink, missing_ok=True)
         if size == 0:  # nothing was recorded: no empty file is left or listed
             await asyncio.to_thread(info.path.unlink, missing_ok=True)
+            await asyncio.to_thread(remux.marker_for(info.path).unlink, missing_ok=True)
         if self._active.get(info.device) is rec:
             del self._active[info.device]
         result = RecordingResult(

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from camera_service.auth.daemon_credentials import Credential
 from camera_service.cameras.model import Camera
 from camera_service.media.encoders import SOFTWARE_ENCODER, publish_args
 from camera_service.media.source import capture_source_for
@@ -52,6 +53,8 @@ class PathSettings:
     record_path: str
     close_after: float
     ffmpeg: str = "ffmpeg"
+    #: The daemon's publisher credential, put into the publishers' URLs (stream auth on).
+    publisher: Credential | None = None
     video_encoder: str = SOFTWARE_ENCODER  # from the encoder probe (media/encoders.py)
 
 
@@ -61,31 +64,28 @@ def desired_conf(
     """The path configuration ``camera`` needs now; None when it cannot have a path.
 
     Idle while the camera is away or its single-reader device is read by a recording
-    (``device_read``); else published on demand, or always on while streamed or recorded by
-    MediaMTX.
+    (``device_read``); else published (or pulled) on demand. Streaming and recording in
+    MediaMTX change only the ``record`` flag (applied without a path restart); what keeps
+    their stream up is a reader the daemon holds (:mod:`.holder`).
     """
     try:
         source = capture_source_for(camera)
         if not camera.connected or (source.exclusive and device_read):
             base = idle_publisher_conf()
+        elif source.input_format is None and is_source_url(source.input):
+            base = source_path_conf(source.input, close_after=settings.close_after)
         else:
-            always_on = camera.id in intents.streaming or camera.id in intents.recording
-            if source.input_format is None and is_source_url(source.input):
-                base = source_path_conf(
-                    source.input, on_demand=not always_on, close_after=settings.close_after
-                )
-            else:
-                # An H.264 camera is published by copy; others with the probed encoder.
-                before, encoder_args = publish_args(
-                    source.is_h264, settings.video_encoder, source.fps, DEFAULT_ENCODER_ARGS
-                )
-                base = publisher_path_conf(
-                    [*before, *source.input_args()],
-                    close_after=settings.close_after,
-                    ffmpeg=settings.ffmpeg,
-                    always_on=always_on,
-                    encoder_args=encoder_args,
-                )
+            # An H.264 camera is published by copy; others with the probed encoder.
+            before, encoder_args = publish_args(
+                source.is_h264, settings.video_encoder, source.fps, DEFAULT_ENCODER_ARGS
+            )
+            base = publisher_path_conf(
+                [*before, *source.input_args()],
+                close_after=settings.close_after,
+                ffmpeg=settings.ffmpeg,
+                encoder_args=encoder_args,
+                credential=settings.publisher,
+            )
     except ValueError as exc:
         log.warning("camera %s gets no MediaMTX path: %s", camera.id, exc)
         return None

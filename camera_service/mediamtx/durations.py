@@ -51,9 +51,13 @@ def format_go_duration(seconds: float) -> str:
 
 
 def parse_go_duration(text: str) -> float:
-    """Parse a Go/MediaMTX duration (``"1m0s"``, ``"500ms"``, ``"1d"``) into seconds."""
+    """Parse a Go/MediaMTX duration (``"1m0s"``, ``"500ms"``, ``"1d"``) into seconds.
+
+    ``""`` is zero: MediaMTX echoes a zero duration as an empty string
+    (``internal/conf/duration.go``, ``marshalInternal``), and ``24h`` as ``1d``.
+    """
     text = text.strip()
-    if text == "0":
+    if text in ("", "0"):
         return 0.0
     pos, total = 0, 0.0
     while pos < len(text):

@@ -10,6 +10,13 @@
   the backoff schedule while it is down, feeds the breaker, and calls ``on_down(reason)``
   / ``on_up()`` once per transition (the first probe counts as a transition, so
   ``on_up`` also fires at start-up, which is when a reconcile is wanted).
+* Start-up checks (:func:`check_version`, :func:`setup_hint`): a MediaMTX older than
+  :data:`MIN_VERSION` counts as down, with the reason; an API that refuses connections
+  (the stock ``mediamtx.yml`` has ``api: false``) or answers 401/403 (the API answers
+  only loopback by default) gets a hint saying what to set, in the health detail and once
+  in the log.
+* ``started`` of ``/v3/info`` changes when MediaMTX restarts, even between two probes:
+  :attr:`MediaMTXMonitor.started` exposes it for the path reconcile.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import inspect
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from camera_service.mediamtx.client import MediaMTXClient, MediaMTXError
+from camera_service.mediamtx.client import MediaMTXClient, MediaMTXError, MediaMTXUnavailable
 from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,42 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 OnDown = Callable[[str], Awaitable[None] | None]
 OnUp = Callable[[], Awaitable[None] | None]
+
+
+#: Oldest MediaMTX release whose API and recorder behave as this integration expects.
+MIN_VERSION = (1, 20, 0)
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+
+
+def check_version(version: str | None) -> str | None:
+    """Why ``version`` is not supported, or None (unparseable versions are accepted)."""
+    match = _VERSION_RE.match(version or "")
+    if match is None:
+        return None
+    found = tuple(int(part) for part in match.groups())
+    if found == (0, 0, 0):  # development builds report v0.0.0
+        return None
+    if found < MIN_VERSION:
+        oldest = "v" + ".".join(str(n) for n in MIN_VERSION)
+        return f"MediaMTX {version} is older than {oldest}, the oldest release supported"
+    return None
+
+
+def setup_hint(error: MediaMTXError, api_url: str) -> str | None:
+    """What to set in ``mediamtx.yml`` for a probe that failed like ``error``."""
+    if error.status in (401, 403):
+        return (
+            f"MediaMTX refused the API request ({error.status}): allow this host the 'api' "
+            "action in authInternalUsers of mediamtx.yml (by default only 127.0.0.1 and ::1 "
+            "may use the API), or run camera-service on the MediaMTX host"
+        )
+    if isinstance(error, MediaMTXUnavailable) and "unexpected response" not in error.message:
+        return (
+            f"no API answer from {api_url}: set 'api: yes' and 'apiAddress' (host:port of "
+            "mediamtx.api_url) in mediamtx.yml; the stock file has 'api: false' (a host "
+            "that may not use the API gets 401, sometimes only after a few seconds)"
+        )
+    return None
 
 
 class BreakerState(enum.StrEnum):
@@ -196,6 +240,9 @@ class MediaMTXMonitor:
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._version: str | None = None
+        self.started: str | None = None
+        self.hint: str | None = None
+        self._hints_logged: set[str] = set()
         self._next_delay: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -216,6 +263,8 @@ class MediaMTXMonitor:
             "status": str(self._status),
             "api_url": self._client.base_url,
             "version": self._version,
+            "started": self.started,
+            "hint": self.hint,
             "last_ok": _iso(self._last_ok),
             "last_error": self._last_error,
             "last_error_at": _iso(self._last_error_at),
@@ -231,11 +280,25 @@ class MediaMTXMonitor:
         try:
             info = await self._client.info(request_timeout=self.probe_timeout)
         except MediaMTXError as exc:
+            self._set_hint(setup_hint(exc, self._client.base_url))
             await self._failed(exc.message or exc.__class__.__name__)
             return False
         self._version = info.version
+        unsupported = check_version(info.version)
+        if unsupported is not None:
+            self._set_hint(f"install MediaMTX from its official releases ({unsupported})")
+            await self._failed(unsupported)
+            return False
+        self._set_hint(None)
+        self.started = info.started
         await self._succeeded()
         return True
+
+    def _set_hint(self, hint: str | None) -> None:
+        self.hint = hint
+        if hint is not None and hint not in self._hints_logged:
+            self._hints_logged.add(hint)
+            log.error("MediaMTX setup: %s", hint)
 
     async def _succeeded(self) -> None:
         previous = self._status

@@ -27,7 +27,7 @@ import enum
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from camera_service.mediamtx.client import (
 )
 from camera_service.mediamtx.desired import conflict_reason, plan_reconcile
 from camera_service.mediamtx.models import PathConf, RecordFormat
-from camera_service.mediamtx.pathconf import conf_matches, recording_patch
+from camera_service.mediamtx.pathconf import conf_matches, recording_patch, restarts_path
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,10 @@ def path_name_for(camera_id: str) -> str:
 
 class ProvisionAction(enum.StrEnum):
     ADDED = "added"
+    #: Replaced with a change MediaMTX applies by closing the path (readers are cut).
     REPLACED = "replaced"
+    #: Replaced with a ``record*``-only change, applied in place (readers stay).
+    RELOADED = "reloaded"
     UNCHANGED = "unchanged"
 
 
@@ -88,6 +91,7 @@ class ReconcileReport:
 
     added: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    reloaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     #: Paths MediaMTX refused (400) or that we do not own: name -> reason.
@@ -95,12 +99,13 @@ class ReconcileReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.replaced or self.removed)
+        return bool(self.added or self.replaced or self.reloaded or self.removed)
 
     def record(self, name: str, action: ProvisionAction) -> None:
         {
             ProvisionAction.ADDED: self.added,
             ProvisionAction.REPLACED: self.replaced,
+            ProvisionAction.RELOADED: self.reloaded,
             ProvisionAction.UNCHANGED: self.unchanged,
         }[action].append(name)
 
@@ -113,30 +118,45 @@ class PathConflict(Exception):
         self.name = name
 
 
-def _parse_ownership(data: object) -> set[str]:
+_Claims = dict[str, str | None]
+
+
+def _parse_ownership(data: object) -> _Claims:
+    """name → ``started`` of the MediaMTX process it was added to (None: unknown)."""
     paths = data.get("paths") if isinstance(data, dict) else None
     if not isinstance(paths, list):
         raise ValueError("no 'paths' list")
-    return {name for name in paths if isinstance(name, str) and _NAME_RE.match(name)}
+    assert isinstance(data, dict)
+    started = data.get("started")
+    started = started if isinstance(started, dict) else {}
+    names = {name for name in paths if isinstance(name, str) and _NAME_RE.match(name)}
+    return {n: v if isinstance(v := started.get(n), str) else None for n in names}
 
 
 class PathOwnership:
     """The names of the MediaMTX paths camera-service created.
 
     In memory only without ``file``; with it, loaded at construction and rewritten
-    atomically (JSON ``{"version": 1, "paths": [...]}``, mode 0600) on every change. An
-    unusable file is moved aside (``.corrupt-<time>``) and the record starts empty: paths of a
-    lost record are then treated as foreign, never deleted.
+    atomically (JSON ``{"version": 1, "paths": [...], "started": {name: started}}``, mode
+    0600) on every change. An unusable file is moved aside (``.corrupt-<time>``) and the
+    record starts empty: paths of a lost record are then treated as foreign, never deleted.
+
+    Each claim remembers the ``started`` time (``/v3/info``) of the MediaMTX process the
+    path was added to. API-made paths die with that process, so a path that exists under a
+    claimed name in a process started at another time comes from ``mediamtx.yml``:
+    :meth:`stale` names those claims, and they are dropped instead of the operator's path
+    being replaced or deleted.
     """
 
     def __init__(self, file: Path | None = None) -> None:
         self.file = file
+        self._started: dict[str, str | None] = {}
         self._names: set[str] = self._load(file) if file is not None else set()
         self._lock = asyncio.Lock()
 
-    @staticmethod
-    def _load(file: Path) -> set[str]:
-        return load_recoverable(file, _parse_ownership, set)
+    def _load(self, file: Path) -> set[str]:
+        self._started = load_recoverable(file, _parse_ownership, dict)
+        return set(self._started)
 
     def owns(self, name: str) -> bool:
         return name in self._names
@@ -144,21 +164,38 @@ class PathOwnership:
     def names(self) -> frozenset[str]:
         return frozenset(self._names)
 
-    async def claim(self, name: str) -> None:
-        await self._update(self._names | {name})
+    def stale(self, name: str, started: str | None) -> bool:
+        """The claim on ``name`` was made against another MediaMTX process than the one
+        started at ``started`` (unknown times never count as stale)."""
+        claimed = self._started.get(name)
+        return name in self._names and None not in (claimed, started) and claimed != started
+
+    async def claim(self, name: str, started: str | None = None) -> None:
+        if self._started.get(name) != started or name not in self._names:
+            self._started[name] = started
+            self._names = self._names | {name}
+            await self._save()
 
     async def release(self, *names: str) -> None:
-        await self._update(self._names - set(names))
-
-    async def _update(self, names: set[str]) -> None:
-        if names == self._names:
+        if not set(names) & self._names:
             return
-        self._names = names
+        self._names = self._names - set(names)
+        for name in names:
+            self._started.pop(name, None)
+        await self._save()
+
+    async def _save(self) -> None:
         if self.file is None:
             return
         async with self._lock:  # one writer at a time, always the latest state
-            text = json.dumps({"version": _OWNERSHIP_VERSION, "paths": sorted(self._names)})
-            await asyncio.to_thread(atomic_write, self.file, text + "\n")
+            started = {n: s for n, s in sorted(self._started.items()) if s and n in self._names}
+            record: dict[str, object] = {
+                "version": _OWNERSHIP_VERSION,
+                "paths": sorted(self._names),
+            }
+            if started:
+                record["started"] = started
+            await asyncio.to_thread(atomic_write, self.file, json.dumps(record) + "\n")
 
 
 def _check_name(name: str) -> None:
@@ -177,6 +214,7 @@ class PathProvisioner:
     def __init__(self, client: MediaMTXClient, *, ownership: PathOwnership | None = None) -> None:
         self._client = client
         self.ownership = ownership if ownership is not None else PathOwnership()
+        self._now_started: str | None = None
 
     def name_for(self, camera_id: str) -> str:
         return path_name_for(camera_id)
@@ -184,24 +222,36 @@ class PathProvisioner:
     def owns(self, name: str) -> bool:
         return self.ownership.owns(name)
 
+    async def _started(self) -> str | None:
+        """``started`` of the MediaMTX process answering now."""
+        return (await self._client.info()).started
+
     async def ensure(self, name: str, conf: PathConf) -> ProvisionAction:
         """Make path ``name`` match ``conf``: add it, replace it, or leave it (idempotent).
 
-        Raises :class:`PathConflict` when the path exists and is not ours.
+        Raises :class:`PathConflict` when the path exists and is not ours (never created by
+        camera-service, or a ``mediamtx.yml`` path under a name we claimed in an earlier
+        MediaMTX process; that claim is dropped).
         """
         _check_name(name)
+        started = await self._started()
         try:
             actual: PathConf | None = await self._client.get_config_path(name)
         except MediaMTXNotFound:
             actual = None
+        if actual is not None and self.ownership.stale(name, started):
+            await self._forget_static([name])
         if actual is not None and not self.owns(name):
             raise PathConflict(name)
+        self._now_started = started
         return await self._apply(name, conf, actual)
 
     async def _apply(self, name: str, conf: PathConf, actual: PathConf | None) -> ProvisionAction:
         if actual is None:
             owned_before = self.owns(name)
-            await self.ownership.claim(name)  # before the add: the record stays a superset
+            # Claimed before the add (the record stays a superset), with the process it is
+            # added to.
+            await self.ownership.claim(name, self._now_started)
             try:
                 await self._client.add_config_path(name, conf)
                 return ProvisionAction.ADDED
@@ -217,12 +267,17 @@ class PathProvisioner:
                     raise PathConflict(name) from None
         if conf_matches(conf, actual):
             return ProvisionAction.UNCHANGED
+        # MediaMTX answers 200 before it applies the write, and a replace of a missing path
+        # creates it (internal/api/api.go, internal/core/path_manager.go): readiness after
+        # a write is checked by the caller (streaming.wait_ready), never assumed.
         try:
             await self._client.replace_config_path(name, conf)
-        except MediaMTXNotFound:  # deleted concurrently
+        except MediaMTXNotFound:  # older releases: deleted concurrently
             await self._client.add_config_path(name, conf)
             return ProvisionAction.ADDED
-        return ProvisionAction.REPLACED
+        if restarts_path(actual, conf):
+            return ProvisionAction.REPLACED
+        return ProvisionAction.RELOADED
 
     async def remove(self, name: str) -> bool:
         """Delete our path ``name``; False when it did not exist.
@@ -256,9 +311,11 @@ class PathProvisioner:
         """
         for name in desired:
             _check_name(name)
+        started = self._now_started = await self._started()
         current = {
             conf.name: conf for conf in await self._client.list_all_config_paths() if conf.name
         }
+        await self._forget_static(n for n in current if self.ownership.stale(n, started))
         plan = plan_reconcile(desired, current, self.ownership.names())
         report = ReconcileReport(unchanged=list(plan.unchanged), failed=dict(plan.conflicts))
         await self.ownership.release(*plan.release)
@@ -268,6 +325,18 @@ class PathProvisioner:
             conf = plan.add.get(name) or plan.replace[name]
             await self._reconcile_one(name, conf, current.get(name), report)
         return report
+
+    async def _forget_static(self, names: Iterable[str]) -> None:
+        """Drop claims on paths that exist in a MediaMTX process other than the one we added
+        them to: they come from its configuration file, and are left alone."""
+        static = sorted(names)
+        if static:
+            log.warning(
+                "MediaMTX paths %s come from its configuration file (MediaMTX restarted since "
+                "camera-service added them); they are left alone",
+                static,
+            )
+            await self.ownership.release(*static)
 
     async def _reconcile_one(
         self, name: str, conf: PathConf, actual: PathConf | None, report: ReconcileReport

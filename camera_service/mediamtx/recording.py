@@ -3,11 +3,13 @@
 :class:`StreamRecordings` picks who records (:meth:`StreamRecordings.route`):
 
 * ``record_with: mediamtx``, format fmp4, MediaMTX up: MediaMTX records the path. It turns
-  ``record`` on for the path (always-on publisher, ``recordFormat: fmp4``, files in the
-  recordings directory named ``<camera>_<YYYY-MM-DD_HH-MM-SS>.mp4``) and follows the
-  segment files it writes. The record flag is part of the desired path configuration
+  ``record`` on for the path (MediaMTX applies that without restarting the path), holds a
+  reader so the on-demand publisher runs (:mod:`.holder`), and returns once MediaMTX has
+  created the first file, under its UTC name (:mod:`.segments`); a recording MediaMTX
+  does not write fails (-32050). The record flag is part of the desired path configuration
   (:attr:`MediaMTXService.intents`), so a reconcile after a MediaMTX restart resumes the
-  recording (in a new file).
+  recording in a new segment, which is tracked too. ``stop`` waits until MediaMTX closed
+  the last segment, so the sizes it reports are final.
 * exclusive camera, MediaMTX up: FFmpeg records the camera's RTSP stream (the device keeps
   a single reader: MediaMTX's publisher).
 * otherwise (MediaMTX disabled or down): FFmpeg reads the device, as RecordingManager.
@@ -18,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from camera_service.media.recordings import (
     RecordingResult,
 )
 from camera_service.media.source import CaptureSource
+from camera_service.mediamtx import segments
 from camera_service.mediamtx.errors import (
     MediaMTXUnavailableError,
     PathConflictError,
@@ -39,12 +40,16 @@ from camera_service.mediamtx.errors import (
     StreamStateError,
 )
 from camera_service.mediamtx.service import MediaMTXService
-from camera_service.storage.files import generated_filename
+from camera_service.mediamtx.streaming import wait_ready
 from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
 SEGMENT_SCAN_S = 1.0
+SEGMENT_POLL_S = 0.1
+FIRST_SEGMENT_TIMEOUT_S = 6.0
+FINALIZE_TIMEOUT_S = 5.0
+HOLD_REASON = "recording"
 RecordRoute = Literal["device", "stream", "mediamtx"]
 
 
@@ -55,10 +60,17 @@ def _utc_now() -> datetime:
 @dataclass(eq=False)
 class _MtxRecording:
     info: RecordingInfo
+    #: staged segment → its visible (hard-linked) name in the recordings directory.
+    segments: dict[Path, Path] = field(default_factory=dict)
+    #: visible segment → size in bytes.
     files: dict[Path, int] = field(default_factory=dict)
     preexisting: set[Path] = field(default_factory=set)
     watcher: asyncio.Task[None] | None = None
     stopping: bool = False
+
+
+class RecordingNotWritten(MediaMTXUnavailableError):
+    """MediaMTX accepted the recording but wrote no file (-32050)."""
 
 
 class StreamRecordings(RecordingManager):
@@ -125,14 +137,19 @@ class StreamRecordings(RecordingManager):
     async def _start_in_mediamtx(
         self, camera_id: str, duration: int | None
     ) -> RecordingInfo | None:
-        """Start a MediaMTX recording; None when MediaMTX went away (caller falls back)."""
+        """Start a MediaMTX recording and return once its first file exists.
+
+        None when MediaMTX went away before the recording was switched on (the caller falls
+        back to FFmpeg); :class:`RecordingNotWritten` when MediaMTX writes no file within
+        :data:`FIRST_SEGMENT_TIMEOUT_S` of the stream being ready.
+        """
         now = _utc_now()
-        name = generated_filename(camera_id, ".mp4", now)
-        info = RecordingInfo(camera_id, name, self.recordings_dir / name, "fmp4", now, duration)
-        rec = _MtxRecording(info)
+        placeholder = RecordingInfo(camera_id, "", self.recordings_dir, "fmp4", now, duration)
+        rec = _MtxRecording(placeholder)
         self._mtx[camera_id] = rec  # reserved before any await: no double start
         try:
-            rec.preexisting = set(await self._segments(camera_id))
+            await asyncio.to_thread(segments.settle_staging, self.recordings_dir, camera_id)
+            rec.preexisting = set(await self._staged(camera_id))
             await self._begin_in_mediamtx(camera_id)
         except PathConflictError as exc:
             del self._mtx[camera_id]
@@ -144,13 +161,42 @@ class StreamRecordings(RecordingManager):
         except BaseException:
             del self._mtx[camera_id]
             raise
+        try:
+            await self._wait_first_segment(rec)
+        except BaseException:
+            del self._mtx[camera_id]
+            await self._end_in_mediamtx(camera_id)
+            await asyncio.to_thread(segments.settle_staging, self.recordings_dir, camera_id)
+            raise
+        info = rec.info
         rec.watcher = start_supervised(f"mtx-rec-{camera_id}", lambda: self._watch_segments(rec))
         self._emit(info, "STARTED", duration)
-        log.info("recording %s started in MediaMTX (%s)", camera_id, self._mediamtx.recordings_dir)
+        log.info("recording %s started in MediaMTX: %s", camera_id, info.filename)
         return info
 
+    async def _wait_first_segment(self, rec: _MtxRecording) -> None:
+        """Wait for the stream, then for the first segment file MediaMTX creates."""
+        mtx, camera_id = self._mediamtx, rec.info.device
+        camera = mtx.cameras.get(camera_id)
+        if camera is None:
+            raise StreamStateError(f"Camera {camera_id} is gone.", "DISCONNECTED", ["CONNECTED"])
+        await wait_ready(mtx, camera)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FIRST_SEGMENT_TIMEOUT_S
+        while not await self._scan_segments(rec):
+            if loop.time() >= deadline:
+                where = segments.staging_dir(self.recordings_dir.resolve())
+                raise RecordingNotWritten(
+                    f"MediaMTX wrote no recording of {camera_id} into {where} within "
+                    f"{FIRST_SEGMENT_TIMEOUT_S:g} s of the stream being ready; check that the "
+                    "MediaMTX user can create files there and that the stream's codec can be "
+                    "recorded (its log says why)"
+                )
+            await asyncio.sleep(SEGMENT_POLL_S)  # MediaMTX announces no file: poll, bounded
+
     async def _begin_in_mediamtx(self, camera_id: str) -> None:
-        """Turn MediaMTX recording on for the camera (always-on publisher + ``record``)."""
+        """Turn MediaMTX recording on (``record: true``, applied without a path restart)
+        and hold a reader so the on-demand publisher runs."""
         mtx = self._mediamtx
         camera = mtx.cameras.get(camera_id)
         if camera is None:
@@ -158,6 +204,7 @@ class StreamRecordings(RecordingManager):
         mtx.intents.recording.add(camera_id)
         try:
             await mtx.apply(camera)
+            mtx.holders.hold(camera_id, HOLD_REASON)
         except BaseException:
             mtx.intents.recording.discard(camera_id)
             mtx.spawn_sync(camera_id)
@@ -167,6 +214,7 @@ class StreamRecordings(RecordingManager):
         """Turn MediaMTX recording off; applied at recovery if MediaMTX is down now."""
         mtx = self._mediamtx
         mtx.intents.recording.discard(camera_id)
+        await mtx.holders.release(camera_id, HOLD_REASON)
         camera = mtx.cameras.get(camera_id)
         if camera is None:
             return
@@ -176,7 +224,8 @@ class StreamRecordings(RecordingManager):
             log.warning("MediaMTX recording of %s not switched off yet: %s", camera_id, exc)
 
     async def _watch_segments(self, rec: _MtxRecording) -> None:
-        """Follow the segment files MediaMTX writes; stop a timed recording on time."""
+        """Follow the segments MediaMTX writes (a MediaMTX restart starts a new one); stop a
+        timed recording on time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + rec.info.duration if rec.info.duration else None
         while True:
@@ -189,16 +238,43 @@ class StreamRecordings(RecordingManager):
             )
             await asyncio.sleep(max(delay, 0.0))
 
-    async def _segments(self, camera_id: str) -> dict[Path, int]:
-        return await asyncio.to_thread(segment_files, self.recordings_dir, camera_id)
+    async def _staged(self, camera_id: str) -> dict[Path, datetime]:
+        return await asyncio.to_thread(segments.staged_segments, self.recordings_dir, camera_id)
 
-    async def _scan_segments(self, rec: _MtxRecording) -> None:
-        found = await self._segments(rec.info.device)
-        rec.files = {path: size for path, size in found.items() if path not in rec.preexisting}
-        if rec.files:
-            first = min(rec.files)
-            if first.name != rec.info.filename:
-                rec.info = replace(rec.info, filename=first.name, path=first)
+    async def _scan_segments(self, rec: _MtxRecording) -> bool:
+        """Link new staged segments under their UTC names, refresh sizes; True once the
+        recording has a file."""
+        camera_id = rec.info.device
+        found = await self._staged(camera_id)
+        for staged, start in sorted(found.items(), key=lambda item: item[1]):
+            if staged in rec.preexisting or staged in rec.segments:
+                continue
+            visible = await asyncio.to_thread(
+                segments.link_segment, staged, self.recordings_dir, camera_id, start
+            )
+            rec.segments[staged] = visible
+            if not rec.files:
+                rec.info = replace(rec.info, filename=visible.name, path=visible, start_time=start)
+            else:
+                log.info("recording %s continues in a new segment %s", camera_id, visible.name)
+            rec.files[visible] = 0
+        for visible in rec.files:
+            rec.files[visible] = await asyncio.to_thread(segments.file_size, visible)
+        return bool(rec.files)
+
+    async def _wait_finalized(self, rec: _MtxRecording) -> None:
+        """Wait until MediaMTX closed the last segment (its duration is in the header), so
+        sizes are final; bounded by :data:`FINALIZE_TIMEOUT_S`."""
+        if not rec.segments:
+            return
+        last = max(rec.segments, key=lambda staged: rec.segments[staged].name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FINALIZE_TIMEOUT_S
+        while not segments.fmp4_finalized(await asyncio.to_thread(segments.read_head, last)):
+            if loop.time() >= deadline:
+                log.warning("MediaMTX did not close %s within %g s", last, FINALIZE_TIMEOUT_S)
+                return
+            await asyncio.sleep(SEGMENT_POLL_S)  # MediaMTX announces no close: poll, bounded
 
     async def stop(
         self, camera_id: str, reason: str = "stopped", *, error: bool = False
@@ -219,6 +295,9 @@ class StreamRecordings(RecordingManager):
                 await rec.watcher
         await self._end_in_mediamtx(camera_id)
         await self._scan_segments(rec)
+        await self._wait_finalized(rec)
+        await self._scan_segments(rec)
+        await asyncio.to_thread(segments.settle_staging, self.recordings_dir, camera_id)
         self._mtx.pop(camera_id, None)
         end = _utc_now()
         elapsed = round((end - rec.info.start_time).total_seconds(), 3)
@@ -239,22 +318,3 @@ class StreamRecordings(RecordingManager):
         )
         results = await super().stop_all(reason)
         return [*results, *(r for r in ours if isinstance(r, RecordingResult))]
-
-
-_SEGMENT_RE = re.compile(r"^(?P<id>.+)_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}\.mp4$")
-
-
-def segment_files(directory: Path, camera_id: str) -> dict[Path, int]:
-    """Files named like the camera's recordings: path → size (blocking I/O)."""
-    found: dict[Path, int] = {}
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return found
-    for entry in entries:
-        match = _SEGMENT_RE.match(entry.name)
-        if match is None or match.group("id") != camera_id:
-            continue
-        with contextlib.suppress(OSError):
-            found[Path(entry.path)] = entry.stat().st_size
-    return found

@@ -35,12 +35,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from camera_service.auth.daemon_credentials import DaemonCredentials
+from camera_service.auth.identity import Identity
+from camera_service.auth.stream_tokens import StreamTokens
 from camera_service.cameras.model import Camera
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.config import Config, MediaMTXConfig
 from camera_service.events import Event, EventBus
 from camera_service.health import ComponentStatus
 from camera_service.media.source import CaptureSource
+from camera_service.mediamtx.access import auth_settings_problems
 from camera_service.mediamtx.client import (
     MediaMTXClient,
     MediaMTXError,
@@ -55,6 +59,7 @@ from camera_service.mediamtx.errors import (
     StreamingDisabledError,
     StreamStateError,
 )
+from camera_service.mediamtx.holder import StreamHolders
 from camera_service.mediamtx.models import Path as MtxPath
 from camera_service.mediamtx.models import PathConf
 from camera_service.mediamtx.monitor import BreakerState, CircuitBreaker, MediaMTXMonitor
@@ -63,9 +68,11 @@ from camera_service.mediamtx.paths import (
     PathConflict,
     PathOwnership,
     PathProvisioner,
+    ProvisionAction,
     ReconcileReport,
     path_name_for,
 )
+from camera_service.mediamtx.segments import record_path
 from camera_service.mediamtx.urls import local_rtsp_url, stream_urls
 from camera_service.supervise import start_supervised
 
@@ -74,8 +81,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: MediaMTX ``recordPath`` (``%path`` is the camera id): the project's generated-name format.
-RECORD_NAME_PATTERN = "%path_%Y-%m-%d_%H-%M-%S"
 T = TypeVar("T")
 
 
@@ -93,19 +98,31 @@ class MediaMTXService:
         ffmpeg: str = "ffmpeg",
         client: MediaMTXClient | None = None,
         ready_timeout: float = 10.0,
+        credentials: DaemonCredentials | None = None,
+        tokens: StreamTokens | None = None,
     ) -> None:
+        """``credentials``/``tokens`` (stream access control on): the daemon's MediaMTX
+        credentials (API client, publishers) and the issuer of the URLs' stream tokens."""
         self.config = config
         self.enabled = config.enabled
         self.ready_timeout = ready_timeout
         self.cameras = cameras
         self._bus = bus
         self.settings = PathSettings(
-            record_path=str(Path(recordings_dir).resolve() / RECORD_NAME_PATTERN),
+            record_path=record_path(Path(recordings_dir)),
             close_after=config.on_demand_close_after,
             ffmpeg=ffmpeg,
+            publisher=credentials.publisher if credentials is not None else None,
         )
+        self.tokens = tokens
         self.recordings_dir = Path(recordings_dir)
-        self.client = client or MediaMTXClient(config.api_url, timeout=config.request_timeout)
+        api_auth = (credentials.api.user, credentials.api.password) if credentials else None
+        self.client = client or MediaMTXClient(
+            config.api_url, timeout=config.request_timeout, auth=api_auth
+        )
+        #: The daemon's HTTP port once it listens (checked against authHTTPAddress).
+        self.auth_http_port: int | None = None
+        self.auth_problems: list[str] | None = None
         self.ownership = PathOwnership(Path(state_dir) / OWNERSHIP_FILE)
         self.provisioner = PathProvisioner(self.client, ownership=self.ownership)
         self.monitor = MediaMTXMonitor(
@@ -119,6 +136,7 @@ class MediaMTXService:
             on_up=self._came_up,
         )
         self._local_host = urlsplit(config.api_url).hostname or "127.0.0.1"
+        self.holders = StreamHolders(self.local_url, ffmpeg=ffmpeg)
         self._recordings: RecordingManager | None = None
         self._device_readers: list[Callable[[str], bool]] = []
         self.intents = PathIntents()
@@ -131,10 +149,23 @@ class MediaMTXService:
         self.last_reconcile: ReconcileReport | None = None
         self.last_reconcile_at: float | None = None
         self.reconciles = 0
+        self._reconciled_started: str | None = None
         self.reconciled = asyncio.Event()
+        # Called with the camera id when its path becomes ready (the publisher FFmpeg, a
+        # MediaMTX child, streams the device: start_streaming or an on-demand reader, seen
+        # by the next path refresh): must not block or raise.
+        self.stream_ready_listeners: list[Callable[[str], None]] = []
 
     @classmethod
-    def from_config(cls, config: Config, cameras: CameraRegistry, bus: EventBus) -> MediaMTXService:
+    def from_config(
+        cls,
+        config: Config,
+        cameras: CameraRegistry,
+        bus: EventBus,
+        *,
+        credentials: DaemonCredentials | None = None,
+        tokens: StreamTokens | None = None,
+    ) -> MediaMTXService:
         return cls(
             config.mediamtx,
             cameras,
@@ -142,6 +173,8 @@ class MediaMTXService:
             state_dir=config.storage.state_dir,
             recordings_dir=config.storage.recordings_dir,
             ffmpeg=config.ffmpeg.binary,
+            credentials=credentials,
+            tokens=tokens,
         )
 
     def attach_device_reader(self, reads_device: Callable[[str], bool]) -> None:
@@ -171,6 +204,7 @@ class MediaMTXService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop_task = None
+        await self.holders.stop()
         await self.monitor.stop()
         await self.client.close()
 
@@ -186,17 +220,23 @@ class MediaMTXService:
 
     # --- providers for the application --------------------------------------------------
 
-    def streams_for(self, camera: Camera) -> dict[str, str]:
-        """``{rtsp, hls, webrtc}`` reader URLs of the camera; empty when disabled."""
+    def streams_for(self, camera: Camera, identity: Identity | None = None) -> dict[str, str]:
+        """``{rtsp, hls, webrtc}`` reader URLs of the camera; empty when disabled. With
+        stream access control they carry a stream token for the camera, bound to the
+        caller's API key (or capped at its JWT's expiry) when ``identity`` is given."""
         if not self.enabled:
             return {}
         cfg = self.config
+        token = None
+        if self.tokens is not None:
+            token = self.tokens.issue(path_name_for(camera.id), time.time(), identity)
         return stream_urls(
             camera.id,
             cfg.public_host,
             rtsp_port=cfg.rtsp_port,
             hls_port=cfg.hls_port,
             webrtc_port=cfg.webrtc_port,
+            token=token,
         )
 
     def stream_metrics(self, camera: Camera) -> dict[str, Any]:
@@ -227,6 +267,9 @@ class MediaMTXService:
             "recording": sorted(self.intents.recording),
             "last_reconcile": self._reconcile_summary(),
         }
+        if self.tokens is not None:
+            details["stream_auth"] = {"checked": self.auth_problems is not None,
+                                      "problems": self.auth_problems or []}
         state = self.monitor.status()["status"]
         if state == "healthy":
             return ComponentStatus("healthy", details)
@@ -264,6 +307,7 @@ class MediaMTXService:
             "count": self.reconciles,
             "added": report.added,
             "replaced": report.replaced,
+            "reloaded": report.reloaded,
             "removed": report.removed,
             "failed": report.failed,
         }
@@ -285,6 +329,31 @@ class MediaMTXService:
             self._was_down = False
             self._publish_health("healthy", "MediaMTX is reachable again")
         self._spawn(self.reconcile())
+        if self.tokens is not None:
+            self._spawn(self.check_auth_settings())
+
+    async def check_auth_settings(self) -> list[str] | None:
+        """Read MediaMTX's authentication settings; log what defeats stream access control."""
+        try:
+            conf = await self._call(self.client.global_config)
+        except (MediaMTXUnavailableError, MediaMTXNotFound) as exc:
+            log.warning("MediaMTX authentication settings not checked: %s", exc)
+            return None
+        self.auth_problems = auth_settings_problems(conf, self.auth_http_port)
+        for problem in self.auth_problems:
+            log.error("MediaMTX does not enforce stream access control: %s", problem)
+        return self.auth_problems
+
+    async def kick(self, protocol: str, session_id: str) -> bool:
+        """Close a MediaMTX reader session (its API key was revoked); False if gone."""
+        try:
+            kicked = await self._call(lambda: self.client.kick_session(protocol, session_id))
+        except (MediaMTXUnavailableError, MediaMTXNotFound) as exc:
+            log.warning("MediaMTX session %s %s not kicked: %s", protocol, session_id, exc)
+            return False
+        if kicked:
+            log.info("MediaMTX session %s %s kicked (API key revoked)", protocol, session_id)
+        return kicked
 
     # --- desired state ----------------------------------------------------------------------
 
@@ -326,6 +395,7 @@ class MediaMTXService:
         """Bring MediaMTX in line with every camera; None when MediaMTX failed meanwhile."""
         async with self._lock:
             desired = self._desired_all()
+            started = self.monitor.started
             try:
                 report = await self.provisioner.reconcile(desired)
             except MediaMTXError as exc:
@@ -333,6 +403,7 @@ class MediaMTXService:
                 self.monitor.trigger()
                 return None
         self._conflicts = dict(report.failed)
+        self._reconciled_started = started
         self.last_reconcile, self.last_reconcile_at = report, time.time()
         self.reconciles += 1
         self.reconciled.set()
@@ -372,6 +443,7 @@ class MediaMTXService:
 
     def _camera_forgotten(self, camera: Camera) -> None:
         self.intents.forget(camera.id)
+        self._spawn(self.holders.release_all(camera.id))
         if self.enabled:
             self._spawn(self.sync_camera(camera.id))
 
@@ -381,11 +453,15 @@ class MediaMTXService:
             self._spawn(self.sync_camera(event.device))
 
     async def _maintain(self) -> None:
-        """Refresh the path cache; reconcile when a wanted path went missing."""
+        """Refresh the path cache; reconcile when MediaMTX restarted between two probes
+        (``/v3/info`` ``started`` changed) or a wanted path went missing."""
         while True:
             await asyncio.sleep(self.config.health_interval)
             if not self.monitor.is_up:
                 continue
+            if self.monitor.started != self._reconciled_started:
+                log.warning("MediaMTX restarted (started %s); reconciling", self.monitor.started)
+                await self.reconcile()
             try:
                 await self.refresh_paths()
             except MediaMTXUnavailableError:
@@ -430,8 +506,24 @@ class MediaMTXService:
     async def refresh_paths(self) -> list[MtxPath]:
         """``/v3/paths/list`` (every path), also refreshing the metrics cache."""
         paths = await self._call(self.client.list_all_paths)
-        self._paths = {p.name: p for p in paths}
+        previous, self._paths = self._paths, {p.name: p for p in paths}
+        for path in paths:
+            self._note_ready(previous.get(path.name), path)
         return paths
+
+    def _note_ready(self, before: MtxPath | None, path: MtxPath) -> None:
+        """Tell the listeners about a path that became ready since the last look."""
+        if not path.is_ready or not self.stream_ready_listeners:
+            return
+        if before is not None and before.is_ready and before.ready_time == path.ready_time:
+            return
+        if self.cameras.get(path.name) is None:
+            return
+        for listener in self.stream_ready_listeners:
+            try:
+                listener(path.name)
+            except Exception:
+                log.exception("stream ready listener failed")
 
     async def path_state(self, camera: Camera) -> MtxPath | None:
         """Runtime state of the camera's path (fresh); None when MediaMTX has no such path."""
@@ -441,6 +533,7 @@ class MediaMTXService:
         except MediaMTXNotFound:
             self._paths.pop(name, None)
             return None
+        self._note_ready(self._paths.get(name), path)
         self._paths[name] = path
         return path
 
@@ -454,19 +547,28 @@ class MediaMTXService:
     def conflict(self, camera_id: str) -> str | None:
         return self._conflicts.get(camera_id)
 
-    async def apply(self, camera: Camera) -> None:
-        """Make the camera's path match :meth:`desired_conf` now (raises on failure)."""
+    async def apply(self, camera: Camera) -> str | None:
+        """Make the camera's path match :meth:`desired_conf` now (raises on failure).
+
+        Returns the ``readyTime`` of the path as it was before a write that restarts it
+        (MediaMTX applies writes after its 200, so the old path may still answer ready for
+        a moment; :func:`.streaming.wait_ready` ignores that one), else None.
+        """
         conf = self.desired_conf(camera)
         if conf is None:
             raise StreamStateError(f"Camera {camera.id} has no stream.", "ERROR", ["CONNECTED"])
         name = path_name_for(camera.id)
+        before = await self.path_state(camera)
         async with self._lock:
             try:
-                await self._call(lambda: self.provisioner.ensure(name, conf))
+                action = await self._call(lambda: self.provisioner.ensure(name, conf))
             except PathConflict as exc:
                 self._conflicts[name] = str(exc)
                 raise PathConflictError(str(exc)) from None
         self._conflicts.pop(name, None)
+        if action in (ProvisionAction.REPLACED, ProvisionAction.ADDED) and before is not None:
+            return before.ready_time if before.is_ready else None
+        return None
 
     def spawn_sync(self, camera_id: str) -> None:
         """Re-provision the camera's path in the background (after a failed change)."""
@@ -474,14 +576,18 @@ class MediaMTXService:
 
     # --- where the daemon's own readers read ----------------------------------------------
 
+    def local_url(self, camera_id: str) -> str:
+        """RTSP URL of the camera's path for the daemon's own readers; with stream access
+        control it carries a fresh stream token (call it for every new session)."""
+        name = path_name_for(camera_id)
+        token = self.tokens.issue(name, time.time()) if self.tokens is not None else None
+        return local_rtsp_url(name, self._local_host, self.config.rtsp_port, token)
+
     def stream_source(self, source: CaptureSource) -> CaptureSource:
         """The camera's MediaMTX stream as an FFmpeg input (H.264: recordings copy it)."""
-        url = local_rtsp_url(
-            path_name_for(source.camera_id), self._local_host, self.config.rtsp_port
-        )
         return CaptureSource(
             camera_id=source.camera_id,
-            input=url,
+            input=self.local_url(source.camera_id),
             input_format="rtsp",
             exclusive=False,
             is_h264=True,

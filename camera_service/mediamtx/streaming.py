@@ -1,9 +1,12 @@
 """Explicit streaming (``start_streaming`` / ``stop_streaming``) of a camera's path.
 
-``start_streaming`` switches a path from on-demand publishing to always-on and waits until
-MediaMTX reports it ready; ``stop_streaming`` switches back unless a recording reads the
-stream. The wish is kept in :attr:`MediaMTXService.intents`, so a reconcile after a
-MediaMTX restart restores it.
+``start_streaming`` makes sure the path exists, holds a reader on it (:mod:`.holder`) so
+MediaMTX keeps the on-demand publisher running, and waits until MediaMTX reports the stream
+ready; ``stop_streaming`` drops the hold. The path configuration is not touched by either,
+so viewers and recordings reading the stream are never cut (MediaMTX restarts a path on
+any configuration change but ``record*``). The wish is kept in
+:attr:`MediaMTXService.intents`, and the held reader reconnects by itself after a MediaMTX
+restart.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from camera_service.mediamtx.service import MediaMTXService
 log = logging.getLogger(__name__)
 
 READY_POLL_S = 0.1
+HOLD_REASON = "streaming"
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,13 @@ async def start_streaming(mtx: MediaMTXService, camera: Camera) -> datetime:
     new = camera.id not in streaming
     started = streaming.setdefault(camera.id, _utc_now())
     try:
-        await mtx.apply(camera)
-        await wait_ready(mtx, camera)
+        stale = await mtx.apply(camera)
+        mtx.holders.hold(camera.id, HOLD_REASON)
+        await wait_ready(mtx, camera, stale_ready_time=stale)
     except BaseException:
         if new:
             streaming.pop(camera.id, None)
-            mtx.spawn_sync(camera.id)
+            await mtx.holders.release(camera.id, HOLD_REASON)
         raise
     return started
 
@@ -69,20 +74,25 @@ async def stop_streaming(mtx: MediaMTXService, camera: Camera) -> StreamStop:
     if started is None:
         raise StreamStateError(f"Camera {camera.id} is not streaming.", "INACTIVE", ["ACTIVE"])
     del mtx.intents.streaming[camera.id]
-    try:
-        await mtx.apply(camera)
-    except MediaMTXUnavailableError as exc:  # applied by the reconcile after recovery
-        log.warning("stop_streaming of %s not applied yet: %s", camera.id, exc.detail)
+    await mtx.holders.release(camera.id, HOLD_REASON)
     return StreamStop(started, _utc_now(), mtx.reads_stream(camera.id))
 
 
-async def wait_ready(mtx: MediaMTXService, camera: Camera) -> None:
-    """Poll the path until MediaMTX reports it ready, within ``mtx.ready_timeout``."""
+async def wait_ready(
+    mtx: MediaMTXService, camera: Camera, *, stale_ready_time: str | None = None
+) -> None:
+    """Poll the path until MediaMTX reports it ready, within ``mtx.ready_timeout``.
+
+    A path still ready since ``stale_ready_time`` is the one a write is replacing (MediaMTX
+    applies configuration after its 200), so it does not count.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + mtx.ready_timeout
     while True:
         path = await mtx.path_state(camera)
-        if path is not None and path.is_ready:
+        if path is not None and path.is_ready and not (
+            stale_ready_time is not None and path.ready_time == stale_ready_time
+        ):
             return
         if loop.time() >= deadline:
             raise MediaMTXUnavailableError(

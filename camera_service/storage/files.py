@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import atomic_write, load_recoverable
 from camera_service.storage.probe import ProbeBusy, ProbePool
 
 log = logging.getLogger(__name__)
@@ -354,6 +354,12 @@ def _parse_iso(value: object) -> datetime | None:
 # --------------------------------------------------------------------------- index
 
 
+def _parse_index(data: object) -> dict[str, str]:
+    if not isinstance(data, dict):
+        raise ValueError("top level is not an object")
+    return {str(k): v for k, v in data.items() if isinstance(v, str)}
+
+
 class _DeviceIndex:
     """``<dir>/.index.json``: user-chosen file name → device. Thread-safe, atomic writes."""
 
@@ -372,6 +378,9 @@ class _DeviceIndex:
         if not isinstance(data, dict):
             return {}
         return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
+    def check(self) -> None:
+        load_recoverable(self._path, _parse_index, dict)
 
     def update(self, name: str, device: str | None) -> None:
         with self._lock:
@@ -466,9 +475,11 @@ class FileStore:
         return self._dirs[kind]
 
     def ensure_dirs(self) -> None:
-        """Create both directories (blocking; call at start-up)."""
-        for path in self._dirs.values():
+        """Create both directories and check their indexes (blocking; call at start-up): an
+        unusable index is moved aside like every damaged state file (fsutil)."""
+        for kind, path in self._dirs.items():
             path.mkdir(parents=True, exist_ok=True)
+            self._indexes[kind].check()
 
     # -- scanning (blocking helpers, run in threads)
 

@@ -99,6 +99,9 @@ async def test_snapshot_url_returns_a_current_jpeg_and_stores_nothing(
     readers = [h for h in daemon.app.supervisor.history("cam0") if h.reader]
     assert len(readers) == 1, readers  # one reader served both
     assert daemon.app.supervisor.peak_readers("cam0") == 1
+    # Unused for http.frame_keepalive (2 s), the reader ends and frees the device.
+    await wait_until(lambda: not daemon.app.frames.running("cam0"), 10, "reader stopped")
+    assert daemon.app.supervisor.readers("cam0") == []
 
 
 async def test_credentials_are_required_and_checked(daemon: RunningDaemon) -> None:
@@ -221,3 +224,18 @@ async def test_snapshot_of_a_disconnected_camera_is_refused(tmp_path: Path) -> N
         async with http.get(f"{daemon.http_url}/cameras/bad0/snapshot.jpg", headers=headers) as r:
             assert r.status == 503
             assert "frame" in (await r.text()).lower()
+
+
+async def test_take_snapshot_during_mjpeg_copies_the_live_frame(daemon: RunningDaemon) -> None:
+    urls = await camera_urls(daemon, "cam0")
+    async with aiohttp.ClientSession() as http, http.get(urls["mjpeg_url"]) as r:
+        await read_parts(r, 2)
+        async with daemon.client("operator") as rpc:
+            shot = await rpc.call("take_snapshot", {"device": "cam0"})
+            png = await rpc.call("take_snapshot", {"device": "cam0", "format": "png"})
+        await read_parts(r, 2)  # the stream went on
+    snapshots = daemon.app.config.storage.snapshots_dir
+    assert is_complete_jpeg((snapshots / shot["filename"]).read_bytes())
+    assert (snapshots / png["filename"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    readers = [h for h in daemon.app.supervisor.history("cam0") if h.reader]
+    assert [h.role for h in readers] == ["frames"]  # no second open of the device

@@ -9,7 +9,7 @@ import pytest
 
 from camera_service.mediamtx.client import MediaMTXClient, MediaMTXNotFound, MediaMTXUnavailable
 from camera_service.mediamtx.models import PathConf
-from camera_service.mediamtx.pathconf import camera_path_conf, source_path_conf
+from camera_service.mediamtx.pathconf import camera_path_conf, recording_fields, source_path_conf
 from camera_service.mediamtx.paths import (
     PathConflict,
     PathOwnership,
@@ -135,44 +135,57 @@ async def test_remove(fake: FakeMediaMTX, prov: PathProvisioner) -> None:
 
 
 async def test_reconcile_after_restart(fake: FakeMediaMTX, prov: PathProvisioner) -> None:
-    a, b, c = (prov.name_for(x) for x in ("a", "b", "c"))
+    """API-made paths die with MediaMTX; paths that exist under our names in the new
+    process come from mediamtx.yml, so they are never replaced or deleted (the claims go)."""
+    a, b, c, old = (prov.name_for(x) for x in ("a", "b", "c", "old"))
     desired = {
         a: lavfi(),
         b: source_path_conf("rtsp://10.0.0.9/live"),
         c: lavfi(rate=5),
     }
-    await prov.ownership.claim("old")  # a camera of ours that is gone since
-    first = await prov.reconcile({a: desired[a], b: desired[b]})
-    assert (first.added, first.removed) == ([a, b], [])
-    assert not prov.owns("old")  # the claim without a path is dropped
-    await prov.ownership.claim("old")
+    await prov.ownership.claim("gone")  # a camera of ours that is gone since
+    first = await prov.reconcile({a: desired[a], b: desired[b], old: lavfi()})
+    assert (first.added, first.removed) == ([a, b, old], [])
+    assert not prov.owns("gone")  # the claim without a path is dropped
 
     # MediaMTX restarts: API-made paths are gone; its config file has a hand-made path
-    # and a leftover path of ours that is no longer wanted.
+    # and two paths under names we once owned.
     await fake.stop()
     await fake.start(reset=True)
     fake.set_config_path("manual", source="rtsp://operator/cam")
-    fake.set_config_path("old", source="rtsp://gone/cam")
-    fake.set_config_path(b, source="rtsp://10.0.0.9/other")  # ours, but different
-    manual_before = dict(fake.config_paths["manual"])
+    fake.set_config_path(old, source="rtsp://gone/cam")
+    fake.set_config_path(b, source="rtsp://10.0.0.9/other")
+    static = {n: dict(fake.config_paths[n]) for n in ("manual", old, b)}
     fake.requests.clear()
 
     report = await prov.reconcile(desired)
-    assert report.removed == ["old"]
-    assert report.added == [a, c]
-    assert report.replaced == [b]
-    assert report.failed == {}
-    assert report.changed
-    assert sorted(fake.config_paths) == sorted([a, b, c, "manual"])
-    assert fake.config_paths["manual"] == manual_before
-    assert all(name != "manual" for _, name in writes(fake))
-    assert fake.config_paths[b]["source"] == "rtsp://10.0.0.9/live"
-    assert prov.ownership.names() == {a, b, c}
+    assert (report.added, report.removed, report.replaced) == ([a, c], [], [])
+    assert list(report.failed) == [b] and "not created by camera-service" in report.failed[b]
+    assert {n: fake.config_paths[n] for n in static} == static
+    assert all(name not in static for _, name in writes(fake))
+    assert prov.ownership.names() == {a, c}
+    with pytest.raises(PathConflict):
+        await prov.ensure(b, desired[b])
 
     fake.requests.clear()
     again = await prov.reconcile(desired)
-    assert (again.unchanged, again.changed) == (sorted(desired), False)
+    assert (again.unchanged, again.changed) == ([a, c], False)
     assert writes(fake) == []
+
+
+async def test_reconcile_twice_is_unchanged_with_mediamtx_echoes(
+    fake: FakeMediaMTX, prov: PathProvisioner
+) -> None:
+    """The fake echoes durations like MediaMTX (0s → "", 24h → 1d): reconcile must still see
+    its own paths as unchanged (it replaced every path on every run before)."""
+    conf = recording_fields(lavfi(), "/r/.mediamtx/%path_%s_%f", enabled=False)
+    conf.run_on_demand_close_after = "0s"
+    assert (await prov.reconcile({"a": conf})).added == ["a"]
+    assert fake.config_paths["a"]["recordDeleteAfter"] == ""
+    assert fake.config_paths["a"]["recordSegmentDuration"] == "1d"
+    fake.requests.clear()
+    again = await prov.reconcile({"a": conf})
+    assert (again.unchanged, again.changed, writes(fake)) == (["a"], False, [])
 
 
 async def test_reconcile_reports_refused_paths_and_continues(

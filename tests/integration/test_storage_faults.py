@@ -81,8 +81,10 @@ async def test_full_state_disk_answers_32060_and_keeps_the_old_files(tmp_path: P
             error = await rpc_error(client, "take_snapshot", {"device": "lab0"})
             assert error.code == -32060
             status = await client.status()
-            assert status["components"]["storage"] == "ERROR"
-            assert "full" in status["component_details"]["storage"]["details"]["reason"]
+            assert status["status"] == "DEGRADED"
+            assert status["components"]["storage"] == "RUNNING"
+            storage = status["component_details"]["storage"]
+            assert storage["status"] == "degraded" and "full" in storage["details"]["reason"]
 
             filler.unlink()  # space again: the same calls succeed
             await client.call("set_retention_policy", {"policy_type": "size", "max_size_gb": 1})

@@ -29,13 +29,19 @@ from camera_service.client import CameraClient, RpcCallError
 from camera_service.events import Event
 from camera_service.health import ComponentStatus
 from camera_service.media.source import capture_source_for
-from camera_service.mediamtx.recording import StreamRecordings
+from camera_service.mediamtx.recording import (
+    FIRST_SEGMENT_TIMEOUT_S,
+    RecordingNotWritten,
+    StreamRecordings,
+)
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.rpc.methods import streams as stream_methods
+from camera_service.storage.files import stamp_from_name
 from tests.support.daemon import RunningDaemon, make_config
 from tests.support.fake_devices import FakeEventSource, FakeProber, uvc_webcam
 from tests.support.fake_mediamtx import FakeMediaMTX
+from tests.support.waiting import wait_until
 
 WAIT = 5.0
 LAVFI = {
@@ -102,6 +108,7 @@ def mediamtx_overrides(fake: FakeMediaMTX, **extra: Any) -> dict[str, Any]:
         "mediamtx": {
             "enabled": True,
             "api_url": fake.url,
+            "rtsp_port": fake.rtsp_port,
             "public_host": "cams.example",
             "health_interval": 0.2,
             "backoff_base": 0.05,
@@ -198,10 +205,13 @@ async def test_disabled_streaming_answers_unsupported_and_cameras_have_no_urls(
 async def test_cameras_get_paths_named_by_id_and_urls_in_camera_objects(env: Env) -> None:
     camera0, lab0 = env.fake.config_paths["camera0"], env.fake.config_paths["lab0"]
     assert "-f v4l2" in camera0["runOnDemand"] and "/dev/video0" in camera0["runOnDemand"]
-    assert camera0["runOnDemand"].endswith("rtsp://127.0.0.1:$RTSP_PORT/$MTX_PATH")
+    publisher = env.daemon.app.mtx_credentials.publisher
+    assert camera0["runOnDemand"].endswith(
+        f"rtsp://{publisher.user}:{publisher.password}@127.0.0.1:$RTSP_PORT/$MTX_PATH"
+    )
     assert (camera0["runOnDemandCloseAfter"], camera0["runOnInit"]) == ("7s", "")
     assert "testsrc2=size=320x240:rate=15" in lab0["runOnDemand"]
-    assert (lab0["record"], lab0["recordDeleteAfter"]) == (False, "0s")
+    assert (lab0["record"], lab0["recordDeleteAfter"]) == (False, "")  # echo of "0s"
     state = env.daemon.app.config.storage.state_dir / "mediamtx_paths.json"
     assert json.loads(state.read_text())["paths"] == ["camera0", "lab0"]
     assert env.writes("configPathsAdd", "manual") == 0
@@ -209,15 +219,26 @@ async def test_cameras_get_paths_named_by_id_and_urls_in_camera_objects(env: Env
     async with env.daemon.client("viewer") as client:
         listing = await client.call("get_camera_list")
         streams = {c["device"]: c["streams"] for c in listing["cameras"]}
-        assert streams["camera0"] == {
-            "rtsp": "rtsp://cams.example:8554/camera0",
+        tokens = {url.partition("?token=")[2] for url in streams["camera0"].values()}
+        assert len(tokens) == 1
+        env.daemon.app.stream_tokens.verify(tokens.pop(), "camera0", time.time())
+        rtsp = f"rtsp://cams.example:{env.fake.rtsp_port}"
+        assert without_token(streams["camera0"]) == {
+            "rtsp": f"{rtsp}/camera0",
             "hls": "http://cams.example:8888/camera0/index.m3u8",
-            "webrtc": "http://cams.example:8889/camera0",
+            "webrtc": "http://cams.example:8889/camera0",  # MediaMTX's viewer page
+            "whep": "http://cams.example:8889/camera0/whep",  # what players POST to
         }
-        assert streams["lab0"]["rtsp"] == "rtsp://cams.example:8554/lab0"
+        assert without_token(streams["lab0"])["rtsp"] == f"{rtsp}/lab0"
         env.source.plug(*uvc_webcam(2, port="3"))
         note = await next_note(client, "camera_status_update", device="camera2")
-        assert note["streams"]["rtsp"] == "rtsp://cams.example:8554/camera2"
+        assert without_token(note["streams"])["rtsp"] == f"{rtsp}/camera2"
+
+
+def without_token(streams: dict[str, str]) -> dict[str, str]:
+    """Stream URLs without their ``?token=`` (stream access control is on by default)."""
+    assert all("?token=cst1." in url for url in streams.values()), streams
+    return {kind: url.partition("?")[0] for kind, url in streams.items()}
 
 
 async def test_path_follows_connect_and_forget(env: Env) -> None:
@@ -265,7 +286,8 @@ async def test_restart_reconciles_and_publishes_health_events(env: Env) -> None:
             assert (await resp.json())["status"] == "unhealthy"
 
         # While down: camera2 is forgotten; MediaMTX restarts with its own config file,
-        # which has a leftover camera2 (ours, stale) and the operator's hand-made path.
+        # which has the operator's hand-made path and a camera2 path: a name we once owned,
+        # but API-made paths do not survive a restart, so this one is the operator's too.
         env.source.unplug(capture.path, meta.path)
         await next_note(client, "camera_status_update", device="camera2", status="DISCONNECTED")
         assert [c.id for c in env.daemon.app.cameras.expire(now=time.monotonic() + 1e4)] == [
@@ -281,10 +303,11 @@ async def test_restart_reconciles_and_publishes_health_events(env: Env) -> None:
         up = await next_note(client, "system_status_update", topic="system.health")
         assert up["status"] == "healthy"
         await asyncio.wait_for(service.reconciled.wait(), WAIT)
-        assert sorted(fake.config_paths) == ["camera0", "lab0", "manual"]
+        assert sorted(fake.config_paths) == ["camera0", "camera2", "lab0", "manual"]
         assert fake.config_paths["manual"] == manual
-        assert env.writes("configPathsDelete", "camera2") == 1
-        assert all(not r.path.endswith("/manual") for r in fake.requests if r.method != "GET")
+        assert fake.config_paths["camera2"]["source"] == "rtsp://stale.example/x"
+        for name in ("manual", "camera2"):
+            assert all(not r.path.endswith(f"/{name}") for r in fake.requests if r.method != "GET")
         report = service.last_reconcile
         assert report is not None and report.added == ["camera0", "lab0"]
         status = await client.call("get_status")
@@ -325,14 +348,18 @@ async def test_down_fails_fast_without_any_request(tmp_path: Path) -> None:
 
 async def test_start_status_list_stop_streaming(env: Env) -> None:
     fake = env.fake
-    fake.set_path_state("camera0", ready=True, readers=2, bytes_sent=1234, bytes_received=999)
+    fake.set_path_state("camera0", readers=2, bytes_sent=1234, bytes_received=999)
+    conf_before = dict(fake.config_paths["camera0"])
     async with env.daemon.client("operator") as client:
         started = await client.call("start_streaming", {"device": "camera0"})
         assert started["status"] == "STARTED" and started["stream_name"] == "camera0"
-        assert started["stream_url"] == "rtsp://cams.example:8554/camera0"
-        assert set(started["streams"]) == {"rtsp", "hls", "webrtc"}
-        conf = fake.config_paths["camera0"]
-        assert conf["runOnInit"] and conf["runOnDemand"] == "" and conf["runOnInitRestart"]
+        stream_url = started["stream_url"].partition("?")[0]
+        assert stream_url == f"rtsp://cams.example:{fake.rtsp_port}/camera0"
+        assert set(started["streams"]) == {"rtsp", "hls", "webrtc", "whep"}
+        # Ready because the daemon holds a reader (the on-demand publisher started); the
+        # path configuration is untouched, so no viewer was cut.
+        assert fake.config_paths["camera0"] == conf_before
+        assert len(fake.rtsp_readers["camera0"]) == 1
         again = await client.call("start_streaming", {"device": "camera0"})
         assert again["start_time"] == started["start_time"]  # idempotent
 
@@ -340,10 +367,10 @@ async def test_start_status_list_stop_streaming(env: Env) -> None:
         assert (url["stream_status"], url["available"], url["active_consumers"]) == (
             "READY",
             True,
-            2,
+            3,  # two viewers and the daemon's held reader
         )
         status = await client.call("get_stream_status", {"device": "camera0"})
-        assert (status["status"], status["ready"], status["readers"]) == ("ACTIVE", True, 2)
+        assert (status["status"], status["ready"], status["readers"]) == ("ACTIVE", True, 3)
         assert status["metrics"] == {"bytes_sent": 1234, "bytes_received": 999}
         assert status["start_time"] == started["start_time"]
         lab = await client.call("get_stream_status", {"device": "lab0"})
@@ -354,27 +381,29 @@ async def test_start_status_list_stop_streaming(env: Env) -> None:
         assert streams["camera0"] == {
             "name": "camera0",
             "ready": True,
-            "readers": 2,
+            "readers": 3,
             "bytes_sent": 1234,
             "source": "rtspSession",
         }
         cam = env.daemon.app.cameras.get("camera0")
         assert cam is not None and env.service.stream_metrics(cam) == {
             "bytes_sent": 1234,
-            "readers": 2,
+            "readers": 3,
         }
 
         stopped = await client.call("stop_streaming", {"device": "camera0"})
         assert (stopped["status"], stopped["stream_continues"]) == ("STOPPED", False)
         assert stopped["start_time"] == started["start_time"] and stopped["duration"] >= 0
-        assert fake.config_paths["camera0"]["runOnDemand"]
-        assert fake.config_paths["camera0"]["runOnInit"] == ""
+        await fake.wait_until(lambda: not fake.rtsp_readers.get("camera0"))
+        assert fake.config_paths["camera0"] == conf_before
+        assert env.writes("configPathsReplace", "camera0") == 0
         error = await rpc_error(client, "stop_streaming", {"device": "camera0"})
         assert (error.code, error.data["state"]) == (-32020, "INACTIVE")
 
 
 async def test_start_streaming_errors(env: Env) -> None:
     env.service.ready_timeout = 0.3
+    env.fake.unpublishable.add("lab0")
     async with env.daemon.client("operator") as client:
         error = await rpc_error(client, "start_streaming", {"device": "lab0"})  # never ready
         assert error.code == -32050 and "not ready" in error.data["detail"]
@@ -453,7 +482,9 @@ async def test_device_recording_keeps_the_single_reader(env: Env) -> None:
     assert recordings.route(capture_source_for(cam0)) == "stream"
     assert recordings.route(capture_source_for(lab0)) == "device"  # not exclusive
     stream = service.stream_source(capture_source_for(cam0))
-    assert (stream.input, stream.exclusive, stream.is_h264) == (
+    url, _, token = stream.input.partition("?token=")
+    env.daemon.app.stream_tokens.verify(token, "camera0", time.time())  # the daemon reads too
+    assert (url, stream.exclusive, stream.is_h264) == (
         f"rtsp://127.0.0.1:{service.config.rtsp_port}/camera0",
         False,
         True,
@@ -467,29 +498,87 @@ async def test_recording_in_mediamtx_survives_a_restart(tmp_path: Path) -> None:
     async with environment(tmp_path, record_with="mediamtx") as env:
         app, fake, service = env.daemon.app, env.fake, env.service
         events: list[dict[str, Any]] = []
-        recorder = StreamRecordings(
-            service, app.supervisor, app.config.storage.recordings_dir, on_event=events.append
-        )
+        rec_dir = app.config.storage.recordings_dir
+        recorder = StreamRecordings(service, app.supervisor, rec_dir, on_event=events.append)
         lab0 = app.cameras.get("lab0")
         assert lab0 is not None
+        before = dict(fake.config_paths["lab0"])
         info = await recorder.start(capture_source_for(lab0))
-        assert info.filename.startswith("lab0_") and recorder.active("lab0") == info
+        # The name announced is the file that exists: MediaMTX's segment under its UTC name.
+        assert info.path.exists() and info.path.parent == rec_dir
+        assert stamp_from_name(info.filename) == info.start_time.replace(microsecond=0)
+        assert recorder.active("lab0") == info
         conf = fake.config_paths["lab0"]
-        rec_dir = str(app.config.storage.recordings_dir.resolve())
         assert conf["record"] is True and conf["recordFormat"] == "fmp4"
-        assert conf["recordPath"] == f"{rec_dir}/%path_%Y-%m-%d_%H-%M-%S"
-        assert conf["runOnInit"] and conf["recordDeleteAfter"] == "0s"
+        assert conf["recordPath"] == f"{rec_dir.resolve()}/.mediamtx/%path_%s_%f"
+        changed = {k for k in conf if conf[k] != before[k]}
+        assert changed == {"record"}  # applied in place: no path restart
         assert [e["status"] for e in events] == ["STARTED"]
 
         await fake.stop()
         await fake.start(reset=True)  # the API-made path is gone
         await fake.wait_until(lambda: fake.config_paths.get("lab0", {}).get("record") is True)
+        await fake.wait_until(lambda: len(fake.segment_files) == 2, timeout=10)
+        rec = recorder._mtx["lab0"]
+        await wait_until(lambda: len(rec.files) == 2, what="the new segment is tracked")
 
-        segment = app.config.storage.recordings_dir / "lab0_2030-01-01_00-00-00.mp4"
-        segment.write_bytes(b"x" * 100)  # what MediaMTX would have written
         result = await recorder.stop("lab0")
-        assert (result.status, result.filename, result.file_size) == ("STOPPED", segment.name, 100)
+        sizes = sum(p.stat().st_size for p in rec.files)
+        assert (result.status, result.filename, result.file_size) == (
+            "STOPPED",
+            info.filename,
+            sizes,
+        )
         assert fake.config_paths["lab0"]["record"] is False
-        assert fake.config_paths["lab0"]["runOnInit"] == ""  # back to on demand
+        assert fake.config_paths["lab0"]["runOnDemand"] == before["runOnDemand"]
+        assert not list((rec_dir / ".mediamtx").iterdir())  # staging names dropped
+        assert all(p.exists() for p in rec.files)
         assert recorder.active("lab0") is None and [e["status"] for e in events][-1] == "STOPPED"
+        await recorder.stop_all()
+
+
+async def test_recording_mediamtx_does_not_write_fails_fast(tmp_path: Path) -> None:
+    async with environment(tmp_path, record_with="mediamtx") as env:
+        app, service = env.daemon.app, env.service
+        rec_dir = app.config.storage.recordings_dir
+        rec_dir.mkdir(parents=True, exist_ok=True)
+        (rec_dir / ".mediamtx").write_text("not a directory")  # MediaMTX cannot create files
+        recorder = StreamRecordings(service, app.supervisor, rec_dir)
+        lab0 = app.cameras.get("lab0")
+        assert lab0 is not None
+        started = time.perf_counter()
+        with pytest.raises(RecordingNotWritten, match="wrote no recording"):
+            await recorder.start(capture_source_for(lab0))
+        assert time.perf_counter() - started < FIRST_SEGMENT_TIMEOUT_S + 3
+        assert env.fake.record_errors and recorder.active("lab0") is None
+        assert env.fake.config_paths["lab0"]["record"] is False
+        assert not service.holders.held("lab0")
+
+
+async def test_streaming_and_recording_transitions_never_cut_a_reader(tmp_path: Path) -> None:
+    """Every API call that changes a path's mode keeps existing readers connected; the fake
+    closes readers on a path restart as MediaMTX does (the old runOnDemand ↔ runOnInit
+    switch failed this)."""
+    async with environment(tmp_path, record_with="mediamtx") as env:
+        app, fake, service = env.daemon.app, env.fake, env.service
+        recorder = StreamRecordings(service, app.supervisor, app.config.storage.recordings_dir)
+        lab0 = app.cameras.get("lab0")
+        assert lab0 is not None
+        reader_r, reader_w = await asyncio.open_connection("127.0.0.1", fake.rtsp_port)
+        reader_w.write(f"OPTIONS rtsp://127.0.0.1:{fake.rtsp_port}/lab0 RTSP/1.0\r\n\r\n".encode())
+        await reader_w.drain()
+        await fake.wait_until(lambda: bool(fake.rtsp_readers.get("lab0")))
+        viewer = next(iter(fake.rtsp_readers["lab0"]))
+        async with env.daemon.client("operator") as client:
+            await client.call("start_streaming", {"device": "lab0"})
+            await recorder.start(capture_source_for(lab0))
+            stop = await client.call("stop_streaming", {"device": "lab0"})
+            assert stop["stream_continues"] is True  # the recording reads it
+            await recorder.stop("lab0")
+            await recorder.start(capture_source_for(lab0))  # recording while not streaming
+            await recorder.stop("lab0")
+        await asyncio.wait_for(service.wait_idle(), WAIT)
+        assert viewer in fake.rtsp_readers.get("lab0", set())
+        assert not reader_r.at_eof()
+        reader_w.close()
         await recorder.stop_all()

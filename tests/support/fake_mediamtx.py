@@ -16,8 +16,25 @@
   non-regex config path, not ready until a test calls :meth:`FakeMediaMTX.set_path_state`.
 * :meth:`FakeMediaMTX.stop` / :meth:`FakeMediaMTX.start` keep the port, to simulate
   outages; ``start(reset=True)`` also forgets API-made state like a MediaMTX restart.
+* Behaviour of the real server (rules in :mod:`tests.support.fake_mediamtx_rules`, each
+  citing the MediaMTX file it mirrors): a config write answers 200 at once and takes
+  effect on the running path ``apply_delay`` later; ``replace`` of a missing path creates
+  it; durations are echoed in MediaMTX's format (``0s`` → ``""``, ``24h`` → ``1d``); bad
+  path names, source URLs and record settings get 400; a change outside ``record*``
+  restarts the path, closing its RTSP readers.
+* Media (:mod:`tests.support.fake_mediamtx_media`): :attr:`FakeMediaMTX.rtsp_port` takes
+  RTSP readers. A reader of an on-demand path makes it ready ``publish_delay`` later (the
+  publisher connected), and ``runOnDemandCloseAfter`` after the last reader left it is not
+  ready any more. A ready path with ``record: true`` gets a segment file (written where
+  ``recordPath`` says, closed with its duration when recording stops or the path closes).
 * Failure injection: :meth:`fail_next` (HTTP error), :meth:`drop_next` (connection closed
   without an answer), :meth:`delay_next` (slow answer, for client timeouts).
+* Authentication (``authMethod: http``): with :attr:`FakeMediaMTX.auth` set to a
+  :class:`~tests.support.fake_mediamtx_auth.MediaMTXAuthCaller`, every API request is
+  first sent to the auth hook as MediaMTX sends it (``action: api``, credentials from the
+  Authorization header) and answered 401 when denied. ``GET /v3/config/global/get``
+  answers :attr:`FakeMediaMTX.global_conf`; the ``.../kick/{id}`` operations close
+  sessions added with :meth:`FakeMediaMTX.add_session` (404 for unknown ids).
 * Every request is recorded in :attr:`FakeMediaMTX.requests`; :meth:`wait_until` waits
   for a condition on the fake's state, re-checked after every answered request.
 """
@@ -38,9 +55,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
+import aiohttp
 import yaml
 from aiohttp import web
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
+
+from camera_service.mediamtx.durations import parse_go_duration
+from tests.support import fake_mediamtx_rules as rules
+from tests.support.fake_mediamtx_auth import MediaMTXAuthCaller, http_credentials
+from tests.support.fake_mediamtx_media import (
+    FakeRTSPServer,
+    encode_record_path,
+    finalize_segment,
+    segment_head,
+)
 
 _REPO = Path(__file__).resolve().parents[2]
 # The project's shared reference wins; the copy in tests/support/reference keeps the suite
@@ -53,9 +81,6 @@ _CONF_CANDIDATES = (
     _REPO.parent / "shared" / "reference" / "mediamtx.yml",
     _REPO / "tests" / "support" / "reference" / "mediamtx.yml",
 )
-
-#: Path names MediaMTX accepts (``conf.IsValidPathName``), regex names (``~...``) aside.
-_PATH_NAME_RE = re.compile(r"^[0-9a-zA-Z_\-/.~]+$")
 
 Json = dict[str, Any]
 
@@ -204,6 +229,23 @@ def _ok() -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+#: Kick operations of the spec -> the session kind in their route.
+KICK_OPERATIONS = {
+    "rtspSessionsKick": "rtspsessions",
+    "rtspsSessionsKick": "rtspssessions",
+    "hlssessionsKick": "hlssessions",
+    "webrtcSessionsKick": "webrtcsessions",
+    "rtmpConnsKick": "rtmpconns",
+    "srtConnsKick": "srtconns",
+}
+
+
+def _global_defaults() -> Json:
+    """Global settings of the reference mediamtx.yml (what ``configGlobalGet`` echoes)."""
+    conf = _load_yaml(find_reference("MEDIAMTX_REFERENCE_CONF", _CONF_CANDIDATES))
+    return {k: copy.deepcopy(v) for k, v in conf.items() if k not in ("paths", "pathDefaults")}
+
+
 class FakeMediaMTX:
     """aiohttp server implementing the MediaMTX API subset camera-service uses."""
 
@@ -219,6 +261,8 @@ class FakeMediaMTX:
         "pathsGet",
         "recordingsList",
         "recordingsGet",
+        "configGlobalGet",
+        *KICK_OPERATIONS,
     )
 
     def __init__(
@@ -228,8 +272,23 @@ class FakeMediaMTX:
         port: int = 0,
         spec: Json | None = None,
         forbid_unknown_fields: bool = True,
+        apply_delay: float = 0.05,
+        publish_delay: float = 0.05,
+        playback: bool = False,
     ) -> None:
         self.host = host
+        self.apply_delay = apply_delay
+        self.publish_delay = publish_delay
+        self.playback = playback
+        self.rtsp = FakeRTSPServer(self._reader_connected, self._reader_left, host)
+        self.rtsp_readers: dict[str, set[asyncio.StreamWriter]] = {}
+        #: path → (segment file, start) while MediaMTX would be writing it.
+        self.segments: dict[str, tuple[Path, datetime]] = {}
+        self.segment_files: list[Path] = []
+        self.record_errors: list[str] = []
+        #: Paths whose publisher never manages to publish (they never become ready).
+        self.unpublishable: set[str] = set()
+        self._timers: set[asyncio.Task[None]] = set()
         self.port = port
         self.spec = spec if spec is not None else load_spec()
         self.validator = SpecValidator(self.spec, forbid_unknown_fields=forbid_unknown_fields)
@@ -238,7 +297,13 @@ class FakeMediaMTX:
         self.path_states: dict[str, PathState] = {}
         self.recordings: dict[str, list[str]] = {}
         self.requests: list[RecordedRequest] = []
+        self.global_conf: Json = _global_defaults()
+        self.sessions: dict[str, set[str]] = {}
+        self.kicked: list[tuple[str, str]] = []
+        self.auth: MediaMTXAuthCaller | None = None
+        self._auth_session: aiohttp.ClientSession | None = None
         self.started_at = _now()
+        self._ever_started = False
         self._faults: list[_Fault] = []
         self._runner: web.AppRunner | None = None
         self._request_seen = asyncio.Event()
@@ -266,8 +331,10 @@ class FakeMediaMTX:
             self.path_states.clear()
             self.recordings.clear()
             self._faults.clear()
+            self.segments.clear()  # a killed MediaMTX never closes its segments
         if self._runner is not None:
             return
+        await self.rtsp.start()
         self._stopping = asyncio.Event()
         runner = web.AppRunner(self._build_app(), handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -278,15 +345,31 @@ class FakeMediaMTX:
             await runner.cleanup()
             raise
         self.port = cast(tuple[str, int], runner.addresses[0])[1]
-        self.started_at = _now()
+        if reset or not self._ever_started:
+            # A restart (reset) is a new process: /v3/info ``started`` changes
+            # (internal/api/api.go, infoGet). A network outage (no reset) keeps it.
+            self.started_at = _now()
+        self._ever_started = True
         self._runner = runner
 
     async def stop(self) -> None:
         """Stop listening and close open connections (state is kept)."""
         runner, self._runner = self._runner, None
         self._stopping.set()  # ends injected delays so shutdown does not wait for them
+        for timer in list(self._timers):
+            timer.cancel()
+        await asyncio.gather(*self._timers, return_exceptions=True)
+        await self.rtsp.stop()
+        self.rtsp_readers.clear()
         if runner is not None:
             await runner.cleanup()
+        if self._auth_session is not None:
+            await self._auth_session.close()
+            self._auth_session = None
+
+    @property
+    def rtsp_port(self) -> int:
+        return self.rtsp.port
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -304,7 +387,7 @@ class FakeMediaMTX:
 
     def set_config_path(self, name: str, **fields: Any) -> None:
         """Create a config path directly (as if from mediamtx.yml), defaults filled in."""
-        self.config_paths[name] = {**self.path_defaults, **fields, "name": name}
+        self.config_paths[name] = rules.echo_conf({**self.path_defaults, **fields, "name": name})
 
     def set_path_state(self, name: str, **fields: Any) -> PathState:
         state = self.path_states.setdefault(name, PathState())
@@ -315,6 +398,10 @@ class FakeMediaMTX:
         if state.ready and state.ready_time is None:
             state.ready_time = _now()
         return state
+
+    def add_session(self, kind: str, session_id: str) -> None:
+        """A reader session (``rtspsessions``, ``hlssessions``, ...) that can be kicked."""
+        self.sessions.setdefault(kind, set()).add(session_id)
 
     def add_recording(self, name: str, *starts: str) -> None:
         self.recordings.setdefault(name, []).extend(starts)
@@ -379,6 +466,8 @@ class FakeMediaMTX:
             "pathsGet": self._paths_get,
             "recordingsList": self._recordings_list,
             "recordingsGet": self._recordings_get,
+            "configGlobalGet": self._config_global_get,
+            **{op: functools.partial(self._kick, kind) for op, kind in KICK_OPERATIONS.items()},
         }
         app = web.Application()
         registered = set()
@@ -434,6 +523,8 @@ class FakeMediaMTX:
         handler: Handler,
         record: RecordedRequest,
     ) -> web.Response:
+        if self.auth is not None and not await self._authenticated(request):
+            return _error(401, "authentication error")
         fault = self._take_fault(record.operation_id)
         if fault is not None:
             if fault.kind == "drop":
@@ -496,53 +587,153 @@ class FakeMediaMTX:
             return _error(404, "path configuration not found")
         return web.json_response(conf)
 
-    @staticmethod
-    def _semantic_error(conf: Json) -> str | None:
-        """The few cross-field rules of MediaMTX's PathConf.Validate() we rely on."""
-        source = conf.get("source") or "publisher"
-        if conf.get("runOnDemand") and source != "publisher":
-            return "'runOnDemand' can be used only when source is 'publisher'"
-        if conf.get("sourceOnDemand") and source == "publisher":
-            return "'sourceOnDemand' is useless when source is 'publisher'"
-        return None
-
-    def _store(self, name: str, conf: Json) -> web.Response:
-        problem = self._semantic_error(conf)
+    def _store(self, name: str, conf: Json, old: Json | None) -> web.Response:
+        """Validate and store at once; the running path follows ``apply_delay`` later
+        (internal/api/api.go answers before internal/core/core.go reloads the paths)."""
+        problem = rules.conf_error(conf, playback=self.playback)
         if problem is not None:
             return _error(400, problem)
-        self.config_paths[name] = conf
+        self.config_paths[name] = rules.echo_conf(conf)
+        self._later(self.apply_delay, lambda: self._apply_conf(name, old))
         return _ok()
 
     async def _config_paths_add(self, request: web.Request, body: Json) -> web.Response:
         name = request.match_info["name"]
-        if not name.startswith("~") and not _PATH_NAME_RE.match(name):
-            return _error(400, f"invalid path name: {name}")
+        problem = rules.path_name_error(name)
+        if problem is not None:
+            return _error(400, f"invalid path name: {problem} ({name})")
         if name in self.config_paths:
             return _error(400, "path already exists")
-        return self._store(name, {**self.path_defaults, **body, "name": name})
+        return self._store(name, {**self.path_defaults, **body, "name": name}, None)
 
     async def _config_paths_patch(self, request: web.Request, body: Json) -> web.Response:
         name = request.match_info["name"]
         if name not in self.config_paths:
             return _error(404, "path not found")
-        return self._store(name, {**self.config_paths[name], **body, "name": name})
+        old = self.config_paths[name]
+        return self._store(name, {**old, **body, "name": name}, old)
 
     async def _config_paths_replace(self, request: web.Request, body: Json) -> web.Response:
+        # internal/api/api.go, onConfigPathsReplace: a missing path is created (no 404).
         name = request.match_info["name"]
-        if name not in self.config_paths:
-            return _error(404, "path not found")
-        return self._store(name, {**self.path_defaults, **body, "name": name})
+        problem = rules.path_name_error(name)
+        if problem is not None:
+            return _error(400, f"invalid path name: {problem} ({name})")
+        old = self.config_paths.get(name)
+        return self._store(name, {**self.path_defaults, **body, "name": name}, old)
 
     async def _config_paths_delete(self, request: web.Request, body: Any) -> web.Response:
         name = request.match_info["name"]
         if self.config_paths.pop(name, None) is None:
             return _error(404, "path not found")
-        self.path_states.pop(name, None)
+        self._later(self.apply_delay, lambda: self._close_path(name))
         return _ok()
+
+    # -- running paths -----------------------------------------------------------------
+
+    def _later(self, delay: float, action: Callable[[], None]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)  # the simulated server's own latency
+            action()
+            self._answered.set()
+
+        task = asyncio.create_task(run())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    def _apply_conf(self, name: str, old: Json | None) -> None:
+        new = self.config_paths.get(name)
+        if new is None:
+            return
+        if old is not None and rules.restarts(old, new):
+            self._close_path(name)
+            return
+        self._update_recording(name)
+
+    def _close_path(self, name: str) -> None:
+        """internal/core/path.go: a closed path drops its readers and its recorder."""
+        for writer in self.rtsp_readers.pop(name, set()):
+            writer.close()
+        self.path_states.pop(name, None)
+        self._end_segment(name)
+
+    @staticmethod
+    def _on_demand(conf: Json) -> bool:
+        if conf.get("runOnDemand"):
+            return True
+        return conf.get("source", "publisher") != "publisher" and bool(conf.get("sourceOnDemand"))
+
+    def _reader_connected(self, name: str, writer: asyncio.StreamWriter) -> bool:
+        if name not in self._runtime_names():
+            return False
+        self.rtsp_readers.setdefault(name, set()).add(writer)
+        conf = self.config_paths[name]
+        state = self.path_states.get(name)
+        if self._on_demand(conf) and (state is None or not state.ready):
+            self._later(self.publish_delay, lambda: self._published(name))
+        self._answered.set()
+        return True
+
+    def _published(self, name: str) -> None:
+        if self.rtsp_readers.get(name) and name in self.config_paths:
+            if name in self.unpublishable:
+                return
+            self.set_path_state(name, ready=True)
+            self._update_recording(name)
+
+    def _reader_left(self, name: str, writer: asyncio.StreamWriter) -> None:
+        readers = self.rtsp_readers.get(name)
+        if readers is None or writer not in readers:
+            return
+        readers.discard(writer)
+        self._answered.set()
+        conf = self.config_paths.get(name)
+        if readers or conf is None or not self._on_demand(conf):
+            return
+        key = "runOnDemandCloseAfter" if conf.get("runOnDemand") else "sourceOnDemandCloseAfter"
+        close_after = parse_go_duration(conf.get(key) or "0s")
+        self._later(close_after, lambda: self._unpublish(name))
+
+    def _unpublish(self, name: str) -> None:
+        if not self.rtsp_readers.get(name) and name in self.path_states:
+            self.path_states[name].ready = False
+            self.path_states[name].ready_time = None
+            self._end_segment(name)
+
+    def _update_recording(self, name: str) -> None:
+        """internal/recorder: record while the path is ready and ``record`` is on."""
+        conf = self.config_paths.get(name) or {}
+        state = self.path_states.get(name)
+        if conf.get("record") and state is not None and state.ready:
+            if name not in self.segments:
+                self._begin_segment(name, conf)
+        else:
+            self._end_segment(name)
+
+    def _begin_segment(self, name: str, conf: Json) -> None:
+        start = datetime.now(UTC)
+        ext = ".mp4" if conf.get("recordFormat", "fmp4") == "fmp4" else ".ts"
+        target = Path(encode_record_path(conf.get("recordPath", ""), name, start) + ext)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(segment_head(0) + bytes(256))
+        except OSError as exc:  # MediaMTX logs it and records nothing
+            self.record_errors.append(f"{name}: {exc}")
+            return
+        self.segments[name] = (target, start)
+        self.segment_files.append(target)
+
+    def _end_segment(self, name: str) -> None:
+        segment = self.segments.pop(name, None)
+        if segment is not None:
+            target, start = segment
+            elapsed = datetime.now(UTC) - start
+            finalize_segment(str(target), int(elapsed.total_seconds() * 1000))
 
     def _runtime_path(self, name: str) -> Json:
         state = self.path_states.get(name, PathState())
         ready_time = state.ready_time if state.ready else None
+        readers = state.readers + len(self.rtsp_readers.get(name, ()))
         return {
             "name": name,
             "confName": name,
@@ -562,7 +753,7 @@ class FakeMediaMTX:
             "inboundBytes": state.bytes_received,
             "outboundBytes": state.bytes_sent,
             "inboundFramesInError": 0,
-            "readers": [{"type": "rtspSession", "id": f"reader-{i}"} for i in range(state.readers)],
+            "readers": [{"type": "rtspSession", "id": f"reader-{i}"} for i in range(readers)],
         }
 
     def _runtime_names(self) -> list[str]:
@@ -592,3 +783,28 @@ class FakeMediaMTX:
         if name not in self.recordings:
             return _error(404, "path not found")
         return web.json_response(self._recording(name))
+
+    # -- authentication, global configuration, sessions --------------------------------
+
+    async def _authenticated(self, request: web.Request) -> bool:
+        assert self.auth is not None
+        if self._auth_session is None or self._auth_session.closed:
+            self._auth_session = aiohttp.ClientSession()
+        return await self.auth.authenticate(
+            self._auth_session,
+            action="api",
+            ip=request.remote or "",
+            creds=http_credentials(request.headers.get("Authorization")),
+            query=request.query_string,
+        )
+
+    async def _config_global_get(self, request: web.Request, body: Any) -> web.Response:
+        return web.json_response(self.global_conf)
+
+    async def _kick(self, kind: str, request: web.Request, body: Any) -> web.Response:
+        session_id = request.match_info["id"]
+        if session_id not in self.sessions.get(kind, set()):
+            return _error(404, "session not found")
+        self.sessions[kind].discard(session_id)
+        self.kicked.append((kind, session_id))
+        return _ok()

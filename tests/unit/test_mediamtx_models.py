@@ -16,9 +16,12 @@ from camera_service.mediamtx.pathconf import (
     camera_path_conf,
     conf_matches,
     idle_publisher_conf,
+    is_source_url,
+    normalise_source_url,
     publisher_path_conf,
     recording_fields,
     recording_patch,
+    restarts_path,
     source_path_conf,
 )
 from camera_service.mediamtx.paths import PathOwnership, path_name_for
@@ -201,9 +204,53 @@ def test_parse_go_duration_variants_and_errors() -> None:
     assert parse_go_duration("1d") == 86400
     assert parse_go_duration("1h30m") == 5400
     assert parse_go_duration("0") == 0
-    for bad in ("", "10", "ten s", "5x"):
+    assert parse_go_duration("") == 0  # MediaMTX echoes a zero duration as ""
+    for bad in ("10", "ten s", "5x"):
         with pytest.raises(ValueError):
             parse_go_duration(bad)
+
+
+def test_conf_matches_what_mediamtx_echoes() -> None:
+    """internal/conf/duration.go: 0s is echoed as "", 24h as "1d", 1h as "1h0m0s"; before
+    normalising both sides every reconcile replaced every path."""
+    desired = recording_fields(
+        publisher_path_conf(["-i", "x"], close_after=0), "/r/%path_%s_%f", enabled=False
+    )
+    echoed = {
+        **_path_defaults(SPEC),
+        **desired.to_body(),
+        "runOnDemandCloseAfter": "",
+        "runOnDemandStartTimeout": "10s",
+        "recordSegmentDuration": "1d",
+        "recordDeleteAfter": "",
+        "name": "x",
+    }
+    assert conf_matches(desired, PathConf.model_validate(echoed))
+    assert not conf_matches(desired, PathConf.model_validate({**echoed, "recordDeleteAfter": "1d"}))
+
+
+def test_only_record_fields_change_without_a_restart() -> None:
+    base = recording_fields(publisher_path_conf(["-i", "x"]), "/r/%path_%s_%f", enabled=False)
+    recording = recording_fields(base, "/r/%path_%s_%f", enabled=True)
+    assert not restarts_path(base, recording) and not conf_matches(recording, base)
+    assert restarts_path(base, publisher_path_conf(["-i", "y"]))
+    assert restarts_path(
+        source_path_conf("rtsp://h/a"), source_path_conf("rtsp://h/a", on_demand=False)
+    )
+
+
+def test_source_urls_are_normalised_or_refused() -> None:
+    """internal/conf/path.go: schemes match case-sensitively, user needs a password, and any
+    http(s) source is read as HLS."""
+    assert source_path_conf("RTSP://Cam.example/live").source == "rtsp://Cam.example/live"
+    assert normalise_source_url("rtsp://u:p@h/x") == "rtsp://u:p@h/x"
+    for bad in ("rtsp://user@h/x", "rtsp://:pw@h/x", "rtsp:///x"):
+        with pytest.raises(ValueError):
+            normalise_source_url(bad)
+    assert is_source_url("https://h/live/index.m3u8") and is_source_url("rtsps://h/x")
+    assert not is_source_url("http://h/video.mjpg")  # published through FFmpeg instead
+    mjpeg = camera_path_conf("http://h/video.mjpg")
+    assert mjpeg.source == "publisher" and "http://h/video.mjpg" in (mjpeg.run_on_demand or "")
 
 
 def test_conf_matches_is_a_subset_check_with_duration_normalisation() -> None:
@@ -253,13 +300,10 @@ def test_ownership_ignores_invalid_names(tmp_path: Any) -> None:
     assert PathOwnership(file).names() == frozenset({"ok1"})
 
 
-def test_always_on_idle_and_recording_confs() -> None:
+def test_idle_and_recording_confs() -> None:
     args = ["-f", "lavfi", "-i", "testsrc2"]
     on_demand = publisher_path_conf(args)
-    always = publisher_path_conf(args, always_on=True)
-    assert (on_demand.run_on_init, always.run_on_demand) == ("", "")
-    assert always.run_on_init == on_demand.run_on_demand and always.run_on_init_restart
-    assert not conf_matches(always, on_demand) and not conf_matches(on_demand, always)
+    assert on_demand.run_on_init == "" and on_demand.run_on_demand
     idle = idle_publisher_conf()
     assert not conf_matches(idle, on_demand)
     pulled = source_path_conf("rtsp://h/s", on_demand=False)
@@ -268,7 +312,7 @@ def test_always_on_idle_and_recording_confs() -> None:
     assert (rec.record, rec.record_delete_after, rec.record_format) == (True, "0s", "fmp4")
     assert rec.record_segment_duration == "24h0m0s"
     assert on_demand.record is None  # a copy
-    for conf in (always, idle, pulled, rec):
+    for conf in (idle, pulled, rec):
         assert VALIDATOR.schema_errors("PathConf", conf.to_body()) == []
 
 
@@ -277,4 +321,5 @@ def test_stream_urls() -> None:
         "rtsp": "rtsp://h:1/cam_a",
         "hls": "http://h:2/cam_a/index.m3u8",
         "webrtc": "http://h:3/cam_a",
+        "whep": "http://h:3/cam_a/whep",
     }

@@ -14,8 +14,8 @@ from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.config import MediaMTXConfig
 from camera_service.events import EventBus
 from camera_service.media.source import CaptureSource
+from camera_service.mediamtx import segments
 from camera_service.mediamtx.errors import StreamingDisabledError
-from camera_service.mediamtx.recording import segment_files
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.streaming import start_streaming
 from tests.support.fake_devices import fixture_capabilities
@@ -60,7 +60,7 @@ def test_on_demand_publishers_and_pulled_sources(tmp_path: Path) -> None:
         and "-video_size 1280x720 -framerate 30" in usb["runOnDemand"]
     )
     assert (usb["runOnDemandCloseAfter"], usb["runOnInit"], usb["record"]) == ("7s", "", False)
-    assert usb["recordPath"] == f"{(tmp_path / 'rec').resolve()}/%path_%Y-%m-%d_%H-%M-%S"
+    assert usb["recordPath"] == f"{(tmp_path / 'rec').resolve()}/.mediamtx/%path_%s_%f"
     lab = conf_of(service, cameras, "lab0")
     assert "-f lavfi" in lab["runOnDemand"]
     gate = conf_of(service, cameras, "gate")
@@ -68,20 +68,25 @@ def test_on_demand_publishers_and_pulled_sources(tmp_path: Path) -> None:
     assert "runOnDemand" not in gate
 
 
-def test_streaming_recording_and_disconnected_states(tmp_path: Path) -> None:
+def test_streaming_and_recording_change_only_the_record_flag(tmp_path: Path) -> None:
+    """MediaMTX restarts a path (cutting its readers) on any change but ``record*``: so
+    streaming and recording in MediaMTX must not change anything else."""
     service, cameras = make_service(tmp_path)
+    idle = {name: conf_of(service, cameras, name) for name in ("camera0", "gate", "lab0")}
     service.intents.streaming["camera0"] = datetime.now(UTC)
     service.intents.streaming["gate"] = datetime.now(UTC)
-    usb = conf_of(service, cameras, "camera0")
-    assert usb["runOnInit"] and usb["runOnDemand"] == "" and usb["runOnInitRestart"]
-    assert conf_of(service, cameras, "gate")["sourceOnDemand"] is False
     service.intents.recording.add("lab0")
+    for name, before in idle.items():
+        after = conf_of(service, cameras, name)
+        changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+        assert changed <= {"record"}, (name, changed)
     lab = conf_of(service, cameras, "lab0")
     assert (lab["record"], lab["recordFormat"], lab["recordDeleteAfter"]) == (True, "fmp4", "0s")
-    assert lab["runOnInit"]  # MediaMTX records only a published stream
+    assert lab["runOnDemand"] and lab["runOnInit"] == ""  # the held reader keeps it published
+    assert conf_of(service, cameras, "gate")["sourceOnDemand"] is True
     cameras.device_removed("/dev/video0")
-    idle = conf_of(service, cameras, "camera0")
-    assert (idle["runOnDemand"], idle["runOnInit"]) == ("", "")
+    idle_usb = conf_of(service, cameras, "camera0")
+    assert (idle_usb["runOnDemand"], idle_usb["runOnInit"]) == ("", "")
 
 
 def test_reserved_path_names_never_become_cameras(tmp_path: Path) -> None:
@@ -119,14 +124,43 @@ async def test_disabled_service_fails_streaming_calls(tmp_path: Path) -> None:
     await service.stop()
 
 
-def test_segment_files_match_only_the_camera(tmp_path: Path) -> None:
-    for name in (
-        "cam0_2030-01-01_00-00-00.mp4",
-        "cam0_2030-01-01_00-00-00.mkv",
-        "cam01_2030-01-01_00-00-00.mp4",
-        "cam0_latest.mp4",
-    ):
-        (tmp_path / name).write_bytes(b"abc")
-    assert segment_files(tmp_path, "cam0") == {tmp_path / "cam0_2030-01-01_00-00-00.mp4": 3}
-    assert segment_files(tmp_path / "missing", "cam0") == {}
-    assert os.path.exists(tmp_path / "cam01_2030-01-01_00-00-00.mp4")
+def test_staged_segment_names_are_timezone_free() -> None:
+    start = segments.staged_start("cam0_1767225600_250000.mp4", "cam0")
+    assert start == datetime(2026, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)
+    assert segments.staged_start("cam01_1767225600_250000.mp4", "cam0") is None
+    assert segments.staged_start("cam0_2026-01-01_00-00-00.mp4", "cam0") is None
+
+
+def mvhd_file(duration_ms: int) -> bytes:
+    """The head of a MediaMTX fMP4 segment: ftyp, then moov starting with a v0 mvhd."""
+    ftyp = (24).to_bytes(4, "big") + b"ftypmp42" + b"\0\0\0\1" + b"mp41mp42"
+    mvhd = (108).to_bytes(4, "big") + b"mvhd" + bytes(4) + bytes(8)
+    mvhd += (1000).to_bytes(4, "big") + duration_ms.to_bytes(4, "big") + bytes(80)
+    moov = (8 + len(mvhd)).to_bytes(4, "big") + b"moov" + mvhd
+    return ftyp + moov
+
+
+def test_fmp4_finalized_reads_the_mvhd_duration() -> None:
+    assert segments.fmp4_finalized(mvhd_file(3000))
+    assert not segments.fmp4_finalized(mvhd_file(0))  # MediaMTX writes it when it closes
+    assert not segments.fmp4_finalized(b"")
+    assert not segments.fmp4_finalized(b"\0\0\0\x08free" + bytes(64))
+
+
+def test_segments_get_utc_names_by_hard_link_and_staging_is_settled(tmp_path: Path) -> None:
+    staging = segments.staging_dir(tmp_path)
+    staging.mkdir()
+    staged = staging / "cam0_1767225600_000000.mp4"
+    staged.write_bytes(b"abc")
+    (tmp_path / "cam0_2026-01-01_00-00-00.mp4").write_bytes(b"taken")
+    found = segments.staged_segments(tmp_path, "cam0")
+    assert list(found) == [staged]
+    visible = segments.link_segment(staged, tmp_path, "cam0", found[staged])
+    assert visible.name == "cam0_2026-01-01_00-00-00_1.mp4"
+    assert os.path.samefile(visible, staged)
+    left = staging / "cam0_1767225660_000000.mp4"  # never linked (daemon stopped)
+    left.write_bytes(b"de")
+    made = segments.settle_staging(tmp_path, "cam0")
+    assert [p.name for p in made] == ["cam0_2026-01-01_00-01-00.mp4"]
+    assert list(staging.iterdir()) == [] and visible.read_bytes() == b"abc"
+    assert segments.staged_segments(tmp_path / "missing", "cam0") == {}

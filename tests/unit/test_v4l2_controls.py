@@ -15,7 +15,7 @@ from camera_service.cameras.v4l2_controls import (
     snake_name,
     validate_value,
 )
-from tests.support.fake_devices import FakeControlDevice
+from tests.support.fake_controls import FakeControlDevice
 
 
 def _controls(dev: FakeControlDevice) -> dict[str, dict[str, object]]:

@@ -123,8 +123,8 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
             service.require_up()
         return camera
 
-    def urls(camera: Camera) -> tuple[str, dict[str, str]]:
-        streams = service.streams_for(camera)
+    def urls(camera: Camera, ctx: CallContext) -> tuple[str, dict[str, str]]:
+        streams = service.streams_for(camera, ctx.identity)
         return streams.get("rtsp", ""), streams
 
     @registry.method(
@@ -134,11 +134,11 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         role=Role.OPERATOR,
     )
     async def start_streaming(ctx: CallContext, params: DeviceParams) -> StartStreamingResult:
-        """Publish the camera now (not only on demand) and return once MediaMTX has it ready."""
+        """Keep the camera published (a held reader) and return once MediaMTX has it ready."""
         camera = streaming_camera(params.device)
         with translated_stream_errors():
             started = await start_stream(service, camera)
-        url, streams = urls(camera)
+        url, streams = urls(camera, ctx)
         return StartStreamingResult(
             device=camera.id,
             stream_name=camera.id,
@@ -152,7 +152,7 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         "stop_streaming", params=DeviceParams, result=StopStreamingResult, role=Role.OPERATOR
     )
     async def stop_streaming(ctx: CallContext, params: DeviceParams) -> StopStreamingResult:
-        """Back to on-demand publishing; stream_continues is true while a recording reads it."""
+        """Drop the held reader; stream_continues is true while a recording reads the stream."""
         camera = streaming_camera(params.device)
         with translated_stream_errors():
             stop = await stop_stream(service, camera)
@@ -170,11 +170,11 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         "get_stream_url", params=DeviceParams, result=StreamUrlResult, role=Role.VIEWER
     )
     async def get_stream_url(ctx: CallContext, params: DeviceParams) -> StreamUrlResult:
-        """RTSP, HLS and WebRTC URLs of the camera, with readiness and reader count."""
+        """RTSP, HLS, WebRTC page and WHEP URLs of the camera, with readiness and readers."""
         camera = streaming_camera(params.device)
         with translated_stream_errors():
             path = await service.path_state(camera)
-        url, streams = urls(camera)
+        url, streams = urls(camera, ctx)
         state: Literal["READY", "NOT_READY", "ERROR"] = "ERROR"
         if path is not None:
             state = "READY" if path.is_ready else "NOT_READY"
