@@ -437,6 +437,7 @@ class Application:
             backoff_base=self.config.continuous.restart_backoff_base,
             backoff_max=self.config.continuous.restart_backoff_max,
             stop_policy=stop_policy,
+            frame_rate=self.config.continuous.frame_rate,
         )
         self.nvr = NvrManager(
             config=self.config,

@@ -46,9 +46,10 @@ from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_S = 2.0
+HOUSEKEEPING_S = 3.0
 CLIP_TIMEOUT_S = 300.0
-FRAGMENT_SLACK_S = 1.5  # a fragment reaches the disk within about a second
+FRAGMENT_SLACK_S = 1.5
+STOP_GRACE_S = 1.0  # a fragment reaches the disk within about a second
 
 
 def iso(when: float) -> str:
@@ -146,6 +147,8 @@ class NvrManager:
             self._housekeeper = None
         recorders, self._recorders = list(self._recorders.values()), {}
         await asyncio.gather(*(r.stop() for r in recorders), return_exceptions=True)
+        if self._tasks:  # events that just ended are stored first; their clips cannot wait
+            await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_S)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

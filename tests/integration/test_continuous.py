@@ -337,3 +337,23 @@ def _epoch(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def test_per_camera_retain_gb_bounds_the_footage(tmp_path: Path) -> None:
+    limit = 150_000  # bytes
+    overrides = {
+        **OVERRIDES,
+        "continuous": {
+            **OVERRIDES["continuous"],
+            "cameras": {"lab0": {"retain_gb": limit / 1e9}},
+        },
+    }
+    async with running_daemon(tmp_path, overrides) as daemon:
+        nvr = daemon.app.nvr
+        await nvr.set_mode("lab0", ModeSettings("continuous", 2, 1.0, 1.0))
+        await wait_until(lambda: nvr.deleted_segments >= 2, 40, "retention applied")
+        await nvr.housekeep_once()
+        closed = [s for s in await nvr.segments("lab0") if s.complete]
+        assert nvr.is_active("lab0")
+        await nvr.set_mode("lab0", ModeSettings("off", 2, 1.0, 1.0))
+    assert closed and sum(s.size for s in closed) <= limit
