@@ -44,8 +44,8 @@ from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor, StopPol
 from camera_service.media.frames import FrameHub
 from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import EncoderSettings
+from camera_service.media.segment_recordings import NvrRecordings
 from camera_service.media.source import CaptureSource, capture_source_for
-from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
@@ -350,7 +350,7 @@ class Application:
             quit_grace=min(ffmpeg.stop_timeout, 4.0), int_grace=2.0, term_grace=1.0, kill_grace=1.0
         )
         self.supervisor = ProcessSupervisor(stop_policy=stop_policy)
-        self.recordings = StreamRecordings(
+        self.recordings = NvrRecordings(
             self.mediamtx,
             self.supervisor,
             storage.recordings_dir,
@@ -435,6 +435,7 @@ class Application:
             backoff_base=self.config.continuous.restart_backoff_base,
             backoff_max=self.config.continuous.restart_backoff_max,
             stop_policy=stop_policy,
+            frame_rate=self.config.continuous.frame_rate,
         )
         self.nvr = NvrManager(
             config=self.config,
@@ -450,6 +451,7 @@ class Application:
             on_reader_change=self._reader_changed,
         )
         self.recordings.frame_sources.append(self.nvr.latest_frame)
+        self.recordings.nvr = self.nvr
         self.mediamtx.attach_device_reader(self.nvr.reads_device)
         self.downloads.resolvers["segments"] = self.nvr.segment_path
 

@@ -442,6 +442,9 @@ class ContinuousConfig(Section):
     retain_gb: float | None = Field(
         None, gt=0, description="Default retain_gb of every camera's continuous segments"
     )
+    frame_rate: float = Field(
+        1.0, ge=0.2, le=15, description="Latest-frame JPEGs per second (snapshots, MJPEG)"
+    )
     restart_backoff_base: Seconds = Field(1.0, description="First restart delay after a crash")
     restart_backoff_max: Seconds = Field(30.0, description="Restart delay cap")
     max_events: int = Field(

@@ -50,7 +50,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cache-Control", "no-store")
-    is_client = not request.path.startswith(("/health", "/metrics", "/files"))
+    is_client = not request.path.startswith(("/health", "/metrics", "/files", "/mediamtx"))
     headers.setdefault("Content-Security-Policy", CLIENT_CSP if is_client else API_CSP)
     if isinstance(response, web.HTTPException):
         raise response
