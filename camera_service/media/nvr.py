@@ -246,12 +246,41 @@ class NvrManager:
             raise NotFound("segments", name)
         return path
 
+    def hold_footage(self, camera_id: str, start: float) -> str:
+        """Keep the camera's footage from ``start`` on (a recording cut from segments at its
+        end); returns the key for :meth:`release_footage`."""
+        key = f"hold-{camera_id}-{secrets.token_hex(4)}"
+        self._pending[key] = _Pending(camera_id, start, None)
+        return key
+
+    def release_footage(self, key: str) -> None:
+        self._pending.pop(key, None)
+
+    def _held(self, segment: seg.Segment) -> bool:
+        return any(
+            w.device == segment.device
+            and segment.end > w.start
+            and (w.end is None or segment.start < w.end)
+            for w in self._pending.values()
+        )
+
+    async def wait_footage(self, camera_id: str, until: float, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until the camera's segments reach ``until`` on disk,
+        or its recorder stopped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and self.is_active(camera_id):
+            segments = await self.segments(camera_id)
+            if segments and segments[-1].end >= until:
+                return
+            await asyncio.sleep(0.1)
+
     def has_footage(self, camera_id: str) -> bool:
         return seg.camera_dir(self.root, camera_id).is_dir()
 
     async def rollover(self, need_bytes: int) -> tuple[int, int]:
         """Delete the oldest closed segments of any camera until ``need_bytes`` are freed."""
-        segments = [s for s in await self.all_segments() if s.complete]
+        segments = [s for s in await self.all_segments() if s.complete and not self._held(s)]
         protected = self.protected()
         doomed = seg.plan_rollover(segments, need_bytes, protected)
         count, freed = await asyncio.to_thread(seg.delete_segments, doomed, self.protected())
@@ -401,7 +430,9 @@ class NvrManager:
                 log.info("disk has room again: continuous recording resumes")
                 self._resume_all()
         for camera_id in await asyncio.to_thread(seg.cameras_with_segments, self.root):
-            segments = [s for s in await self.segments(camera_id) if s.complete]
+            segments = [
+                s for s in await self.segments(camera_id) if s.complete and not self._held(s)
+            ]
             protected = self.protected()
             limits = self.config.continuous.for_camera(camera_id)
             doomed = seg.plan_retention(
