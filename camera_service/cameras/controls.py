@@ -42,6 +42,7 @@ from camera_service.media.ffmpeg import ProcessHandle, ProcessSupervisor
 log = logging.getLogger(__name__)
 
 TOPIC_CONTROLS = "camera.controls"
+STREAMING_LINE = r"^Input #\d+, video4linux2"
 T = TypeVar("T")
 
 
@@ -305,8 +306,13 @@ class ControlService:
             self._spawn(self._after_stream_on(handle))
 
     async def _after_stream_on(self, handle: ProcessHandle) -> None:
-        """Once frames flow (first progress report), the driver's STREAMON reset is done."""
+        """Once the camera streams, the driver's STREAMON reset is done: FFmpeg's first
+        progress report (frames flow), or its ``Input #0, video4linux2`` line (the v4l2
+        demuxer prints it after VIDIOC_STREAMON; snapshots log it, and write their frame
+        only after the warm-up frames)."""
+        opened = asyncio.create_task(handle.wait_for_line(STREAMING_LINE))
         waits = [
+            opened,
             asyncio.create_task(handle.progress_seen.wait()),
             asyncio.create_task(handle.exited.wait()),
         ]
@@ -315,5 +321,9 @@ class ControlService:
         finally:
             for task in waits:
                 task.cancel()
-        if handle.progress_seen.is_set() and handle.running and handle.camera_id:
+            await asyncio.gather(*waits, return_exceptions=True)
+        streaming = handle.progress_seen.is_set() or (
+            opened.done() and not opened.cancelled() and opened.exception() is None
+        )
+        if streaming and handle.running and handle.camera_id:
             await self.reapply(handle.camera_id, "capture_started")
