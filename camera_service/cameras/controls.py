@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from camera_service.cameras.model import Camera, CameraKind, CameraStatus
 from camera_service.cameras.registry import TOPIC_CONNECTED, CameraRegistry
 from camera_service.cameras.state_store import CameraStateStore
+from camera_service.cameras.v4l2_abi import CTRL_FLAG_READ_ONLY
 from camera_service.cameras.v4l2_controls import (
     Control,
     ControlIOError,
@@ -223,7 +224,16 @@ class ControlService:
         camera = self._camera(camera_id)
         async with self._lock(camera_id):
             controls = await self._query(camera)
-            defaults = {c.key: c.default for c in controls if c.value != c.default}
+            # Only controls that hold a value (a button is not pressed, a write-only control
+            # is left alone) and differ from their default.
+            defaults = {
+                c.key: c.default
+                for c in controls
+                if c.has_value
+                and c.value is not None
+                and c.value != c.default
+                and not c.flags & CTRL_FLAG_READ_ONLY
+            }
             report = await self._write(camera, defaults) if defaults else WriteReport()
             entry = self._store.find(camera.stable_key, camera.serial_key)
             if entry is not None and entry.controls:
