@@ -31,7 +31,7 @@ from camera_service.auth.url_tokens import derive_camera_url_secret
 from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
-from camera_service.cameras.model import Camera, CameraStatus
+from camera_service.cameras.model import MAX_CAMERAS, Camera, CameraStatus
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
@@ -44,13 +44,14 @@ from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor, StopPol
 from camera_service.media.frames import FrameHub
 from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import EncoderSettings
+from camera_service.media.segment_recordings import NvrRecordings
 from camera_service.media.source import CaptureSource, capture_source_for
-from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
 from camera_service.mqtt.topics import default_node_id
 from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
+from camera_service.resources import install_accept_error_handler, raise_fd_limit
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
@@ -153,7 +154,11 @@ class Application:
             FailedAuthLimiter(config.auth.failed_auth_limit, config.auth.failed_auth_window),
         )
         self.dispatcher = Dispatcher(
-            self.registry, self.authenticator, self.metrics, config.server.max_batch
+            self.registry,
+            self.authenticator,
+            self.metrics,
+            config.server.max_batch,
+            unauthenticated_batch_bytes=config.server.unauthenticated_queue_bytes,
         )
         self.ws = WebSocketServer(config.server, self.dispatcher, self.bus, self.metrics)
         self.http = HttpServer(config.http, self.health, self.metrics)
@@ -206,7 +211,7 @@ class Application:
                 system_status=self.status.system_status,
                 capabilities=self.capabilities,
                 supported_formats=SUPPORTED_FORMATS,
-                max_cameras=64,
+                max_cameras=MAX_CAMERAS,
                 host_usage=HostUsage(self.config.storage.recordings_dir),
                 metric_sections={
                     "cameras": self.status.camera_metrics,
@@ -347,7 +352,7 @@ class Application:
             quit_grace=min(ffmpeg.stop_timeout, 4.0), int_grace=2.0, term_grace=1.0, kill_grace=1.0
         )
         self.supervisor = ProcessSupervisor(stop_policy=stop_policy)
-        self.recordings = StreamRecordings(
+        self.recordings = NvrRecordings(
             self.mediamtx,
             self.supervisor,
             storage.recordings_dir,
@@ -366,7 +371,12 @@ class Application:
             capture_timeout=ffmpeg.snapshot_timeout,
             warmup_frames=self.config.cameras.warmup_frames,
         )
-        self.files = FileStore(storage.recordings_dir, storage.snapshots_dir, ffmpeg.ffprobe)
+        self.files = FileStore(
+            storage.recordings_dir,
+            storage.snapshots_dir,
+            ffmpeg.ffprobe,
+            max_probes=ffmpeg.max_probes,
+        )
         self.policies = PolicyStore(storage.state_dir, default=self._configured_policy())
         self.retention = RetentionLoop(
             self.config.retention.interval,
@@ -427,6 +437,7 @@ class Application:
             backoff_base=self.config.continuous.restart_backoff_base,
             backoff_max=self.config.continuous.restart_backoff_max,
             stop_policy=stop_policy,
+            frame_rate=self.config.continuous.frame_rate,
         )
         self.nvr = NvrManager(
             config=self.config,
@@ -442,6 +453,7 @@ class Application:
             on_reader_change=self._reader_changed,
         )
         self.recordings.frame_sources.append(self.nvr.latest_frame)
+        self.recordings.nvr = self.nvr
         self.mediamtx.attach_device_reader(self.nvr.reads_device)
         self.downloads.resolvers["segments"] = self.nvr.segment_path
 
@@ -835,6 +847,8 @@ class Application:
 
     async def run(self) -> None:
         self.install_signal_handlers()
+        raise_fd_limit()
+        install_accept_error_handler(asyncio.get_running_loop())
         await self.start()
         self._tasks.append(asyncio.create_task(self._notify_ready(), name="sd-ready"))
         try:

@@ -273,6 +273,7 @@ class CameraCard {
 
     this.streamsBody = h('div', { class: 'streams-body' });
     this.streamsDetails = h('details', { class: 'streams', hidden: true }, h('summary', {}, 'Stream URLs'), this.streamsBody);
+    this.streamsDetails.addEventListener('toggle', () => this.streamsDetails.open && this.refreshStreamUrls());
     this.tuning = new TuningPanel(this);
 
     this.article = h('article', { class: 'card camera', 'aria-labelledby': `${id}-title`, dataset: { device: this.camera.device } },
@@ -344,7 +345,26 @@ class CameraCard {
       }, 'Copy');
       return h('div', { class: 'url-row' }, h('label', { for: inputId }, STREAM_LABEL[kind] || kind), input, copy);
     });
+    // Stream URLs carry a short-lived token (stream access control): say until when.
+    const expiry = streams.map(([, url]) => /[?&]token=cst1\.(\d+)\./.exec(url)).find(Boolean);
+    if (expiry) {
+      const until = formatDate(new Date(Number(expiry[1]) * 1000).toISOString());
+      rows.push(h('p', { class: 'muted small' }, `Start playing before ${until}; playback then continues.`));
+    }
     clear(this.streamsBody, rows);
+  }
+
+  /** Fresh stream URLs (tokens issued to this session) when the list is opened. */
+  async refreshStreamUrls() {
+    try {
+      const info = await this.app.call('get_stream_url', { device: this.camera.device });
+      if (info.streams && Object.keys(info.streams).length) {
+        this.camera = { ...this.camera, streams: info.streams };
+        this.renderStreams();
+      }
+    } catch {
+      // MediaMTX unreachable: the URLs from the camera list stay (they may have expired).
+    }
   }
 
   refreshControls() {

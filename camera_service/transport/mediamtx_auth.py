@@ -144,7 +144,10 @@ class StreamAuthEndpoint:
     async def _read(self, request: web.Request) -> AccessRequest:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        # request.read(): the body-deadline middleware may already have buffered the body
+        # (reading request.content again would then find it empty); bounded by the app's
+        # client_max_size, and by MAX_BODY_BYTES just below.
+        raw = await request.read()
         if len(raw) > MAX_BODY_BYTES:
             raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, len(raw))
         try:

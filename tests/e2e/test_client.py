@@ -257,9 +257,7 @@ async def test_live_view_without_streaming_shows_mjpeg(
     page.assert_clean()
 
 
-async def test_plain_urls_are_listed_and_copyable(
-    daemon: RunningDaemon, page: BrowserPage
-) -> None:
+async def test_plain_urls_are_listed_and_copyable(daemon: RunningDaemon, page: BrowserPage) -> None:
     p = page.page
     await p.context.grant_permissions(["clipboard-read", "clipboard-write"])
     await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["viewer"])

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ async def test_live_view_plays_over_webrtc_with_the_token(tmp_path: Path, browse
             await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["viewer"])
             card = p.locator('article.camera[data-device="cam0"]')
             await expect(card.locator(".badge")).to_have_text("Connected")
+            await card.get_by_text("Stream URLs").click()
+            await expect(card.get_by_label("RTSP", exact=True)).to_have_value(
+                re.compile(r"^rtsp://127\.0\.0\.1:\d+/cam0\?token=cst1\.\d+\.[0-9a-f]+\.")
+            )  # bound to the viewer's key
+            await expect(card.locator(".streams")).to_contain_text("Start playing before")
             await card.get_by_text("Live view").click()
             await expect(card.locator(".live-status")).to_have_text(
                 "Live over WebRTC.", timeout=PLAY_TIMEOUT_MS

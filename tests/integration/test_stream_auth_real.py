@@ -14,6 +14,7 @@ every session (tests/support/stream_auth_stack.py). Checked with real clients:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ import aiohttp
 import pytest
 
 from camera_service.auth.roles import Role
+from camera_service.logging import AUDIT_LOGGER
 from tests.support.stream_auth_stack import (
     Stack,
     ffprobe,
@@ -110,6 +112,31 @@ async def test_outside_publishers_are_refused(tmp_path: Path) -> None:
             result = await client.call("get_stream_url", {"device": "cam0"})
         code, out = await ffprobe(result["streams"]["rtsp"])  # the daemon's publisher works
         assert (code, out.strip()) == (0, "h264"), out
+
+
+async def test_daemon_reads_its_own_streams_through_the_access_control(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A single-reader camera while streamed: snapshots and recordings come from MediaMTX
+    (the daemon's FFmpeg readers carry stream tokens), nothing is denied to the daemon."""
+    async with stream_auth_stack(tmp_path, exclusive=True) as stack:
+        caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+        async with stack.daemon.client("operator") as client:
+            await client.call("start_streaming", {"device": "cam0"})
+            shot = await client.call("take_snapshot", {"device": "cam0"})
+            assert shot["status"] == "SUCCESS" and shot["file_size"] > 0
+            rec = await client.call("start_recording", {"device": "cam0", "format": "mp4"})
+            await wait_for_readers(stack, "cam0", 2)  # the holder and the recording
+            stopped = await client.call("stop_recording", {"device": "cam0"})
+        assert stopped["file_size"] > 0, (rec, stopped)
+        path = stack.daemon.app.config.storage.recordings_dir / stopped["filename"]
+        code, out = await ffprobe(str(path))
+        assert (code, out.strip()) == (0, "h264"), out
+    denied = [
+        vars(r) for r in caplog.records
+        if r.getMessage() == "stream access denied" and vars(r).get("credential") != "none"
+    ]  # fmt: skip
+    assert denied == []
 
 
 async def wait_for_readers(stack: Stack, name: str, count: int, timeout: float = 20.0) -> None:

@@ -78,14 +78,18 @@ def raw_from_fixture(data: dict[str, Any]) -> RawDeviceInfo:
     cap = data["capability"]
     card = bytes.fromhex(cap["card_hex"]).decode("latin-1") if "card_hex" in cap else cap["card"]
     capability = DeviceCapability(
-        driver=cap["driver"], card=card, bus_info=cap["bus_info"],
-        version=_int(cap["version"]), capabilities=_int(cap["capabilities"]),
+        driver=cap["driver"],
+        card=card,
+        bus_info=cap["bus_info"],
+        version=_int(cap["version"]),
+        capabilities=_int(cap["capabilities"]),
         device_caps=_int(cap["device_caps"]),
     )
     formats = [
         FormatEntry(
             pixelformat=(str_to_fourcc(f["fourcc"]) if "fourcc" in f else _int(f["fourcc_int"])),
-            description=f["description"], flags=f["flags"],
+            description=f["description"],
+            flags=f["flags"],
             sizes=[_size(s) for s in f["sizes"]],
         )
         for f in data["formats"]
@@ -121,8 +125,14 @@ class FakeIoctl:
     never ends enumerations (a buggy driver).
     """
 
-    def __init__(self, info: RawDeviceInfo, *, fail: dict[int, int] | None = None,
-                 vanish_after: int | None = None, endless: bool = False) -> None:
+    def __init__(
+        self,
+        info: RawDeviceInfo,
+        *,
+        fail: dict[int, int] | None = None,
+        vanish_after: int | None = None,
+        endless: bool = False,
+    ) -> None:
         self.info = info
         self.fail = fail or {}
         self.vanish_after = vanish_after
@@ -147,8 +157,11 @@ class FakeIoctl:
 
     def _querycap(self) -> bytes:
         cap = self.info.capability
-        raw = encode_capability(DeviceCapability(cap.driver, "", cap.bus_info, cap.version,
-                                                 cap.capabilities, cap.device_caps))
+        raw = encode_capability(
+            DeviceCapability(
+                cap.driver, "", cap.bus_info, cap.version, cap.capabilities, cap.device_caps
+            )
+        )
         card = cap.card.encode("latin-1", errors="replace")[:32].ljust(32, b"\0")
         return raw[:16] + card + raw[48:]
 
@@ -187,8 +200,7 @@ class FakeIoctl:
         index, pixelformat, width, height, *_ = FRMIVAL_STRUCT.unpack(arg)
         fmt = self._find(pixelformat)
         if self.endless:
-            return encode_frmival(index, pixelformat, width, height,
-                                  FrameInterval.discrete(1, 30))
+            return encode_frmival(index, pixelformat, width, height, FrameInterval.discrete(1, 30))
         for entry in fmt.sizes:
             if (entry.size.max_width, entry.size.max_height) == (width, height):
                 if index >= len(entry.intervals):
@@ -219,15 +231,28 @@ class FakeDevice:
         return DeviceEvent(action, self.path, attrs, self.stable_key, self.serial_key)
 
 
-def uvc_webcam(first_node: int, *, port: str = "1", fixture: str = "uvc_c920",
-               serial: str | None = None, **capture_kw: Any) -> tuple[FakeDevice, FakeDevice]:
+def uvc_webcam(
+    first_node: int,
+    *,
+    port: str = "1",
+    fixture: str = "uvc_c920",
+    serial: str | None = None,
+    **capture_kw: Any,
+) -> tuple[FakeDevice, FakeDevice]:
     """A UVC camera: capture node ``video<first_node>`` + metadata node the next number."""
     key = f"devices/pci0000:00/0000:00:14.0/usb1/1-{port}/1-{port}:1.0"
     serial_key = f"046d:082d:{serial}:00".lower() if serial else None
-    capture = FakeDevice(f"/dev/video{first_node}", f"{fixture}_capture", key, serial_key,
-                         "HD Pro Webcam C920", **capture_kw)
-    meta = FakeDevice(f"/dev/video{first_node + 1}", f"{fixture}_metadata", key, serial_key,
-                      "HD Pro Webcam C920")
+    capture = FakeDevice(
+        f"/dev/video{first_node}",
+        f"{fixture}_capture",
+        key,
+        serial_key,
+        "HD Pro Webcam C920",
+        **capture_kw,
+    )
+    meta = FakeDevice(
+        f"/dev/video{first_node + 1}", f"{fixture}_metadata", key, serial_key, "HD Pro Webcam C920"
+    )
     return capture, meta
 
 
@@ -320,14 +345,28 @@ class FakeSysfs:
         self.dev_root.mkdir(parents=True)
 
     def usb_interface_dir(self, port: str) -> Path:
-        return (self.sys_root / "devices" / "pci0000:00" / "0000:00:14.0" / "usb1"
-                / f"1-{port}" / f"1-{port}:1.0")
+        return (
+            self.sys_root
+            / "devices"
+            / "pci0000:00"
+            / "0000:00:14.0"
+            / "usb1"
+            / f"1-{port}"
+            / f"1-{port}:1.0"
+        )
 
     def stable_key(self, port: str) -> str:
         return str(self.usb_interface_dir(port).relative_to(self.sys_root))
 
-    def add_node(self, number: int, *, port: str, name: str = "HD Pro Webcam C920",
-                 index: int = 0, serial: str | None = None) -> None:
+    def add_node(
+        self,
+        number: int,
+        *,
+        port: str,
+        name: str = "HD Pro Webcam C920",
+        index: int = 0,
+        serial: str | None = None,
+    ) -> None:
         iface = self.usb_interface_dir(port)
         node = iface / "video4linux" / f"video{number}"
         node.mkdir(parents=True, exist_ok=True)

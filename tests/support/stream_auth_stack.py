@@ -130,9 +130,16 @@ async def _drain(proc: asyncio.subprocess.Process, log: list[str]) -> None:
 
 @asynccontextmanager
 async def stream_auth_stack(
-    tmp_path: Path, *, stream_auth: bool = True, extra: dict[str, Any] | None = None
+    tmp_path: Path,
+    *,
+    stream_auth: bool = True,
+    exclusive: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
-    """Daemon (viewer/operator/admin keys in ``daemon.keys``) plus real MediaMTX."""
+    """Daemon (viewer/operator/admin keys in ``daemon.keys``) plus real MediaMTX.
+
+    ``exclusive``: the camera is single-reader, so the daemon's own recordings and snapshots
+    read its MediaMTX stream (through the access control too) while it is published."""
     ports = Ports.pick()
     overrides: dict[str, Any] = {
         "mediamtx": {
@@ -147,7 +154,7 @@ async def stream_auth_stack(
             "backoff_max": 0.2,
             "stream_auth": stream_auth,
         },
-        "cameras": {"sources": [LAVFI_CAMERA]},
+        "cameras": {"sources": [{**LAVFI_CAMERA, "exclusive": exclusive}]},
         **(extra or {}),
     }
     async with running_daemon(tmp_path, overrides) as daemon:

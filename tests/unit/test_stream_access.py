@@ -15,6 +15,7 @@ from camera_service.auth.daemon_credentials import (
 from camera_service.auth.identity import Identity
 from camera_service.auth.jwt import JwtAuthority
 from camera_service.auth.roles import Role
+from camera_service.auth.service import FailedAuthLimiter
 from camera_service.auth.stream_access import (
     AccessPolicy,
     AccessRequest,
@@ -22,6 +23,7 @@ from camera_service.auth.stream_access import (
     is_loopback,
 )
 from camera_service.auth.stream_tokens import StreamTokenError, StreamTokens
+from camera_service.transport.mediamtx_auth import SessionLedger, StreamAuthEndpoint
 from tests.support.fake_mediamtx_auth import Credentials, MediaMTXAuthCaller, http_credentials
 from tests.support.stream_auth_cases import KNOWN_PATHS, Case, World, cases, make_world
 
@@ -214,3 +216,28 @@ def test_only_key_bound_credentials_need_the_key_store(world: World) -> None:
                                  ("jwt", world.valid_jwt[Role.VIEWER])]
     }  # fmt: skip
     assert need == {"unbound": False, "bound": True, "key": True, "jwt": False}
+
+
+def test_session_ledger_is_bounded_and_gives_revoked_sessions_once() -> None:
+    ledger = SessionLedger(limit=3)
+    for i in range(5):
+        ledger.record("k1" if i % 2 else "k2", "rtsp", f"s{i}")
+    assert len(ledger) == 3  # s0 and s1 forgotten
+    revoked = ledger.take_revoked(lambda key_id: key_id != "k2")
+    assert revoked == [("rtsp", "s2"), ("rtsp", "s4")]
+    assert ledger.take_revoked(lambda key_id: key_id != "k2") == []
+    assert len(ledger) == 1
+
+
+@pytest.mark.parametrize(
+    "remote, allowed",
+    [("127.0.0.1", True), ("::1", True), ("192.0.2.9", True), ("::ffff:192.0.2.9", True),
+     ("192.0.2.10", False), (None, False), ("", False)],
+)  # fmt: skip
+def test_only_loopback_and_configured_mediamtx_addresses_may_call(
+    world: World, remote: str | None, allowed: bool
+) -> None:
+    endpoint = StreamAuthEndpoint(
+        policy_for(world), FailedAuthLimiter(5, 60), world.keys, allowed_clients=["192.0.2.9"]
+    )
+    assert endpoint.caller_allowed(remote) is allowed
