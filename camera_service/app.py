@@ -447,7 +447,6 @@ class Application:
             files=self.files,
             bus=self.bus,
             source_for=self._continuous_source,
-            camera_known=lambda camera_id: self.cameras.get(camera_id) is not None,
             block_percent=storage.block_percent,
             in_use=self.downloads.in_use,
             on_reader_change=self._reader_changed,
