@@ -305,9 +305,7 @@ class Application:
         self.mtx_credentials = load_or_create_credentials(
             self.config.storage.state_dir / CREDENTIALS_FILE
         )
-        self.stream_tokens = StreamTokens(
-            derive_stream_secret(master_secret), cfg.stream_token_ttl
-        )
+        self.stream_tokens = StreamTokens(derive_stream_secret(master_secret), cfg.stream_token_ttl)
         keys, jwt = self.keys, self.jwt
 
         def verify(credential: str) -> Identity:  # no I/O: the endpoint refreshed the keys

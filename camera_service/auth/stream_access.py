@@ -58,9 +58,7 @@ ACTIONS = STREAM_ACTIONS | DAEMON_ACTIONS | {"publish"}
 MAX_FIELD_CHARS = 8192
 MAX_CANDIDATES = 4
 
-CredentialKind = Literal[
-    "daemon", "publisher", "jwt", "api_key", "stream_token", "none", "invalid"
-]
+CredentialKind = Literal["daemon", "publisher", "jwt", "api_key", "stream_token", "none", "invalid"]
 
 
 class BadAccessRequest(ValueError):

@@ -34,9 +34,7 @@ def auth_settings_problems(conf: Mapping[str, Any], http_port: int | None) -> li
     if parts is None or parts.path != AUTH_ROUTE:
         problems.append(f"authHTTPAddress {address!r} does not point at {AUTH_ROUTE}")
     elif http_port is not None and parts.port != http_port:
-        problems.append(
-            f"authHTTPAddress {address!r} is not on the daemon's HTTP port {http_port}"
-        )
+        problems.append(f"authHTTPAddress {address!r} is not on the daemon's HTTP port {http_port}")
     exclude = conf.get("authHTTPExclude") or []
     if exclude:
         actions = sorted({str(e.get("action")) for e in exclude if isinstance(e, Mapping)})

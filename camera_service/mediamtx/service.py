@@ -268,8 +268,10 @@ class MediaMTXService:
             "last_reconcile": self._reconcile_summary(),
         }
         if self.tokens is not None:
-            details["stream_auth"] = {"checked": self.auth_problems is not None,
-                                      "problems": self.auth_problems or []}
+            details["stream_auth"] = {
+                "checked": self.auth_problems is not None,
+                "problems": self.auth_problems or [],
+            }
         state = self.monitor.status()["status"]
         if state == "healthy":
             return ComponentStatus("healthy", details)

@@ -9,8 +9,9 @@
   or it is aborted. Later heads on a kept-alive connection fall under aiohttp's
   `keepalive_timeout`, which the server sets to the same value: an idle or half-sent next
   request is closed after it as well.
-- `body_deadline` (middleware) reads a request body within `http.body_timeout` (408 and the
-  connection closed when it does not arrive), so no handler waits on a trickling body.
+- `body_deadline` (middleware): a request body must arrive within `http.body_timeout`;
+  a handler still waiting for it then gets an error from its read and the client 408 with
+  the connection closed, so no handler waits on a trickling body.
 """
 
 from __future__ import annotations
@@ -199,23 +200,37 @@ class GuardedSite(web.BaseSite):
         return list(getattr(server, "sockets", []) or [])
 
 
+class BodyTimeout(Exception):
+    """The request body did not arrive in time (raised into the handler's read)."""
+
+
 def body_deadline(timeout: float) -> Any:
-    """Middleware: a request body must be complete within `timeout` seconds (else 408 and
-    the connection closed). The body is read here, up to the app's `client_max_size`, so
-    handlers find it buffered."""
+    """Middleware: a request body must be complete within `timeout` seconds of its head.
+    When it is not, a handler waiting on it gets `BodyTimeout` from its read, and the client
+    408 with the connection closed. (A handler that never reads the body is not held up by
+    it; aiohttp then discards the rest within its lingering time.)"""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.body_exists:
-            try:
-                async with asyncio.timeout(timeout):
-                    await request.read()
-            except TimeoutError:
-                log.info("request body not received in time", extra={"remote": request.remote})
-                raise web.HTTPRequestTimeout(
-                    text="request body not received in time\n", headers={"Connection": "close"}
-                ) from None
-        response: web.StreamResponse = await handler(request)
+        if not request.body_exists:
+            response: web.StreamResponse = await handler(request)
+            return response
+        content = request.content
+
+        def overdue() -> None:
+            if not content.is_eof():
+                content.set_exception(BodyTimeout())
+
+        timer = asyncio.get_running_loop().call_later(timeout, overdue)
+        try:
+            response = await handler(request)
+        except BodyTimeout:
+            log.info("request body not received in time", extra={"remote": request.remote})
+            raise web.HTTPRequestTimeout(
+                text="request body not received in time\n", headers={"Connection": "close"}
+            ) from None
+        finally:
+            timer.cancel()
         return response
 
     return middleware

@@ -93,12 +93,19 @@ async def test_per_address_and_total_http_connection_caps(tmp_path: Path) -> Non
         assert await _get_live(port, "127.0.0.7") == b"HTTP/1.1 200 OK"
 
 
-async def test_trickling_request_body_gets_408(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path, {"http": {"body_timeout": 0.5}}) as daemon:
+async def test_request_body_that_does_not_arrive_gets_408(tmp_path: Path) -> None:
+    """POST /mediamtx/auth (a handler that reads its body) announced with 100 bytes and sent
+    10: the handler is not left waiting."""
+    overrides = {
+        "http": {"body_timeout": 0.5},
+        "mediamtx": {"enabled": True, "api_url": "http://127.0.0.1:9", "stream_auth": True},
+    }
+    async with running_daemon(tmp_path, overrides) as daemon:
         conn = await open_tcp("127.0.0.1", daemon.app.http.port)
         assert conn.transport is not None
         conn.transport.write(
-            b"GET /health/live HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n0123456789"
+            b"POST /mediamtx/auth HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n"
         )
         head = await asyncio.wait_for(conn.head, 5)
         assert head.startswith(b"HTTP/1.1 408"), head[:40]

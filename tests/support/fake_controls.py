@@ -50,6 +50,7 @@ class FakeControl:
 
 def c920_controls() -> list[FakeControl]:
     """Roughly what a Logitech C920's uvcvideo driver reports (kernel 6.x names)."""
+
     def auto_exposure(v: int) -> bool:
         return v != 1  # anything but Manual Mode drives the exposure time
 
@@ -57,40 +58,120 @@ def c920_controls() -> list[FakeControl]:
         return v != 0
 
     return [
-        FakeControl(abi.CID_USER_CLASS, abi.CTRL_TYPE_CTRL_CLASS, "User Controls",
-                    flags=abi.CTRL_FLAG_READ_ONLY | abi.CTRL_FLAG_WRITE_ONLY),
+        FakeControl(
+            abi.CID_USER_CLASS,
+            abi.CTRL_TYPE_CTRL_CLASS,
+            "User Controls",
+            flags=abi.CTRL_FLAG_READ_ONLY | abi.CTRL_FLAG_WRITE_ONLY,
+        ),
         FakeControl(abi.CID_BRIGHTNESS, abi.CTRL_TYPE_INTEGER, "Brightness", 0, 255, 1, 128),
         FakeControl(abi.CID_CONTRAST, abi.CTRL_TYPE_INTEGER, "Contrast", 0, 255, 1, 128),
         FakeControl(abi.CID_SATURATION, abi.CTRL_TYPE_INTEGER, "Saturation", 0, 255, 1, 128),
-        FakeControl(abi.CID_AUTO_WHITE_BALANCE, abi.CTRL_TYPE_BOOLEAN,
-                    "White Balance, Automatic", 0, 1, 1, 1),
+        FakeControl(
+            abi.CID_AUTO_WHITE_BALANCE,
+            abi.CTRL_TYPE_BOOLEAN,
+            "White Balance, Automatic",
+            0,
+            1,
+            1,
+            1,
+        ),
         FakeControl(abi.CID_GAIN, abi.CTRL_TYPE_INTEGER, "Gain", 0, 255, 1, 0),
-        FakeControl(abi.CID_POWER_LINE_FREQUENCY, abi.CTRL_TYPE_MENU, "Power Line Frequency",
-                    0, 2, 1, 2, menu={0: "Disabled", 1: "50 Hz", 2: "60 Hz"}),
-        FakeControl(abi.CID_WHITE_BALANCE_TEMPERATURE, abi.CTRL_TYPE_INTEGER,
-                    "White Balance Temperature", 2000, 6500, 1, 4000,
-                    gated_by=(abi.CID_AUTO_WHITE_BALANCE, on)),
+        FakeControl(
+            abi.CID_POWER_LINE_FREQUENCY,
+            abi.CTRL_TYPE_MENU,
+            "Power Line Frequency",
+            0,
+            2,
+            1,
+            2,
+            menu={0: "Disabled", 1: "50 Hz", 2: "60 Hz"},
+        ),
+        FakeControl(
+            abi.CID_WHITE_BALANCE_TEMPERATURE,
+            abi.CTRL_TYPE_INTEGER,
+            "White Balance Temperature",
+            2000,
+            6500,
+            1,
+            4000,
+            gated_by=(abi.CID_AUTO_WHITE_BALANCE, on),
+        ),
         FakeControl(abi.CID_SHARPNESS, abi.CTRL_TYPE_INTEGER, "Sharpness", 0, 255, 1, 128),
-        FakeControl(abi.CID_BACKLIGHT_COMPENSATION, abi.CTRL_TYPE_INTEGER,
-                    "Backlight Compensation", 0, 1, 1, 0, flags=abi.CTRL_FLAG_DISABLED),
-        FakeControl(abi.CID_CAMERA_CLASS, abi.CTRL_TYPE_CTRL_CLASS, "Camera Controls",
-                    flags=abi.CTRL_FLAG_READ_ONLY | abi.CTRL_FLAG_WRITE_ONLY),
-        FakeControl(abi.CID_EXPOSURE_AUTO, abi.CTRL_TYPE_MENU, "Auto Exposure", 0, 3, 1, 3,
-                    menu={1: "Manual Mode", 3: "Aperture Priority Mode"}),
-        FakeControl(abi.CID_EXPOSURE_ABSOLUTE, abi.CTRL_TYPE_INTEGER, "Exposure Time, Absolute",
-                    3, 2047, 1, 250, gated_by=(abi.CID_EXPOSURE_AUTO, auto_exposure)),
-        FakeControl(abi.CID_EXPOSURE_AUTO_PRIORITY, abi.CTRL_TYPE_BOOLEAN,
-                    "Exposure, Dynamic Framerate", 0, 1, 1, 0),
-        FakeControl(abi.CID_FOCUS_ABSOLUTE, abi.CTRL_TYPE_INTEGER, "Focus, Absolute",
-                    0, 250, 5, 0, gated_by=(abi.CID_FOCUS_AUTO, on)),
-        FakeControl(abi.CID_FOCUS_AUTO, abi.CTRL_TYPE_BOOLEAN, "Focus, Automatic Continuous",
-                    0, 1, 1, 1),
-        FakeControl(abi.CID_ZOOM_ABSOLUTE, abi.CTRL_TYPE_INTEGER, "Zoom, Absolute",
-                    100, 500, 1, 100),
-        FakeControl(abi.CID_PRIVACY, abi.CTRL_TYPE_BOOLEAN, "Privacy", 0, 1, 1, 0,
-                    flags=abi.CTRL_FLAG_READ_ONLY),
-        FakeControl(abi.CID_PAN_ABSOLUTE, abi.CTRL_TYPE_INTEGER64, "Pan, Absolute",
-                    -36000, 36000, 3600, 0),
+        FakeControl(
+            abi.CID_BACKLIGHT_COMPENSATION,
+            abi.CTRL_TYPE_INTEGER,
+            "Backlight Compensation",
+            0,
+            1,
+            1,
+            0,
+            flags=abi.CTRL_FLAG_DISABLED,
+        ),
+        FakeControl(
+            abi.CID_CAMERA_CLASS,
+            abi.CTRL_TYPE_CTRL_CLASS,
+            "Camera Controls",
+            flags=abi.CTRL_FLAG_READ_ONLY | abi.CTRL_FLAG_WRITE_ONLY,
+        ),
+        FakeControl(
+            abi.CID_EXPOSURE_AUTO,
+            abi.CTRL_TYPE_MENU,
+            "Auto Exposure",
+            0,
+            3,
+            1,
+            3,
+            menu={1: "Manual Mode", 3: "Aperture Priority Mode"},
+        ),
+        FakeControl(
+            abi.CID_EXPOSURE_ABSOLUTE,
+            abi.CTRL_TYPE_INTEGER,
+            "Exposure Time, Absolute",
+            3,
+            2047,
+            1,
+            250,
+            gated_by=(abi.CID_EXPOSURE_AUTO, auto_exposure),
+        ),
+        FakeControl(
+            abi.CID_EXPOSURE_AUTO_PRIORITY,
+            abi.CTRL_TYPE_BOOLEAN,
+            "Exposure, Dynamic Framerate",
+            0,
+            1,
+            1,
+            0,
+        ),
+        FakeControl(
+            abi.CID_FOCUS_ABSOLUTE,
+            abi.CTRL_TYPE_INTEGER,
+            "Focus, Absolute",
+            0,
+            250,
+            5,
+            0,
+            gated_by=(abi.CID_FOCUS_AUTO, on),
+        ),
+        FakeControl(
+            abi.CID_FOCUS_AUTO, abi.CTRL_TYPE_BOOLEAN, "Focus, Automatic Continuous", 0, 1, 1, 1
+        ),
+        FakeControl(
+            abi.CID_ZOOM_ABSOLUTE, abi.CTRL_TYPE_INTEGER, "Zoom, Absolute", 100, 500, 1, 100
+        ),
+        FakeControl(
+            abi.CID_PRIVACY,
+            abi.CTRL_TYPE_BOOLEAN,
+            "Privacy",
+            0,
+            1,
+            1,
+            0,
+            flags=abi.CTRL_FLAG_READ_ONLY,
+        ),
+        FakeControl(
+            abi.CID_PAN_ABSOLUTE, abi.CTRL_TYPE_INTEGER64, "Pan, Absolute", -36000, 36000, 3600, 0
+        ),
     ]
 
 
@@ -102,8 +183,9 @@ class FakeControlDevice:
     FFmpeg's VIDIOC_STREAMON would trigger. ``writes`` records every successful S_EXT_CTRLS.
     """
 
-    def __init__(self, controls: list[FakeControl] | None = None, *,
-                 reset_on_stream: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, controls: list[FakeControl] | None = None, *, reset_on_stream: tuple[int, ...] = ()
+    ) -> None:
         self.controls = controls if controls is not None else c920_controls()
         self.reset_on_stream = reset_on_stream
         self.writes: list[tuple[int, int]] = []
@@ -135,8 +217,12 @@ class FakeControlDevice:
         return flags
 
     def handles(self, request: int) -> bool:
-        return request in (abi.VIDIOC_QUERY_EXT_CTRL, abi.VIDIOC_QUERYMENU,
-                           abi.VIDIOC_G_EXT_CTRLS, abi.VIDIOC_S_EXT_CTRLS)
+        return request in (
+            abi.VIDIOC_QUERY_EXT_CTRL,
+            abi.VIDIOC_QUERYMENU,
+            abi.VIDIOC_G_EXT_CTRLS,
+            abi.VIDIOC_S_EXT_CTRLS,
+        )
 
     def __call__(self, fd: int, request: int, arg: bytes) -> bytes:
         if self.vanished:
@@ -164,9 +250,21 @@ class FakeControlDevice:
             if found is None:
                 raise _os_error(errno.EINVAL)
             ctrl = found
-        return abi.encode_query_ext_ctrl(abi.QueryExtCtrl(
-            ctrl.id, ctrl.type, ctrl.name, ctrl.minimum, ctrl.maximum, ctrl.step, ctrl.default,
-            self._flags(ctrl), 8 if ctrl.type == abi.CTRL_TYPE_INTEGER64 else 4, 1, 0))
+        return abi.encode_query_ext_ctrl(
+            abi.QueryExtCtrl(
+                ctrl.id,
+                ctrl.type,
+                ctrl.name,
+                ctrl.minimum,
+                ctrl.maximum,
+                ctrl.step,
+                ctrl.default,
+                self._flags(ctrl),
+                8 if ctrl.type == abi.CTRL_TYPE_INTEGER64 else 4,
+                1,
+                0,
+            )
+        )
 
     def _querymenu(self, arg: bytes) -> bytes:
         control_id, index, *_ = abi.QUERYMENU_STRUCT.unpack(arg)
@@ -186,7 +284,8 @@ class FakeControlDevice:
         for i in range(count):
             address = pointer + i * size
             control_id, _sz, _r, value64 = abi.EXT_CONTROL_STRUCT.unpack(
-                ctypes.string_at(address, size))
+                ctypes.string_at(address, size)
+            )
             ctrl = self.by_id(control_id)
             if ctrl is None or ctrl.type == abi.CTRL_TYPE_CTRL_CLASS:
                 raise _os_error(errno.EINVAL)
@@ -198,8 +297,8 @@ class FakeControlDevice:
                     raise _os_error(errno.EACCES)
                 if flags & abi.CTRL_FLAG_INACTIVE:
                     raise _os_error(errno.EACCES)  # uvcvideo refuses writes to inactive ones
-                if not ctrl.minimum <= value <= ctrl.maximum:
-                    raise _os_error(errno.ERANGE)
+                if ctrl.type != abi.CTRL_TYPE_BUTTON and not ctrl.minimum <= value <= ctrl.maximum:
+                    raise _os_error(errno.ERANGE)  # (a button takes any value: it is pressed)
                 if ctrl.menu is not None and value not in ctrl.menu:
                     raise _os_error(errno.EINVAL)
                 ctrl.value = value
@@ -262,15 +361,15 @@ class FakeCameraRig:
     """Fake USB cameras for a whole daemon: event source + prober (discovery seam) and a fake
     kernel for the control ioctls (``v4l2_io=rig.io``)."""
 
-    def __init__(self, reset_on_stream: tuple[int, ...] = (abi.CID_FOCUS_AUTO,
-                                                           abi.CID_FOCUS_ABSOLUTE)) -> None:
+    def __init__(
+        self, reset_on_stream: tuple[int, ...] = (abi.CID_FOCUS_AUTO, abi.CID_FOCUS_ABSOLUTE)
+    ) -> None:
         self.prober = FakeProber()
         self.source = FakeEventSource(self.prober)
         self.kernel = FakeKernel()
         self.reset_on_stream = reset_on_stream
 
-    def plug(self, node: int, fixture: str = "uvc_c920_h264", port: str = "1"
-             ) -> FakeControlDevice:
+    def plug(self, node: int, fixture: str = "uvc_c920_h264", port: str = "1") -> FakeControlDevice:
         """A C920 on a USB port (same physical camera whatever the node number); a fresh
         device starts with the driver defaults, as a real replug does."""
         device = FakeControlDevice(reset_on_stream=self.reset_on_stream)

@@ -391,4 +391,3 @@ class FakeSysfs:
             child.unlink()
         target.rmdir()
         (self.dev_root / f"video{number}").unlink()
-
