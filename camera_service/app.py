@@ -401,6 +401,7 @@ class Application:
             keepalive=http.frame_keepalive,
             max_viewers=http.mjpeg_max_viewers,
             max_frame_bytes=http.max_frame_bytes,
+            warmup_frames=self.config.cameras.warmup_frames,
         )
         self.snapshots.live_frame = self.frames.fresh_frame
         self.camera_url_secret = derive_camera_url_secret(master_secret)
