@@ -302,9 +302,12 @@ class Application:
     def _build_stream_auth(self, master_secret: bytes) -> None:
         """Stream access control: MediaMTX asks POST /mediamtx/auth before every session."""
         cfg = self.config.mediamtx
-        self.mtx_credentials = load_or_create_credentials(
-            self.config.storage.state_dir / CREDENTIALS_FILE
-        )
+        try:
+            self.mtx_credentials = load_or_create_credentials(
+                self.config.storage.state_dir / CREDENTIALS_FILE
+            )
+        except StateFileError as exc:
+            raise StartupError(str(exc)) from None
         self.stream_tokens = StreamTokens(derive_stream_secret(master_secret), cfg.stream_token_ttl)
         keys, jwt = self.keys, self.jwt
 
