@@ -302,9 +302,12 @@ class Application:
     def _build_stream_auth(self, master_secret: bytes) -> None:
         """Stream access control: MediaMTX asks POST /mediamtx/auth before every session."""
         cfg = self.config.mediamtx
-        self.mtx_credentials = load_or_create_credentials(
-            self.config.storage.state_dir / CREDENTIALS_FILE
-        )
+        try:
+            self.mtx_credentials = load_or_create_credentials(
+                self.config.storage.state_dir / CREDENTIALS_FILE
+            )
+        except StateFileError as exc:
+            raise StartupError(str(exc)) from None
         self.stream_tokens = StreamTokens(derive_stream_secret(master_secret), cfg.stream_token_ttl)
         keys, jwt = self.keys, self.jwt
 
@@ -401,6 +404,7 @@ class Application:
             keepalive=http.frame_keepalive,
             max_viewers=http.mjpeg_max_viewers,
             max_frame_bytes=http.max_frame_bytes,
+            warmup_frames=self.config.cameras.warmup_frames,
         )
         self.snapshots.live_frame = self.frames.fresh_frame
         self.camera_url_secret = derive_camera_url_secret(master_secret)
