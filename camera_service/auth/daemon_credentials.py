@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import StateFileError, atomic_write, move_aside, read_json_state
+
+log = logging.getLogger(__name__)
 
 CREDENTIALS_FILE = "mediamtx_credentials.json"
 API_USER = "camera-service"
@@ -54,23 +57,22 @@ class DaemonCredentials:
         )
 
 
-def _parse(path: Path, text: str) -> DaemonCredentials:
+def _parse(data: object) -> DaemonCredentials:
+    """The credentials in the file's JSON; ValueError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
     try:
-        data = json.loads(text)
         parts = [data[name] for name in ("api", "publisher")]
         creds = [Credential(str(p["user"]), str(p["password"])) for p in parts]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"MediaMTX credentials file {path} is unreadable: {exc}") from None
+    except (KeyError, TypeError):
+        raise ValueError("no api/publisher user and password") from None
     for cred in creds:
         if len(cred.password) < 32 or not cred.user or not cred.password.isalnum():
-            raise ValueError(f"MediaMTX credentials file {path} holds a weak or invalid password")
+            raise ValueError("a weak or invalid password")
     return DaemonCredentials(creds[0], creds[1])
 
 
-def load_or_create_credentials(path: Path) -> DaemonCredentials:
-    """Read the credentials file, or create it (mode 0600) with fresh random passwords."""
-    if path.exists():
-        return _parse(path, path.read_text(encoding="utf-8"))
+def _create(path: Path) -> DaemonCredentials:
     creds = DaemonCredentials.generate()
     body = {
         "version": 1,
@@ -79,3 +81,30 @@ def load_or_create_credentials(path: Path) -> DaemonCredentials:
     }
     atomic_write(path, json.dumps(body, indent=2) + "\n", mode=0o600)
     return creds
+
+
+def load_or_create_credentials(path: Path) -> DaemonCredentials:
+    """Read the credentials file, or create it (mode 0600) with fresh random passwords.
+
+    Only the daemon uses these credentials (it puts them into the paths it provisions), so a
+    damaged file is moved aside (``<name>.corrupt-<UTC time>``) and replaced by new ones;
+    a file that cannot be read at all raises :class:`StateFileError`."""
+    try:
+        data = read_json_state(path)
+        if data is None:
+            return _create(path)
+        return _parse(data)
+    except StateFileError as exc:
+        if "cannot be read" in exc.problem:
+            raise
+        problem = exc.problem
+    except ValueError as exc:
+        problem = str(exc)
+    moved = move_aside(path)
+    if moved is None:
+        raise StateFileError(path, problem, "remove it to generate new credentials")
+    log.error(
+        "state file %s is unusable: %s; moved to %s, new MediaMTX credentials generated",
+        path, problem, moved,
+    )  # fmt: skip
+    return _create(path)

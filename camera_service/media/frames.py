@@ -31,6 +31,7 @@ SourceResolver = Callable[[str], Awaitable[tuple[CaptureSource, bool] | None]]
 _READ_CHUNK = 65536
 _RECORDING_POLL_S = 0.1
 _DEMAND_CHECK_S = 0.25
+_DRAIN_TIMEOUT_S = 15.0
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -93,13 +94,19 @@ class MpjpegParser:
         raise ValueError("mpjpeg part without Content-length")
 
 
-def build_mjpeg_args(ffmpeg: str, source: CaptureSource, fps: int, quality: int) -> list[str]:
-    """FFmpeg argv: the camera as a continuous multipart JPEG stream on stdout."""
+def build_mjpeg_args(
+    ffmpeg: str, source: CaptureSource, fps: int, quality: int, warmup_frames: int = 0
+) -> list[str]:
+    """FFmpeg argv: the camera as a continuous multipart JPEG stream on stdout. A V4L2 camera
+    skips ``warmup_frames`` first (auto-exposure settles), as one-frame snapshots do."""
+    chain = f"fps={fps}:round=up,scale=out_range=full"
+    if warmup_frames > 0 and source.kind == "v4l2":
+        chain = f"select=gte(n\\,{warmup_frames})," + chain
     return [
         *(ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats"),
         *source.input_args(),
         *("-map", "0:v:0", "-an"),
-        *("-vf", f"fps={fps}:round=up,scale=out_range=full"),
+        *("-vf", chain),
         *("-pix_fmt", "yuv420p", "-strict", "unofficial", "-c:v", "mjpeg", "-q:v", str(quality)),
         *("-f", "mpjpeg", "pipe:1"),
     ]
@@ -171,6 +178,7 @@ class FrameHub:
         max_frame_bytes: int = 8 * 1024 * 1024,
         max_frame_age: float = 2.0,
         busy_timeout: float = 5.0,
+        warmup_frames: int = 0,
     ) -> None:
         """``resolve(camera_id)``: the capture source and whether it reads the device itself
         (False for a MediaMTX stream), or None when the camera cannot be read now."""
@@ -185,6 +193,7 @@ class FrameHub:
         self._max_frame_bytes = max_frame_bytes
         self._max_age = max_frame_age
         self._busy_timeout = busy_timeout
+        self._warmup = warmup_frames
         self._feeds: dict[str, _Feed] = {}
         self._closed = False
         self.frames_served = 0
@@ -298,7 +307,7 @@ class FrameHub:
         source, reads_device = resolved
         try:
             handle = await self._supervisor.start(
-                build_mjpeg_args(self._ffmpeg, source, self.fps, self._quality),
+                build_mjpeg_args(self._ffmpeg, source, self.fps, self._quality, self._warmup),
                 camera_id=feed.camera_id,
                 role="frames",
                 reader=reads_device,
@@ -314,20 +323,27 @@ class FrameHub:
             feed.error = str(exc)
             return False
         feed.handle = handle
+        assert handle.process is not None and handle.process.stdout is not None
+        stdout = handle.process.stdout
         try:
-            await self._pump(feed, handle)
+            await self._pump(feed, stdout)
         finally:
-            if handle.running:
-                await self._supervisor.stop(handle)
+            # Read stdout to its end while the process stops: asyncio reports a child's exit
+            # only once its pipes are closed, and a full, unread pipe would never close.
+            drain = asyncio.create_task(_drain(stdout))
+            try:
+                if handle.running:
+                    await self._supervisor.stop(handle)
+            finally:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(drain, _DRAIN_TIMEOUT_S)
             feed.handle = None
         if not self._wanted(feed) or self._recordings.latest_frame(feed.camera_id) is not None:
             return True
         feed.error = handle.error_summary()
         return False
 
-    async def _pump(self, feed: _Feed, handle: ProcessHandle) -> None:
-        assert handle.process is not None and handle.process.stdout is not None
-        stdout = handle.process.stdout
+    async def _pump(self, feed: _Feed, stdout: asyncio.StreamReader) -> None:
         parser = MpjpegParser(self._max_frame_bytes)
         while self._wanted(feed):
             # Bounded reads: demand is checked at least every _DEMAND_CHECK_S, frames or not.
@@ -365,6 +381,11 @@ class FrameHub:
             feed.wake()
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+
+
+async def _drain(stdout: asyncio.StreamReader) -> None:
+    while await stdout.read(_READ_CHUNK):
+        pass
 
 
 def _read_if_newer(path: Path, mtime: float) -> tuple[bytes | None, float]:

@@ -19,6 +19,7 @@ from camera_service.media.ffmpeg import ProcessHandle
 from tests.support.daemon import RunningDaemon, running_daemon
 from tests.support.fake_controls import FakeCameraRig
 from tests.support.fake_mediamtx import FakeMediaMTX
+from tests.support.media import FAST_STOP
 
 WAIT = 5.0
 
@@ -211,6 +212,26 @@ async def test_config_controls_apply_at_plug_and_api_values_win(
         await _note(op, "camera_controls", device="camera0", reason="capture_started")
         assert again.value_of(abi.CID_FOCUS_AUTO) == 0
         assert again.value_of(abi.CID_FOCUS_ABSOLUTE) == 60
+        # A one-frame snapshot capture: no progress reports, but FFmpeg (-loglevel info)
+        # prints its "Input #0, video4linux2" line once the camera streams. A shell stands in
+        # for that FFmpeg here (the fake device cannot be opened by a real one).
+        again.stream_on()
+        assert again.value_of(abi.CID_FOCUS_ABSOLUTE) == 0
+        snapshot = await daemon.app.supervisor.start(
+            [
+                "sh",
+                "-c",
+                "echo \"Input #0, video4linux2,v4l2, from '/dev/video0':\" >&2; exec sleep 5",
+            ],
+            camera_id="camera0",
+            role="snapshot",
+            reader=True,
+        )
+        try:
+            await _note(op, "camera_controls", device="camera0", reason="capture_started")
+            assert again.value_of(abi.CID_FOCUS_ABSOLUTE) == 60
+        finally:
+            await daemon.app.supervisor.stop(snapshot, FAST_STOP)
         assert "gain" not in daemon.app.tuning.controls.desired(daemon.app.cameras.get("camera0"))  # type: ignore[arg-type]
 
 

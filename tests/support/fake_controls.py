@@ -297,8 +297,8 @@ class FakeControlDevice:
                     raise _os_error(errno.EACCES)
                 if flags & abi.CTRL_FLAG_INACTIVE:
                     raise _os_error(errno.EACCES)  # uvcvideo refuses writes to inactive ones
-                if not ctrl.minimum <= value <= ctrl.maximum:
-                    raise _os_error(errno.ERANGE)
+                if ctrl.type != abi.CTRL_TYPE_BUTTON and not ctrl.minimum <= value <= ctrl.maximum:
+                    raise _os_error(errno.ERANGE)  # (a button takes any value: it is pressed)
                 if ctrl.menu is not None and value not in ctrl.menu:
                     raise _os_error(errno.EINVAL)
                 ctrl.value = value

@@ -199,9 +199,16 @@ def test_daemon_credentials_file_is_private_and_stable(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert load_or_create_credentials(path) == first
     assert first.api.password != first.publisher.password
-    path.write_text('{"api": {"user": "x", "password": "short"}, "publisher": {}}')
-    with pytest.raises(ValueError, match=str(path)):
-        load_or_create_credentials(path)
+
+    # Only the daemon holds them: a damaged file is kept aside and replaced.
+    damaged = b'{"api": {"user": "x", "password": "short"}, "publisher": {}}'
+    path.write_bytes(damaged)
+    fresh = load_or_create_credentials(path)
+    assert fresh != first and load_or_create_credentials(path) == fresh
+    (copy,) = path.parent.glob("mediamtx_credentials.json.corrupt-*")
+    assert copy.read_bytes() == damaged
+    path.write_bytes(b"\x00\xff")
+    assert load_or_create_credentials(path) not in (first, fresh)
 
 
 def test_only_key_bound_credentials_need_the_key_store(world: World) -> None:
