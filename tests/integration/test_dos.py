@@ -98,6 +98,38 @@ async def test_slow_reader_over_its_byte_budget_sees_1013(tmp_path: Path) -> Non
         assert info.value.rcvd is not None and info.value.rcvd.code == 1013
 
 
+async def test_keepalive_closes_a_peer_that_stopped_reading(tmp_path: Path) -> None:
+    """A peer that stops reading while 8 MB are on their way (under its 16 MiB budget) stops
+    the socket's drain; the keepalive ping waits behind that data, and the ping together with
+    its pong has one deadline, so the peer is closed (1011) instead of lingering."""
+    overrides = {
+        "server": {
+            "send_queue_bytes": 16 << 20,
+            "send_queue_total_bytes": 64 << 20,
+            "ping_interval": 0.3,
+            "ping_timeout": 0.5,
+            "close_timeout": 1,
+        }
+    }
+    async with running_daemon(tmp_path, overrides) as daemon:
+        ws = daemon.app.ws
+        conn = await _hostile(daemon, rcvbuf=4096, answer_pings=True, keep=True)
+        conn.send_text(_request("authenticate", {"auth_token": daemon.keys["viewer"]}))
+        await wait_until(lambda: bool(conn.texts), what="authenticated")
+        assert conn.transport is not None
+        conn.transport.pause_reading()
+        session = next(iter(ws.sessions.values()))
+        big = {"blob": "x" * 65536}
+        for n in range(128):
+            event = Event("camera.status_change", "camera_status_update", {"n": n, **big})
+            daemon.app.bus.publish(event)
+        assert not session.overflowed
+        await wait_until(lambda: session.closed, timeout=10, what="keepalive closed the peer")
+        assert not session.overflowed  # closed by the keepalive, not by the byte budget
+        await wait_until(lambda: not ws.sessions, timeout=10, what="session gone")
+        assert ws.budget.used == 0
+
+
 async def test_unauthenticated_batch_does_not_fan_out(daemon: RunningDaemon) -> None:
     """50 × rpc.discover before authentication: the answer stops at the unauthenticated
     budget (the rest are -32600, not run); after authenticate the same batch is answered."""
