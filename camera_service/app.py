@@ -440,6 +440,7 @@ class Application:
             backoff_max=self.config.continuous.restart_backoff_max,
             stop_policy=stop_policy,
             frame_rate=self.config.continuous.frame_rate,
+            encoder_source=lambda: self.recordings.encoder,
         )
         self.nvr = NvrManager(
             config=self.config,

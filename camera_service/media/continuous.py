@@ -27,6 +27,7 @@ from typing import Protocol
 
 from camera_service.config import MotionConfig
 from camera_service.media.clips import media_duration
+from camera_service.media.encoders import EncodeOptions, encode_args, global_args
 from camera_service.media.ffmpeg import MediaError, ProcessHandle, ProcessSupervisor, StopPolicy
 from camera_service.media.motion import (
     MotionEventState,
@@ -63,6 +64,11 @@ class RecorderEnv:
     busy_timeout: float = 5.0
     start_wait: float = 10.0
     frame_rate: float = 1.0
+    # The encoder in use now (the encoder probe may pick a hardware one after start-up).
+    encoder_source: Callable[[], EncoderSettings] | None = None
+
+    def current_encoder(self) -> EncoderSettings:
+        return self.encoder_source() if self.encoder_source is not None else self.encoder
 
 
 # source of a camera: (what FFmpeg opens, whether that is the device itself), None when away
@@ -84,15 +90,17 @@ def build_continuous_args(
     """FFmpeg argv: segments, latest frame and (optionally) motion frames from one input."""
     if source.is_h264:
         video = ["-c:v", "copy"]
+        # Copied H.264: only the JPEG (and motion) outputs decode it; without motion, key
+        # frames are enough for a latest frame once a second.
+        pre_input = [] if motion is not None else ["-skip_frame", "nokey"]
     else:
         gop = encoder.gop or source.fps or 15
+        options = EncodeOptions(encoder.bitrate, encoder.preset, encoder.profile, encoder.tune)
         video = [
-            *("-c:v", "libx264", "-preset", encoder.preset, "-b:v", encoder.bitrate),
-            *("-profile:v", encoder.profile, "-pix_fmt", "yuv420p", "-g", str(gop)),
+            *encode_args(encoder.codec, options, gop),
             *("-force_key_frames", f"expr:gte(t,n_forced*{segment_seconds})"),
         ]
-        if encoder.tune:
-            video += ["-tune", encoder.tune]
+        pre_input = global_args(encoder.codec)
     # Fragments of about a second, each flushed to the file as soon as it is complete (the
     # segment muxer's own -flush_packets does not reach the MP4 muxer inside it).
     fragments = (
@@ -101,6 +109,7 @@ def build_continuous_args(
     argv = [
         *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
+        *pre_input,
         *source.input_args(),
         *("-map", "0:v:0", "-an", *video),
         *("-f", "segment", "-segment_time", str(segment_seconds), "-reset_timestamps", "1"),
@@ -250,7 +259,7 @@ class CameraRecorder:
             seg.segment_pattern(directory, self.camera_id, run),
             directory / f"{run}.csv",
             settings.segment_seconds,
-            env.encoder,
+            env.current_encoder(),
             self.frame_path,
             env.frame_rate,
             self.motion,
