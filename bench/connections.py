@@ -198,6 +198,11 @@ async def ping_latency(port: int, token: str, pings: int) -> dict[str, float]:
 def bench_config(tmp: Path, loop: str, max_connections: int) -> dict[str, Any]:
     config = daemon_config(tmp)
     config["server"]["max_connections"] = max_connections
+    # Every held connection comes from one loopback address: lift the per-address caps
+    # (they guard against one hostile host; see bench/abuse.py for what they do).
+    config["server"]["max_connections_per_address"] = max_connections
+    config["server"]["max_unauthenticated_per_address"] = OPEN_BATCH * 2
+    config["server"]["reserved_slots"] = 0
     if loop != "default":
         config["server"]["event_loop"] = loop
     return config

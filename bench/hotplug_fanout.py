@@ -306,7 +306,12 @@ def overrides(clients: int) -> dict[str, Any]:
     """The daemon's config for the bench: room for every client, everything else default
     (the per-connection rate limit stays on: each client makes only two calls)."""
     return {
-        "server": {"max_connections": max(1000, clients + 16)},
+        "server": {
+            "max_connections": max(1000, clients + 16),
+            # every client comes from one loopback address (the per-address caps are
+            # measured in bench/abuse.py)
+            "max_connections_per_address": max(1000, clients + 16),
+        },
         "logging": {"level": "WARNING"},
     }
 

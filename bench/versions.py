@@ -119,6 +119,8 @@ async def baseline_tree(ref: str) -> AsyncIterator[Path]:
 async def start_side(name: str, root: Path, tmp: Path, loop: str | None) -> Side:
     await asyncio.to_thread(tmp.mkdir)
     raw = daemon_config(tmp)
+    # The token bucket stays on (its cost is part of a call) but never refuses a call here.
+    raw["server"]["rate_limit"] = {"enabled": True, "per_second": 100000, "burst": 100000}
     if loop is not None:
         raw["server"]["event_loop"] = loop
     config_file = tmp / "config.yaml"

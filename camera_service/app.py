@@ -14,20 +14,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from camera_service import __version__
 from camera_service import logging as service_logging
-from camera_service.auth.api_keys import ApiKeyStore
-from camera_service.auth.identity import AuthError
+from camera_service.auth.api_keys import ApiKeyStore, looks_like_api_key
+from camera_service.auth.daemon_credentials import CREDENTIALS_FILE, load_or_create_credentials
+from camera_service.auth.identity import AuthError, Identity
 from camera_service.auth.jwt import JwtAuthority, load_or_create_secret
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
+from camera_service.auth.stream_access import AccessPolicy, is_ip_address
+from camera_service.auth.stream_tokens import StreamTokens, derive_stream_secret
 from camera_service.auth.url_tokens import derive_camera_url_secret
 from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
-from camera_service.cameras.model import Camera, CameraStatus
+from camera_service.cameras.model import MAX_CAMERAS, Camera, CameraStatus
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
@@ -40,13 +44,14 @@ from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor, StopPol
 from camera_service.media.frames import FrameHub
 from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import EncoderSettings
+from camera_service.media.segment_recordings import NvrRecordings
 from camera_service.media.source import CaptureSource, capture_source_for
-from camera_service.mediamtx.recording import StreamRecordings
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.metrics import Metrics
 from camera_service.mqtt.topics import default_node_id
 from camera_service.node_metrics import NodeCollector, NodeSources, mqtt_figures
+from camera_service.resources import install_accept_error_handler, raise_fd_limit
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
@@ -74,6 +79,7 @@ from camera_service.supervise import start_supervised
 from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
+from camera_service.transport.mediamtx_auth import StreamAuthEndpoint
 from camera_service.transport.websocket import WebSocketServer
 from camera_service.tuning import CameraTuning
 
@@ -148,12 +154,23 @@ class Application:
             FailedAuthLimiter(config.auth.failed_auth_limit, config.auth.failed_auth_window),
         )
         self.dispatcher = Dispatcher(
-            self.registry, self.authenticator, self.metrics, config.server.max_batch
+            self.registry,
+            self.authenticator,
+            self.metrics,
+            config.server.max_batch,
+            unauthenticated_batch_bytes=config.server.unauthenticated_queue_bytes,
         )
         self.ws = WebSocketServer(config.server, self.dispatcher, self.bus, self.metrics)
         self.http = HttpServer(config.http, self.health, self.metrics)
         self._build_cameras(event_source, prober)
-        self.mediamtx = MediaMTXService.from_config(config, self.cameras, self.bus)
+        self._build_stream_auth(secret)
+        self.mediamtx = MediaMTXService.from_config(
+            config,
+            self.cameras,
+            self.bus,
+            credentials=self.mtx_credentials if self.stream_auth else None,
+            tokens=self.stream_tokens if self.stream_auth else None,
+        )
         self._build_media(secret)
         self._build_capture(v4l2_io)
         self.status = NodeStatus(
@@ -194,7 +211,7 @@ class Application:
                 system_status=self.status.system_status,
                 capabilities=self.capabilities,
                 supported_formats=SUPPORTED_FORMATS,
-                max_cameras=64,
+                max_cameras=MAX_CAMERAS,
                 host_usage=HostUsage(self.config.storage.recordings_dir),
                 metric_sections={
                     "cameras": self.status.camera_metrics,
@@ -282,13 +299,61 @@ class Application:
                 probe_retries=cfg.probe_retries,
             )
 
+    def _build_stream_auth(self, master_secret: bytes) -> None:
+        """Stream access control: MediaMTX asks POST /mediamtx/auth before every session."""
+        cfg = self.config.mediamtx
+        try:
+            self.mtx_credentials = load_or_create_credentials(
+                self.config.storage.state_dir / CREDENTIALS_FILE
+            )
+        except StateFileError as exc:
+            raise StartupError(str(exc)) from None
+        self.stream_tokens = StreamTokens(derive_stream_secret(master_secret), cfg.stream_token_ttl)
+        keys, jwt = self.keys, self.jwt
+
+        def verify(credential: str) -> Identity:  # no I/O: the endpoint refreshed the keys
+            if looks_like_api_key(credential):
+                return keys.verify(credential, refresh=False)
+            return jwt.verify(credential)
+
+        policy = AccessPolicy(
+            credentials=self.mtx_credentials,
+            tokens=self.stream_tokens,
+            verify=verify,
+            key_active=lambda key_id: keys.is_active(key_id, refresh=False),
+            known_path=lambda name: self.cameras.get(name) is not None,
+        )
+        api_host = urlsplit(cfg.api_url).hostname or ""
+        clients = [*cfg.auth_clients, *([api_host] if is_ip_address(api_host) else [])]
+        self.stream_auth: StreamAuthEndpoint | None = None
+        if cfg.enabled and cfg.stream_auth:
+            self.stream_auth = StreamAuthEndpoint(
+                policy,
+                self.authenticator.limiter,
+                self.keys,
+                allowed_clients=clients,
+                metrics=self.metrics,
+            )
+            self.stream_auth.add_routes(self.http.app)
+
+    def _kick_revoked_sessions(self) -> None:
+        """MediaMTX checks credentials at session start only: close the sessions opened
+        with an API key that has been revoked since (the key store was just refreshed)."""
+        if self.stream_auth is None:
+            return
+        revoked = self.stream_auth.ledger.take_revoked(
+            lambda key_id: self.keys.is_active(key_id, refresh=False)
+        )
+        for protocol, session_id in revoked:
+            self._spawn(self.mediamtx.kick(protocol, session_id))
+
     def _build_media(self, master_secret: bytes) -> None:
         storage, ffmpeg = self.config.storage, self.config.ffmpeg
         stop_policy = StopPolicy(
             quit_grace=min(ffmpeg.stop_timeout, 4.0), int_grace=2.0, term_grace=1.0, kill_grace=1.0
         )
         self.supervisor = ProcessSupervisor(stop_policy=stop_policy)
-        self.recordings = StreamRecordings(
+        self.recordings = NvrRecordings(
             self.mediamtx,
             self.supervisor,
             storage.recordings_dir,
@@ -307,7 +372,12 @@ class Application:
             capture_timeout=ffmpeg.snapshot_timeout,
             warmup_frames=self.config.cameras.warmup_frames,
         )
-        self.files = FileStore(storage.recordings_dir, storage.snapshots_dir, ffmpeg.ffprobe)
+        self.files = FileStore(
+            storage.recordings_dir,
+            storage.snapshots_dir,
+            ffmpeg.ffprobe,
+            max_probes=ffmpeg.max_probes,
+        )
         self.policies = PolicyStore(storage.state_dir, default=self._configured_policy())
         self.retention = RetentionLoop(
             self.config.retention.interval,
@@ -368,6 +438,7 @@ class Application:
             backoff_base=self.config.continuous.restart_backoff_base,
             backoff_max=self.config.continuous.restart_backoff_max,
             stop_policy=stop_policy,
+            frame_rate=self.config.continuous.frame_rate,
         )
         self.nvr = NvrManager(
             config=self.config,
@@ -383,6 +454,7 @@ class Application:
             on_reader_change=self._reader_changed,
         )
         self.recordings.frame_sources.append(self.nvr.latest_frame)
+        self.recordings.nvr = self.nvr
         self.mediamtx.attach_device_reader(self.nvr.reads_device)
         self.downloads.resolvers["segments"] = self.nvr.segment_path
 
@@ -623,12 +695,15 @@ class Application:
     async def start(self) -> None:
         self._load_cameras()
         self.files.ensure_dirs()
+        # Owed mp4 remuxes and stale frame directories of a crashed run (media/remux.py).
+        self._spawn(self.recordings.recover())
         await self._listen(
             "WebSocket", self.config.server.host, self.config.server.port, self.ws.start
         )
         self.listening.set()
         await self._listen("HTTP", self.config.http.host, self.config.http.port, self._start_http)
         self.links.http_port = self.http.port
+        self.mediamtx.auth_http_port = self.http.port
         self.tuning.start()
         await self.discovery.start()
         await self.mediamtx.start()
@@ -727,6 +802,7 @@ class Application:
         while True:
             await asyncio.sleep(SESSION_SWEEP_INTERVAL_S)
             self.keys.refresh_if_changed()
+            self._kick_revoked_sessions()
             for session in list(self.ws.sessions.values()):
                 if session.identity is None:
                     continue
@@ -772,6 +848,8 @@ class Application:
 
     async def run(self) -> None:
         self.install_signal_handlers()
+        raise_fd_limit()
+        install_accept_error_handler(asyncio.get_running_loop())
         await self.start()
         self._tasks.append(asyncio.create_task(self._notify_ready(), name="sd-ready"))
         try:

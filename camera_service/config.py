@@ -7,6 +7,7 @@ Unknown keys and bad values raise `ConfigError`, whose message names the key and
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -82,7 +83,42 @@ class ServerConfig(Section):
     send_queue_size: int = Field(
         1024, ge=8, le=100000, description="Outgoing messages queued per client before close 1013"
     )
+    send_queue_bytes: int = Field(
+        4 << 20,
+        ge=64 << 10,
+        le=1 << 30,
+        description="Bytes queued for an authenticated client before close 1013",
+    )
+    unauthenticated_queue_bytes: int = Field(
+        64 << 10,
+        ge=16 << 10,
+        le=1 << 30,
+        description="Bytes queued for a client before it authenticates (also caps the answer "
+        "to its batches)",
+    )
+    send_queue_total_bytes: int = Field(
+        64 << 20,
+        ge=1 << 20,
+        le=16 << 30,
+        description="Bytes queued for all clients together; the client over it is closed 1013",
+    )
     max_inflight: int = Field(32, ge=1, le=1000, description="Concurrent calls per connection")
+    auth_timeout: Seconds = Field(
+        10.0, description="Close a connection (1008) that has not authenticated after this"
+    )
+    max_connections_per_address: int = Field(
+        256, ge=1, le=100000, description="TCP connections per client address; more are dropped"
+    )
+    max_unauthenticated_per_address: int = Field(
+        64, ge=1, le=100000, description="Unauthenticated connections per client address"
+    )
+    reserved_slots: int = Field(
+        50,
+        ge=0,
+        le=100000,
+        description="Slots of max_connections only authenticated connections may hold "
+        "(unauthenticated ones always get at least one)",
+    )
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
         "auto", description="Event loop: auto takes uvloop when installed, else asyncio's own"
     )
@@ -100,6 +136,22 @@ class HttpConfig(Section):
         None, description="Base URL used in download_url (default: http://<request host>)"
     )
     download_token_ttl: Seconds = Field(600.0, description="Lifetime of signed download links")
+    header_timeout: Seconds = Field(
+        10.0,
+        description="A request head must arrive within this of the connection (or the previous "
+        "response); idle keep-alive connections close after it too",
+    )
+    body_timeout: Seconds = Field(30.0, description="A request body must arrive within this")
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        le=100000,
+        description="Open HTTP connections; at the cap the one waiting longest for its "
+        "request head makes room",
+    )
+    max_connections_per_address: int = Field(
+        16, ge=1, le=100000, description="Open HTTP connections per client address"
+    )
     mjpeg_fps: int = Field(10, ge=1, le=60, description="Frame rate of live frames (MJPEG, URLs)")
     mjpeg_quality: int = Field(
         5, ge=2, le=31, description="JPEG quantizer of live frames (2 best, 31 smallest)"
@@ -132,6 +184,12 @@ class SourceConfig(Section):
     input: str = Field(..., min_length=1, description="FFmpeg input, e.g. testsrc2=size=640x480")
     input_format: str | None = Field(None, description="FFmpeg -f value, e.g. lavfi, v4l2")
     exclusive: bool = Field(False, description="Single reader: never opened twice at once")
+    pixel_format: str | None = Field(
+        None,
+        pattern=r"^[A-Z0-9]{2,4}$",
+        description="H264: the input is H.264, recorded and published by copy; with a v4l2 "
+        "input also the capture format (MJPG, YUYV …)",
+    )
 
     @field_validator("id")
     @classmethod
@@ -230,6 +288,29 @@ class MediaMTXConfig(Section):
     backoff_base: Seconds = Field(0.5, description="First retry delay while down")
     backoff_max: Seconds = Field(4.0, description="Retry delay cap while down")
     request_timeout: Seconds = Field(3.0, description="Timeout of one API request")
+    stream_auth: bool = Field(
+        True,
+        description="Stream URLs carry credentials and POST /mediamtx/auth decides every "
+        "MediaMTX request (MediaMTX needs authMethod: http, see docs/deployment.md)",
+    )
+    stream_token_ttl: Seconds = Field(
+        300.0, description="Lifetime of the path-scoped stream tokens in stream URLs"
+    )
+    auth_clients: list[str] = Field(
+        default_factory=list,
+        description="Addresses besides loopback allowed to call POST /mediamtx/auth "
+        "(where MediaMTX runs when it is on another host)",
+    )
+
+    @field_validator("auth_clients")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return value
 
 
 class FfmpegConfig(Section):
@@ -249,6 +330,9 @@ class FfmpegConfig(Section):
         10.0, description="start_recording fails (-32050) when FFmpeg wrote no frame by then"
     )
     stop_timeout: Seconds = Field(5.0, description="Grace period before SIGTERM/SIGKILL")
+    max_probes: int = Field(
+        4, ge=1, le=64, description="ffprobe processes at once (file info); more calls wait"
+    )
 
 
 class StorageConfig(Section):
@@ -357,6 +441,9 @@ class ContinuousConfig(Section):
     )
     retain_gb: float | None = Field(
         None, gt=0, description="Default retain_gb of every camera's continuous segments"
+    )
+    frame_rate: float = Field(
+        1.0, ge=0.2, le=15, description="Latest-frame JPEGs per second (snapshots, MJPEG)"
     )
     restart_backoff_base: Seconds = Field(1.0, description="First restart delay after a crash")
     restart_backoff_max: Seconds = Field(30.0, description="Restart delay cap")

@@ -15,11 +15,14 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 AUDIT_LOGGER = "camera_service.audit"
 
-# JWTs, API keys and `token=` query values must never reach a log line.
+# JWTs, API keys, `token=` query values and camera passwords must never reach a log line.
 _SECRET_PATTERNS = (
     re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
     re.compile(r"csk_[A-Za-z0-9]+_[A-Za-z0-9_-]+"),
     re.compile(r"((?:token|auth_token|api_key|secret)=)[^&\s\"']+", re.IGNORECASE),
+    # Camera URL credentials (external streams): `rtsp://user:pass@`, `?pwd=`, `;password=`.
+    re.compile(r"(://[^/\s:@\"'\\]*:)[^@\s/\"'\\]+(?=@)"),
+    re.compile(r"([?&;#](?:password|passwd|pwd|pass|pw)=)[^&;#\s\"'\\]+", re.IGNORECASE),
 )
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

@@ -11,6 +11,7 @@ import psutil
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
 
+_STREAM_AUTH_ACTIONS = frozenset({"publish", "read", "playback", "api", "metrics", "pprof"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -53,6 +54,18 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self._stream_auth = PromCounter(
+            "camera_service_stream_auth_decisions",
+            "MediaMTX authentication requests decided",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
+        self._stream_auth_latency = Histogram(
+            "camera_service_stream_auth_seconds",
+            "Time to decide one MediaMTX authentication request",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         uptime = Gauge(
             "camera_service_uptime_seconds", "Seconds since start", registry=self.registry
         )
@@ -86,6 +99,13 @@ class Metrics:
 
     def handshake_rejected(self, reason: str) -> None:
         self._rejected.labels(reason).inc()
+
+    def stream_auth(self, action: str, allowed: bool) -> None:
+        action = action if action in _STREAM_AUTH_ACTIONS else "other"
+        self._stream_auth.labels(action, "allow" if allowed else "deny").inc()
+
+    def stream_auth_latency(self, seconds: float) -> None:
+        self._stream_auth_latency.observe(seconds)
 
     def observe(self, method: str, seconds: float, error_code: int | None) -> None:
         self.total_requests += 1

@@ -8,6 +8,7 @@ from typing import Any
 
 import psutil
 
+from camera_service.auth.identity import Identity
 from camera_service.cameras.discovery import Discovery
 from camera_service.cameras.model import Camera, CameraStatus
 from camera_service.cameras.registry import CameraRegistry
@@ -36,8 +37,11 @@ class NodeStatus:
         self.mediamtx = mediamtx
         self.discovery_enabled = discovery_enabled
 
-    def camera_object(self, camera: Camera) -> dict[str, Any]:
-        """The public camera object, plus the recording in progress (null when idle)."""
+    def camera_object(self, camera: Camera, identity: Identity | None = None) -> dict[str, Any]:
+        """The public camera object, plus the recording in progress (null when idle).
+
+        ``identity``: the caller, to whom the stream URLs' tokens are issued (notifications
+        carry tokens issued to nobody in particular)."""
         active = self.recordings.active(camera.id)
         recording = None
         if active is not None:
@@ -47,7 +51,8 @@ class NodeStatus:
                 "duration": active.duration,
                 "format": active.format,
             }
-        return {**camera.public_dict(self.mediamtx.streams_for(camera)), "recording": recording}
+        streams = self.mediamtx.streams_for(camera, identity)
+        return {**camera.public_dict(streams), "recording": recording}
 
     def _discovery_lost(self) -> bool:
         return self.discovery_enabled and not self.discovery.active

@@ -64,6 +64,7 @@ class CameraTuning:
             io=io,
         )
         self.controls.attach(supervisor)
+        mediamtx.stream_ready_listeners.append(self.controls.stream_started)
         self.probed = asyncio.Event()  # set once the encoder probe has reported
         self._probe_task: asyncio.Task[None] | None = None
 
@@ -78,8 +79,13 @@ class CameraTuning:
 
     async def probe_encoders(self) -> None:
         """Test-encode with the hardware encoders (start-up, in the background)."""
+        # A configured encoder is used as is: no test encode at start (a failing one shows in
+        # the recordings' errors); auto probes.
         report = await probe_encoders(
-            self._ffmpeg, self.encoders.requested, supervised(self._supervisor)
+            self._ffmpeg,
+            self.encoders.requested,
+            supervised(self._supervisor),
+            test_requested=False,
         )
         changed = report.selected != self.encoders.selected
         self.encoders = report

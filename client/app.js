@@ -5,11 +5,12 @@ import { $, describeError, notify, notifyError } from './ui.js';
 import { CamerasView } from './cameras.js';
 import { FilesView } from './files.js';
 import { SystemView } from './system.js';
+import { TimelineView } from './timeline.js';
 
 const TOKEN_KEY = 'camera-service.token';
 const WS_URL_KEY = 'camera-service.ws-url';
 const ROLE_RANK = { viewer: 1, operator: 2, admin: 3 };
-const VIEWS = ['cameras', 'files', 'system'];
+const VIEWS = ['cameras', 'timeline', 'files', 'system'];
 
 class App {
   constructor() {
@@ -21,6 +22,7 @@ class App {
     this.retryTimer = null;
     this.views = {
       cameras: new CamerasView(this),
+      timeline: new TimelineView(this),
       files: new FilesView(this),
       system: new SystemView(this),
     };

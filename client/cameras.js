@@ -5,6 +5,7 @@ import {
   h, notify, notifyError, sameOriginUrl,
 } from './ui.js';
 import { canPlayHls, playHls, playHlsJs, playWhep, whepEndpoint } from './live.js';
+import { TuningPanel } from './tuning.js';
 
 const PREVIEW_INTERVAL_MS = 5000;
 const MEDIA_TIMEOUT_MS = 45000;
@@ -172,6 +173,8 @@ export class CamerasView {
       }
     } else if (method === 'recording_status_update' && params.device) {
       this.onRecordingUpdate(params);
+    } else if (method === 'camera_controls' && params.device) {
+      this.cards.get(params.device)?.tuning.onControls(params);
     }
   }
 
@@ -270,11 +273,13 @@ class CameraCard {
 
     this.streamsBody = h('div', { class: 'streams-body' });
     this.streamsDetails = h('details', { class: 'streams', hidden: true }, h('summary', {}, 'Stream URLs'), this.streamsBody);
+    this.streamsDetails.addEventListener('toggle', () => this.streamsDetails.open && this.refreshStreamUrls());
+    this.tuning = new TuningPanel(this);
 
     this.article = h('article', { class: 'card camera', 'aria-labelledby': `${id}-title`, dataset: { device: this.camera.device } },
       h('header', { class: 'camera-head' }, this.title, this.badge),
       this.meta, this.recBox, this.recStatus, this.actions, this.preview,
-      this.liveDetails, this.streamsDetails, this.plainDetails, this.capsDetails);
+      this.liveDetails, this.streamsDetails, this.plainDetails, this.capsDetails, this.tuning.details);
     this.root = h('li', { class: 'camera-item' }, this.article);
   }
 
@@ -289,6 +294,7 @@ class CameraCard {
       .filter(Boolean).join(' · ');
     this.renderStreams();
     this.refreshControls();
+    this.tuning?.onCameraChanged(old, camera);
     if (old.status !== camera.status) {
       this.capsLoaded = false;
       if (this.liveDetails.open) {
@@ -339,7 +345,26 @@ class CameraCard {
       }, 'Copy');
       return h('div', { class: 'url-row' }, h('label', { for: inputId }, STREAM_LABEL[kind] || kind), input, copy);
     });
+    // Stream URLs carry a short-lived token (stream access control): say until when.
+    const expiry = streams.map(([, url]) => /[?&]token=cst1\.(\d+)\./.exec(url)).find(Boolean);
+    if (expiry) {
+      const until = formatDate(new Date(Number(expiry[1]) * 1000).toISOString());
+      rows.push(h('p', { class: 'muted small' }, `Start playing before ${until}; playback then continues.`));
+    }
     clear(this.streamsBody, rows);
+  }
+
+  /** Fresh stream URLs (tokens issued to this session) when the list is opened. */
+  async refreshStreamUrls() {
+    try {
+      const info = await this.app.call('get_stream_url', { device: this.camera.device });
+      if (info.streams && Object.keys(info.streams).length) {
+        this.camera = { ...this.camera, streams: info.streams };
+        this.renderStreams();
+      }
+    } catch {
+      // MediaMTX unreachable: the URLs from the camera list stay (they may have expired).
+    }
   }
 
   refreshControls() {
@@ -493,7 +518,7 @@ class CameraCard {
   async startLive() {
     this.stopLive();
     const run = ++this.previewRun;
-    const streams = this.camera.streams || {};
+    let streams = this.camera.streams || {};
     const status = h('p', { class: 'live-status muted', role: 'status' });
     if (this.camera.status !== 'CONNECTED') {
       clear(this.liveBody, h('p', { class: 'muted' }, 'The camera is not connected.'));
@@ -505,7 +530,8 @@ class CameraCard {
       clear(this.liveBody, video, status);
       status.textContent = 'Connecting to the stream…';
       try {
-        await this.ensureStreaming();
+        // Fresh URLs: their stream tokens are short-lived and issued to this session.
+        streams = (await this.ensureStreaming()) || streams;
         if (run !== this.previewRun) return;
         let player = null;
         let firstError = null;
@@ -562,14 +588,17 @@ class CameraCard {
     }
   }
 
+  /** Make sure the camera publishes; resolves with its current stream URLs. */
   async ensureStreaming() {
+    let info = null;
     try {
-      const info = await this.app.call('get_stream_url', { device: this.camera.device });
-      if (info.available || !this.app.atLeast('operator')) return;
+      info = await this.app.call('get_stream_url', { device: this.camera.device });
+      if (info.available || !this.app.atLeast('operator')) return info.streams;
     } catch (err) {
       if (!this.app.atLeast('operator')) throw err;
     }
-    await this.app.call('start_streaming', { device: this.camera.device }, { timeout: MEDIA_TIMEOUT_MS });
+    const started = await this.app.call('start_streaming', { device: this.camera.device }, { timeout: MEDIA_TIMEOUT_MS });
+    return started.streams || (info && info.streams);
   }
 
   startSnapshotPreview(run, status) {

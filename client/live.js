@@ -18,10 +18,14 @@ function waitIceGathering(pc, timeoutMs) {
   });
 }
 
-/** The WHEP endpoint of a camera's `streams` (`whep`, else `<webrtc page>/whep`), or null. */
+/** The WHEP endpoint of a camera's `streams` (`whep`, else `<webrtc page>/whep` keeping the
+ * query, where the stream token travels), or null. */
 export function whepEndpoint(streams) {
   if (streams.whep) return streams.whep;
-  return streams.webrtc ? `${streams.webrtc.replace(/\/+$/, '')}/whep` : null;
+  if (!streams.webrtc) return null;
+  const url = new URL(streams.webrtc);
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/whep`;
+  return url.href;
 }
 
 /** Play the WHEP `endpoint` in `video`; resolves with {close()} once media flows. */

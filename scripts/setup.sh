@@ -23,6 +23,9 @@ if $with_test; then
   [[ -x /usr/sbin/mosquitto ]] || need mosquitto mosquitto
   need mosquitto_passwd mosquitto
   need openssl openssl
+  # The V4L2 ABI test compiles a C program against the kernel's linux/videodev2.h.
+  need cc gcc
+  [[ -f /usr/include/linux/videodev2.h ]] || missing+=(linux-libc-dev)
 fi
 
 if ((${#missing[@]})); then

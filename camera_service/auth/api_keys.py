@@ -201,8 +201,10 @@ class ApiKeyStore:
         self.refresh_if_changed()
         return sorted(self._records.values(), key=lambda r: r.created_at)
 
-    def verify(self, key: str) -> Identity:
-        self.refresh_if_changed()
+    def verify(self, key: str, *, refresh: bool = True) -> Identity:
+        """`refresh=False` skips the file check (no I/O: the caller refreshed the store)."""
+        if refresh:
+            self.refresh_if_changed()
         parts = split_key(key)
         record = self._records.get(parts[0]) if parts else None
         if record is None or not hmac.compare_digest(record.hash, _hash(key)):

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from camera_service.cameras.model import Camera, CameraKind, CameraStatus
 from camera_service.cameras.registry import TOPIC_CONNECTED, CameraRegistry
 from camera_service.cameras.state_store import CameraStateStore
+from camera_service.cameras.v4l2_abi import CTRL_FLAG_READ_ONLY
 from camera_service.cameras.v4l2_controls import (
     Control,
     ControlIOError,
@@ -42,6 +43,7 @@ from camera_service.media.ffmpeg import ProcessHandle, ProcessSupervisor
 log = logging.getLogger(__name__)
 
 TOPIC_CONTROLS = "camera.controls"
+STREAMING_LINE = r"^Input #\d+, video4linux2"
 T = TypeVar("T")
 
 
@@ -222,7 +224,16 @@ class ControlService:
         camera = self._camera(camera_id)
         async with self._lock(camera_id):
             controls = await self._query(camera)
-            defaults = {c.key: c.default for c in controls if c.value != c.default}
+            # Only controls that hold a value (a button is not pressed, a write-only control
+            # is left alone) and differ from their default.
+            defaults = {
+                c.key: c.default
+                for c in controls
+                if c.has_value
+                and c.value is not None
+                and c.value != c.default
+                and not c.flags & CTRL_FLAG_READ_ONLY
+            }
             report = await self._write(camera, defaults) if defaults else WriteReport()
             entry = self._store.find(camera.stable_key, camera.serial_key)
             if entry is not None and entry.controls:
@@ -290,6 +301,13 @@ class ControlService:
         if topic == TOPIC_CONNECTED and camera.kind is CameraKind.V4L2 and self.desired(camera):
             self._spawn(self.reapply(camera.id, "plugged"))
 
+    def stream_started(self, camera_id: str) -> None:
+        """A capture outside the daemon's own processes streams the camera now (MediaMTX's
+        publisher after ``start_streaming``): write the desired values again."""
+        camera = self._cameras.get(camera_id)
+        if camera is not None and camera.kind is CameraKind.V4L2 and self.desired(camera):
+            self._spawn(self.reapply(camera_id, "capture_started"))
+
     def _process_started(self, handle: ProcessHandle) -> None:
         camera = self._cameras.get(handle.camera_id or "")
         if not handle.reader or camera is None or camera.kind is not CameraKind.V4L2:
@@ -298,8 +316,13 @@ class ControlService:
             self._spawn(self._after_stream_on(handle))
 
     async def _after_stream_on(self, handle: ProcessHandle) -> None:
-        """Once frames flow (first progress report), the driver's STREAMON reset is done."""
+        """Once the camera streams, the driver's STREAMON reset is done: FFmpeg's first
+        progress report (frames flow), or its ``Input #0, video4linux2`` line (the v4l2
+        demuxer prints it after VIDIOC_STREAMON; snapshots log it, and write their frame
+        only after the warm-up frames)."""
+        opened = asyncio.create_task(handle.wait_for_line(STREAMING_LINE))
         waits = [
+            opened,
             asyncio.create_task(handle.progress_seen.wait()),
             asyncio.create_task(handle.exited.wait()),
         ]
@@ -308,5 +331,9 @@ class ControlService:
         finally:
             for task in waits:
                 task.cancel()
-        if handle.progress_seen.is_set() and handle.running and handle.camera_id:
+            await asyncio.gather(*waits, return_exceptions=True)
+        streaming = handle.progress_seen.is_set() or (
+            opened.done() and not opened.cancelled() and opened.exception() is None
+        )
+        if streaming and handle.running and handle.camera_id:
             await self.reapply(handle.camera_id, "capture_started")

@@ -14,6 +14,7 @@ from typing import Any
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # also the params models' pattern
 CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
+MAX_CAMERAS = 64  # get_server_info's max_cameras; also bounds per-camera lists in params
 RESOLUTION_RE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
 
 
@@ -94,6 +95,7 @@ class SourceSpec:
     input: str
     input_format: str | None = None
     exclusive: bool = False
+    pixel_format: str | None = None  # H264: the input is H.264 (copied); v4l2: capture format
 
 
 @dataclass(frozen=True, slots=True)

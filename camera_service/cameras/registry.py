@@ -470,6 +470,7 @@ class CameraRegistry:
                 input=str(src["input"]),
                 input_format=str(input_format) if input_format else None,
                 exclusive=bool(src.get("exclusive", False)),
+                pixel_format=str(src["pixel_format"]) if src.get("pixel_format") else None,
             ),
             connected_at=self._wall(),
         )

@@ -1,11 +1,19 @@
 """V4L2 capability probing through raw ioctls (``fcntl.ioctl`` + ``struct``).
 
+The kernel ABI (struct layouts, ioctl numbers, flags, encode/decode) is in
+:mod:`~camera_service.cameras.v4l2_abi`, the control protocol in
+:mod:`~camera_service.cameras.v4l2_controls`; this module interprets formats and probes.
+
 Why raw ioctls rather than the alternatives:
 
-* **Dependency weight.** Four read-only ioctls (VIDIOC_QUERYCAP, VIDIOC_ENUM_FMT,
-  VIDIOC_ENUM_FRAMESIZES, VIDIOC_ENUM_FRAMEINTERVALS) need only the standard library.
-  ``linuxpy`` would add a sizeable package for the same four calls; ``v4l2-ctl`` needs the
-  ``v4l-utils`` system package on every edge box and one process spawn per probe.
+* **Dependency weight.** The daemon needs eight ioctls (QUERYCAP, ENUM_FMT, ENUM_FRAMESIZES,
+  ENUM_FRAMEINTERVALS for capabilities; QUERY_EXT_CTRL, QUERYMENU, G/S_EXT_CTRLS for
+  controls), and only the standard library (``fcntl``, ``struct``, ``ctypes`` for the one
+  pointer in ``v4l2_ext_controls``). ``linuxpy`` would bring a whole V4L2/input/GPIO binding
+  for them, and its async story is its own event-loop integration around a device object
+  that owns the fd, while the daemon needs short, bounded calls on a node FFmpeg may hold
+  open, off the event loop in a daemon thread with a deadline. ``v4l2-ctl`` needs the
+  ``v4l-utils`` system package on every edge box and one process spawn per call.
 * **Robustness.** The ioctl structs are kernel ABI and never change layout, whereas
   ``v4l2-ctl`` text output changes between v4l-utils releases and locales. Every ioctl error is
   mapped to a precise reason (vanished, permission denied, not a V4L2 node, I/O error).

@@ -62,7 +62,7 @@ class RecorderEnv:
     stop_policy: StopPolicy | None = None
     busy_timeout: float = 5.0
     start_wait: float = 10.0
-    frame_rate: float = 2.0
+    frame_rate: float = 1.0
 
 
 # source of a camera: (what FFmpeg opens, whether that is the device itself), None when away
@@ -341,6 +341,8 @@ async def close_run(ffprobe: str, directory: Path, run: str) -> None:
     was writing) and append them, so the list covers every segment of the run."""
     missing = await asyncio.to_thread(seg.unlisted, directory, run)
     if not missing:
+        # A run that wrote nothing (FFmpeg could not open the camera) leaves no record.
+        await asyncio.to_thread(seg.remove_run_if_empty, directory, run)
         return
     listed = await asyncio.to_thread(seg.read_segment_list, directory, run)
     start = max((end for _s, end in listed.values()), default=0.0)

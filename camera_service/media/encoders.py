@@ -138,11 +138,17 @@ def _why(summary: str) -> str:
     return summary
 
 
-async def probe_encoders(ffmpeg: str, requested: str, run: RunFn) -> EncoderReport:
-    """Find the encoder to use. ``requested`` names one (used as is; its test encode only
-    decides what is reported) or is ``auto``: the first hardware encoder whose test encode
-    works, else libx264."""
+async def probe_encoders(
+    ffmpeg: str, requested: str, run: RunFn, *, test_requested: bool = True
+) -> EncoderReport:
+    """Find the encoder to use. ``requested`` names one (used as is; its test encode, unless
+    ``test_requested`` is false, only decides what is reported) or is ``auto``: the first
+    hardware encoder whose test encode works, else libx264."""
     report = EncoderReport(requested=requested, probed=True)
+    if requested != "auto" and not test_requested:
+        report.selected = requested
+        report.reason = f"{requested} as configured (not probed)"
+        return report
     candidates = [requested] if requested != "auto" else list(KNOWN_ENCODERS)
     for name in candidates:
         works, summary = await run(probe_argv(ffmpeg, name), PROBE_TIMEOUT)

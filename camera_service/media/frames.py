@@ -31,6 +31,7 @@ SourceResolver = Callable[[str], Awaitable[tuple[CaptureSource, bool] | None]]
 _READ_CHUNK = 65536
 _RECORDING_POLL_S = 0.1
 _DEMAND_CHECK_S = 0.25
+_DRAIN_TIMEOUT_S = 15.0
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -314,20 +315,27 @@ class FrameHub:
             feed.error = str(exc)
             return False
         feed.handle = handle
+        assert handle.process is not None and handle.process.stdout is not None
+        stdout = handle.process.stdout
         try:
-            await self._pump(feed, handle)
+            await self._pump(feed, stdout)
         finally:
-            if handle.running:
-                await self._supervisor.stop(handle)
+            # Read stdout to its end while the process stops: asyncio reports a child's exit
+            # only once its pipes are closed, and a full, unread pipe would never close.
+            drain = asyncio.create_task(_drain(stdout))
+            try:
+                if handle.running:
+                    await self._supervisor.stop(handle)
+            finally:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(drain, _DRAIN_TIMEOUT_S)
             feed.handle = None
         if not self._wanted(feed) or self._recordings.latest_frame(feed.camera_id) is not None:
             return True
         feed.error = handle.error_summary()
         return False
 
-    async def _pump(self, feed: _Feed, handle: ProcessHandle) -> None:
-        assert handle.process is not None and handle.process.stdout is not None
-        stdout = handle.process.stdout
+    async def _pump(self, feed: _Feed, stdout: asyncio.StreamReader) -> None:
         parser = MpjpegParser(self._max_frame_bytes)
         while self._wanted(feed):
             # Bounded reads: demand is checked at least every _DEMAND_CHECK_S, frames or not.
@@ -365,6 +373,11 @@ class FrameHub:
             feed.wake()
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+
+
+async def _drain(stdout: asyncio.StreamReader) -> None:
+    while await stdout.read(_READ_CHUNK):
+        pass
 
 
 def _read_if_newer(path: Path, mtime: float) -> tuple[bytes | None, float]:

@@ -46,9 +46,10 @@ from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_S = 2.0
+HOUSEKEEPING_S = 3.0
 CLIP_TIMEOUT_S = 300.0
-FRAGMENT_SLACK_S = 1.5  # a fragment reaches the disk within about a second
+FRAGMENT_SLACK_S = 1.5
+STOP_GRACE_S = 1.0  # a fragment reaches the disk within about a second
 
 
 def iso(when: float) -> str:
@@ -146,6 +147,8 @@ class NvrManager:
             self._housekeeper = None
         recorders, self._recorders = list(self._recorders.values()), {}
         await asyncio.gather(*(r.stop() for r in recorders), return_exceptions=True)
+        if self._tasks:  # events that just ended are stored first; their clips cannot wait
+            await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_S)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -243,12 +246,41 @@ class NvrManager:
             raise NotFound("segments", name)
         return path
 
+    def hold_footage(self, camera_id: str, start: float) -> str:
+        """Keep the camera's footage from ``start`` on (a recording cut from segments at its
+        end); returns the key for :meth:`release_footage`."""
+        key = f"hold-{camera_id}-{secrets.token_hex(4)}"
+        self._pending[key] = _Pending(camera_id, start, None)
+        return key
+
+    def release_footage(self, key: str) -> None:
+        self._pending.pop(key, None)
+
+    def _held(self, segment: seg.Segment) -> bool:
+        return any(
+            w.device == segment.device
+            and segment.end > w.start
+            and (w.end is None or segment.start < w.end)
+            for w in self._pending.values()
+        )
+
+    async def wait_footage(self, camera_id: str, until: float, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until the camera's segments reach ``until`` on disk,
+        or its recorder stopped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and self.is_active(camera_id):
+            segments = await self.segments(camera_id)
+            if segments and segments[-1].end >= until:
+                return
+            await asyncio.sleep(0.1)
+
     def has_footage(self, camera_id: str) -> bool:
         return seg.camera_dir(self.root, camera_id).is_dir()
 
     async def rollover(self, need_bytes: int) -> tuple[int, int]:
         """Delete the oldest closed segments of any camera until ``need_bytes`` are freed."""
-        segments = [s for s in await self.all_segments() if s.complete]
+        segments = [s for s in await self.all_segments() if s.complete and not self._held(s)]
         protected = self.protected()
         doomed = seg.plan_rollover(segments, need_bytes, protected)
         count, freed = await asyncio.to_thread(seg.delete_segments, doomed, self.protected())
@@ -398,7 +430,9 @@ class NvrManager:
                 log.info("disk has room again: continuous recording resumes")
                 self._resume_all()
         for camera_id in await asyncio.to_thread(seg.cameras_with_segments, self.root):
-            segments = [s for s in await self.segments(camera_id) if s.complete]
+            segments = [
+                s for s in await self.segments(camera_id) if s.complete and not self._held(s)
+            ]
             protected = self.protected()
             limits = self.config.continuous.for_camera(camera_id)
             doomed = seg.plan_retention(

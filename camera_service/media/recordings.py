@@ -13,18 +13,13 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from camera_service.media.encoders import (
-    SOFTWARE_ENCODER,
-    EncodeOptions,
-    encode_args,
-    global_args,
-)
+from camera_service.media import remux
 from camera_service.media.ffmpeg import (
     AlreadyRecording,
     InvalidTarget,
@@ -33,10 +28,15 @@ from camera_service.media.ffmpeg import (
     ProcessHandle,
     ProcessSupervisor,
     StopPolicy,
-    summarize_stderr,
+)
+from camera_service.media.recording_args import (
+    EncoderSettings,
+    build_recording_args,
+    frames_written,
+    recording_outcome,
+    resolve_output_path,
 )
 from camera_service.media.source import CaptureSource
-from camera_service.storage.files import InvalidFilename, generated_filename, with_extension
 
 __all__ = [
     "RECORDING_FORMATS",
@@ -48,6 +48,7 @@ __all__ = [
     "RecordingManager",
     "RecordingResult",
     "build_recording_args",
+    "recording_outcome",
     "resolve_output_path",
 ]
 
@@ -61,132 +62,6 @@ _DURATION_SLACK = 10.0  # the watchdog stops a timed recording that overruns -t 
 # A start that failed has no footage to save: stop FFmpeg quickly (a process stuck opening its
 # input ignores q and the first SIGINT/SIGTERM).
 _ABORT_POLICY = StopPolicy(quit_grace=0.2, int_grace=0.3, term_grace=0.3, kill_grace=2.0)
-
-
-def _frames_written(block: dict[str, str]) -> int:
-    """Frames FFmpeg reported in a ``-progress`` block (``frame=``; with ``out_time_us`` as
-    the witness for stream copies), 0 when it wrote nothing yet."""
-    for key in ("frame", "out_time_us"):
-        try:
-            if int(block.get(key, "0")) > 0:
-                return max(int(block.get("frame", "1")), 1)
-        except ValueError:
-            continue
-    return 0
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-@dataclass(frozen=True)
-class EncoderSettings:
-    """H.264 settings for sources that are not H.264 already."""
-
-    preset: str = "veryfast"
-    bitrate: str = "2M"
-    profile: str = "high"
-    gop: int | None = None  # keyframe interval in frames; None → one second of frames
-    tune: str | None = None
-    codec: str = SOFTWARE_ENCODER  # the H.264 encoder (see media/encoders.py)
-
-
-def resolve_output_path(
-    directory: Path,
-    filename: str | None,
-    extension: str,
-    camera_id: str,
-    now: datetime,
-    taken: Callable[[Path], bool] = lambda path: False,
-) -> Path:
-    """The output path in ``directory``, named by the storage rules (the same ones listing,
-    download and deletion apply): a user's name gets ``extension`` when missing; otherwise
-    ``<camera>_<UTC stamp>``, with ``_1``, ``_2``… when that is ``taken``."""
-    try:
-        if filename is not None:
-            return directory / with_extension(filename, extension)
-        name = generated_filename(camera_id, extension, now, lambda n: taken(directory / n))
-    except InvalidFilename as exc:
-        raise InvalidTarget(f"invalid filename: {exc}") from None
-    return directory / name
-
-
-def _video_codec_args(source: CaptureSource, encoder: EncoderSettings) -> list[str]:
-    if source.is_h264:
-        return ["-c:v", "copy"]
-    gop = encoder.gop or source.fps or 15
-    options = EncodeOptions(encoder.bitrate, encoder.preset, encoder.profile, encoder.tune)
-    return encode_args(encoder.codec, options, gop)
-
-
-def _container_args(fmt: str) -> list[str]:
-    if fmt == "fmp4":
-        # Fragments of about a second: whatever was written stays playable after a SIGKILL.
-        # -flush_packets: fragments reach the disk at once instead of sitting in a 32 KiB buffer.
-        flags = "+frag_keyframe+empty_moov+default_base_moof"
-        return [
-            *("-movflags", flags, "-frag_duration", "1000000"),
-            *("-flush_packets", "1", "-f", "mp4"),
-        ]
-    if fmt == "mp4":
-        return ["-movflags", "+faststart", "-f", "mp4"]
-    if fmt == "mkv":
-        return ["-flush_packets", "1", "-f", "matroska"]
-    raise InvalidTarget(f"unsupported recording format: {fmt!r}")
-
-
-def build_recording_args(
-    ffmpeg: str,
-    source: CaptureSource,
-    output: Path,
-    fmt: str,
-    duration: int | None,
-    encoder: EncoderSettings,
-    frame_path: Path,
-    frame_rate: float = 2.0,
-) -> list[str]:
-    """FFmpeg argv: recording output plus a continuously updated latest-frame JPEG."""
-    limit = ["-t", str(duration)] if duration is not None else []
-    return [
-        *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
-        *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
-        *([] if source.is_h264 else global_args(encoder.codec)),
-        *source.input_args(),
-        *("-map", "0:v:0", "-an"),
-        *_video_codec_args(source, encoder),
-        *limit,
-        *_container_args(fmt),
-        str(output),
-        # Full-range yuv420p JPEG: avoids swscale's "deprecated pixel format" (yuvj) warnings.
-        # round=up: the first frame leaves the fps filter at once, so FFmpeg reports progress
-        # (and start_recording answers) ~0.2 s sooner than with the default rounding.
-        *("-map", "0:v:0", "-an", "-vf", f"fps={frame_rate:g}:round=up,scale=out_range=full"),
-        *("-pix_fmt", "yuv420p", "-strict", "unofficial", "-c:v", "mjpeg", "-q:v", "3"),
-        *("-update", "1", "-atomic_writing", "1"),
-        *limit,
-        *("-f", "image2", str(frame_path)),
-    ]
-
-
-def recording_outcome(
-    *,
-    stop_reason: str | None,
-    stop_error: bool,
-    duration: int | None,
-    returncode: int | None,
-    timed_out: bool,
-    stderr_tail: Iterable[str],
-    stop_requested: bool = False,
-) -> tuple[str, str]:
-    """``(status, reason)`` of a finished recording process."""
-    if stop_reason is not None:
-        return ("ERROR" if stop_error else "STOPPED"), stop_reason
-    if duration is not None and (returncode == 0 or timed_out):
-        return "STOPPED", "duration_reached"
-    if stop_requested:  # stopped by the supervisor itself (shutdown)
-        return "STOPPED", "shutdown"
-    if returncode == 0:
-        return "STOPPED", "source_ended"
-    return "ERROR", summarize_stderr(stderr_tail, returncode)
 
 
 # --------------------------------------------------------------------------- results
@@ -263,6 +138,8 @@ class RecordingManager:
         self._stop_policy = stop_policy
         self._active: dict[str, _Recording] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._recovering: set[Path] = set()
+        self.recovered = asyncio.Event()
         # Other single readers whose latest frame snapshots may use (continuous recording).
         self.frame_sources: list[Callable[[str], Path | None]] = []
 
@@ -281,7 +158,7 @@ class RecordingManager:
 
     def active_files(self) -> set[Path]:
         """Files being written right now (never delete or clean these up)."""
-        return {rec.info.path for rec in self._active.values()}
+        return {rec.info.path for rec in self._active.values()} | self._recovering
 
     def latest_frame(self, camera_id: str) -> Path | None:
         """Where the recording process of the camera writes its latest frame (may not exist
@@ -343,7 +220,7 @@ class RecordingManager:
             if rec.handle is not None and rec.handle.running:
                 await self._supervisor.stop(rec.handle, _ABORT_POLICY)
             if rec.file_created:
-                frames = rec.handle is not None and _frames_written(rec.handle.progress) > 0
+                frames = rec.handle is not None and frames_written(rec.handle.progress) > 0
                 await asyncio.to_thread(self._discard, path, rec.frame_path, not frames)
             raise
         finally:
@@ -355,7 +232,7 @@ class RecordingManager:
 
     async def _spawn(self, rec: _Recording, source: CaptureSource, reads_device: bool) -> None:
         info = rec.info
-        await asyncio.to_thread(self._prepare_files, info.path, rec.frame_path)
+        await asyncio.to_thread(self._prepare_files, info.path, rec.frame_path, info.format)
         rec.file_created = True
         argv = build_recording_args(
             self._ffmpeg,
@@ -384,7 +261,7 @@ class RecordingManager:
         """Until FFmpeg reports a frame written; MediaError when it exits or hangs first."""
         try:
             await asyncio.wait_for(
-                handle.wait_for_progress(lambda block: _frames_written(block) > 0),
+                handle.wait_for_progress(lambda block: frames_written(block) > 0),
                 self._start_timeout,
             )
         except TimeoutError:
@@ -401,11 +278,13 @@ class RecordingManager:
 
     def _frames_path(self, camera_id: str) -> Path:
         if self._frames_dir is None:
-            self._frames_dir = Path(tempfile.mkdtemp(prefix="camera-service-frames-"))
+            # The pid in the name lets the next start remove it after a crash (remux.py).
+            prefix = f"{remux.FRAMES_PREFIX}{os.getpid()}-"
+            self._frames_dir = Path(tempfile.mkdtemp(prefix=prefix))
         return self._frames_dir / f"{camera_id}_latest.jpg"
 
     @staticmethod
-    def _prepare_files(path: Path, frame_path: Path) -> None:
+    def _prepare_files(path: Path, frame_path: Path, fmt: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         frame_path.unlink(missing_ok=True)
@@ -414,6 +293,18 @@ class RecordingManager:
                 pass
         except FileExistsError as exc:
             raise InvalidTarget(f"file already exists: {path.name}") from exc
+        if fmt == "mp4":
+            remux.marker_for(path).touch()  # a remux is owed, even after a crash
+
+    async def recover(self) -> None:
+        """At start: finish the remuxes a crash or a shutdown left owed, and remove the
+        latest-frame directories of daemons that are gone. Sets :attr:`recovered`."""
+        try:
+            await remux.recover(
+                self._supervisor, self._ffmpeg, self.recordings_dir, self._recovering
+            )
+        finally:
+            self.recovered.set()
 
     @staticmethod
     def _discard(path: Path, frame_path: Path, no_frames: bool) -> None:
@@ -423,6 +314,7 @@ class RecordingManager:
         with contextlib.suppress(OSError):
             if no_frames or path.stat().st_size == 0:
                 path.unlink()
+                remux.marker_for(path).unlink(missing_ok=True)
 
     # -- end -------------------------------------------------------------------------------
 
@@ -448,10 +340,14 @@ class RecordingManager:
             stderr_tail=handle.stderr_tail,
             stop_requested=handle.stop_requested,
         )
+        if info.format == "mp4" and reason != "shutdown":
+            # At shutdown the marker stays and the next start remuxes (time budget).
+            await remux.remux(self._supervisor, self._ffmpeg, info.path)
         size = await asyncio.to_thread(_file_size, info.path)
         await asyncio.to_thread(rec.frame_path.unlink, missing_ok=True)
         if size == 0:  # nothing was recorded: no empty file is left or listed
             await asyncio.to_thread(info.path.unlink, missing_ok=True)
+            await asyncio.to_thread(remux.marker_for(info.path).unlink, missing_ok=True)
         if self._active.get(info.device) is rec:
             del self._active[info.device]
         result = RecordingResult(

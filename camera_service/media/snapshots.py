@@ -60,9 +60,12 @@ def build_capture_args(
 ) -> list[str]:
     """FFmpeg argv that grabs one frame of the source into ``output``; a V4L2 camera opened
     for it skips ``warmup_frames`` first (auto-exposure and white balance settle meanwhile)."""
-    warmup = warmup_filter(warmup_frames) if source.kind == "v4l2" else []
+    v4l2 = source.kind == "v4l2"
+    warmup = warmup_filter(warmup_frames) if v4l2 else []
+    # info for a V4L2 camera: FFmpeg's "Input #0, video4linux2" line says the camera streams
+    # (VIDIOC_STREAMON is done), so its controls can be written again during the warm-up.
     return [
-        *(ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats", "-y"),
+        *(ffmpeg, "-hide_banner", "-loglevel", "info" if v4l2 else "error", "-nostats", "-y"),
         *source.input_args(),
         *("-map", "0:v:0", "-an", *warmup, "-frames:v", "1"),
         *_codec_args(fmt),

@@ -88,6 +88,8 @@ def capture_source_for(camera: Camera) -> CaptureSource:
         input=spec.input,
         input_format=spec.input_format,
         exclusive=spec.exclusive,
+        is_h264=spec.pixel_format == "H264",
         resolution=camera.resolution,
         fps=camera.fps,
+        pixel_format=spec.pixel_format,
     )

@@ -15,6 +15,7 @@ Other statuses (401/403 when API auth is misconfigured, ...) raise the base clas
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from types import TracebackType
@@ -41,6 +42,16 @@ PAGE_SIZE = 100
 MAX_PAGES = 1000
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Session kinds of each protocol of MediaMTX's authentication requests, for kicks.
+KICK_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "rtsp": ("rtspsessions", "rtspssessions"),
+    "rtmp": ("rtmpconns", "rtmpsconns"),
+    "hls": ("hlssessions",),
+    "webrtc": ("webrtcsessions",),
+    "srt": ("srtconns",),
+    "moq": ("moqsessions",),
+}
 
 
 class MediaMTXError(Exception):
@@ -120,7 +131,14 @@ class MediaMTXClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
+        """``auth``: user and password sent as HTTP Basic auth on every request (MediaMTX
+        passes them to its authentication: the daemon's API credential)."""
+        self._headers: dict[str, str] = {}
+        if auth is not None:
+            basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {basic}"
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._session = session
@@ -181,6 +199,7 @@ class MediaMTXClient:
                 json=dict(body) if body is not None else None,
                 params=dict(params) if params else None,
                 timeout=client_timeout,
+                headers=self._headers,
             ) as resp:
                 text = await resp.text()
                 status = resp.status
@@ -345,3 +364,31 @@ class MediaMTXClient:
         return await self._get_model(
             Recording, f"/v3/recordings/get/{_name(name)}", request_timeout=request_timeout
         )
+
+    # -- global configuration and sessions --------------------------------------------
+
+    async def global_config(self, *, request_timeout: float | None = None) -> dict[str, Any]:
+        """``GET /v3/config/global/get`` as raw JSON (only a few keys are read from it)."""
+        text = await self._request("GET", "/v3/config/global/get", request_timeout=request_timeout)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise MediaMTXUnavailable(f"GET /v3/config/global/get: not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise MediaMTXUnavailable("GET /v3/config/global/get: not a JSON object")
+        return data
+
+    async def kick_session(
+        self, protocol: str, session_id: str, *, request_timeout: float | None = None
+    ) -> bool:
+        """Close a reader's session (``POST /v3/<kind>/kick/{id}``); False when MediaMTX has
+        no such session (ended already, or the id was a connection's)."""
+        for kind in KICK_ENDPOINTS.get(protocol, ()):
+            try:
+                await self._request(
+                    "POST", f"/v3/{kind}/kick/{_name(session_id)}", request_timeout=request_timeout
+                )
+            except MediaMTXNotFound:
+                continue
+            return True
+        return False

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from camera_service.auth.daemon_credentials import Credential
 from camera_service.cameras.model import Camera
 from camera_service.media.encoders import SOFTWARE_ENCODER, publish_args
 from camera_service.media.source import capture_source_for
@@ -52,6 +53,8 @@ class PathSettings:
     record_path: str
     close_after: float
     ffmpeg: str = "ffmpeg"
+    #: The daemon's publisher credential, put into the publishers' URLs (stream auth on).
+    publisher: Credential | None = None
     video_encoder: str = SOFTWARE_ENCODER  # from the encoder probe (media/encoders.py)
 
 
@@ -81,6 +84,7 @@ def desired_conf(
                 close_after=settings.close_after,
                 ffmpeg=settings.ffmpeg,
                 encoder_args=encoder_args,
+                credential=settings.publisher,
             )
     except ValueError as exc:
         log.warning("camera %s gets no MediaMTX path: %s", camera.id, exc)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from camera_service.auth.daemon_credentials import Credential
 from camera_service.mediamtx.durations import format_go_duration, parse_go_duration
 from camera_service.mediamtx.models import DURATION_FIELDS, PathConf, RecordFormat, RTSPTransport
 from camera_service.mediamtx.publisher import (
@@ -106,6 +107,7 @@ def publisher_path_conf(
     ffmpeg: str = "ffmpeg",
     encoder_args: Sequence[str] = DEFAULT_ENCODER_ARGS,
     rtsp_port: int | None = None,
+    credential: Credential | None = None,
 ) -> PathConf:
     """PathConf for a local/lavfi/file camera published by FFmpeg on demand.
 
@@ -113,7 +115,11 @@ def publisher_path_conf(
     is a visible difference for :func:`conf_matches`.
     """
     command = publisher_command(
-        input_args, ffmpeg=ffmpeg, encoder_args=encoder_args, rtsp_port=rtsp_port
+        input_args,
+        ffmpeg=ffmpeg,
+        encoder_args=encoder_args,
+        rtsp_port=rtsp_port,
+        credential=credential,
     )
     return PathConf(
         source="publisher",

@@ -14,6 +14,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from camera_service.auth.daemon_credentials import Credential
+
 #: H.264 encoding for published cameras. A key frame every 2 s whatever the frame rate,
 #: so a reader joining a running stream waits at most 2 s for a decodable picture;
 #: yuv420p because V4L2 cameras often deliver 4:2:2, which most players cannot decode.
@@ -46,10 +48,15 @@ def ffmpeg_input_args(source: str, input_format: str | None = None) -> list[str]
     return ["-re", "-stream_loop", "-1", *fmt, "-i", source]
 
 
-def publish_url(rtsp_port: int | None = None) -> str:
-    """Where the publisher sends the stream; ``$RTSP_PORT``/``$MTX_PATH`` are MediaMTX's."""
+def publish_url(rtsp_port: int | None = None, credential: Credential | None = None) -> str:
+    """Where the publisher sends the stream; ``$RTSP_PORT``/``$MTX_PATH`` are MediaMTX's.
+
+    ``credential`` (the daemon's publisher credential, hex password) goes into the
+    user-info, which FFmpeg sends as RTSP Basic auth after MediaMTX's 401 challenge.
+    """
     port = str(rtsp_port) if rtsp_port is not None else "$RTSP_PORT"
-    return f"rtsp://127.0.0.1:{port}/$MTX_PATH"
+    userinfo = f"{credential.user}:{credential.password}@" if credential is not None else ""
+    return f"rtsp://{userinfo}127.0.0.1:{port}/$MTX_PATH"
 
 
 def publisher_command(
@@ -58,6 +65,7 @@ def publisher_command(
     ffmpeg: str = "ffmpeg",
     encoder_args: Sequence[str] = DEFAULT_ENCODER_ARGS,
     rtsp_port: int | None = None,
+    credential: Credential | None = None,
 ) -> str:
     """The ``runOnDemand`` command line: FFmpeg reads the camera and publishes over RTSP.
 
@@ -80,4 +88,4 @@ def publisher_command(
         "-rtsp_transport",
         "tcp",
     ]
-    return " ".join([*(shlex.quote(a) for a in argv), publish_url(rtsp_port)])
+    return " ".join([*(shlex.quote(a) for a in argv), publish_url(rtsp_port, credential)])

@@ -35,12 +35,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from camera_service.auth.daemon_credentials import DaemonCredentials
+from camera_service.auth.identity import Identity
+from camera_service.auth.stream_tokens import StreamTokens
 from camera_service.cameras.model import Camera
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.config import Config, MediaMTXConfig
 from camera_service.events import Event, EventBus
 from camera_service.health import ComponentStatus
 from camera_service.media.source import CaptureSource
+from camera_service.mediamtx.access import auth_settings_problems
 from camera_service.mediamtx.client import (
     MediaMTXClient,
     MediaMTXError,
@@ -94,7 +98,11 @@ class MediaMTXService:
         ffmpeg: str = "ffmpeg",
         client: MediaMTXClient | None = None,
         ready_timeout: float = 10.0,
+        credentials: DaemonCredentials | None = None,
+        tokens: StreamTokens | None = None,
     ) -> None:
+        """``credentials``/``tokens`` (stream access control on): the daemon's MediaMTX
+        credentials (API client, publishers) and the issuer of the URLs' stream tokens."""
         self.config = config
         self.enabled = config.enabled
         self.ready_timeout = ready_timeout
@@ -104,9 +112,17 @@ class MediaMTXService:
             record_path=record_path(Path(recordings_dir)),
             close_after=config.on_demand_close_after,
             ffmpeg=ffmpeg,
+            publisher=credentials.publisher if credentials is not None else None,
         )
+        self.tokens = tokens
         self.recordings_dir = Path(recordings_dir)
-        self.client = client or MediaMTXClient(config.api_url, timeout=config.request_timeout)
+        api_auth = (credentials.api.user, credentials.api.password) if credentials else None
+        self.client = client or MediaMTXClient(
+            config.api_url, timeout=config.request_timeout, auth=api_auth
+        )
+        #: The daemon's HTTP port once it listens (checked against authHTTPAddress).
+        self.auth_http_port: int | None = None
+        self.auth_problems: list[str] | None = None
         self.ownership = PathOwnership(Path(state_dir) / OWNERSHIP_FILE)
         self.provisioner = PathProvisioner(self.client, ownership=self.ownership)
         self.monitor = MediaMTXMonitor(
@@ -135,9 +151,21 @@ class MediaMTXService:
         self.reconciles = 0
         self._reconciled_started: str | None = None
         self.reconciled = asyncio.Event()
+        # Called with the camera id when its path becomes ready (the publisher FFmpeg, a
+        # MediaMTX child, streams the device: start_streaming or an on-demand reader, seen
+        # by the next path refresh): must not block or raise.
+        self.stream_ready_listeners: list[Callable[[str], None]] = []
 
     @classmethod
-    def from_config(cls, config: Config, cameras: CameraRegistry, bus: EventBus) -> MediaMTXService:
+    def from_config(
+        cls,
+        config: Config,
+        cameras: CameraRegistry,
+        bus: EventBus,
+        *,
+        credentials: DaemonCredentials | None = None,
+        tokens: StreamTokens | None = None,
+    ) -> MediaMTXService:
         return cls(
             config.mediamtx,
             cameras,
@@ -145,6 +173,8 @@ class MediaMTXService:
             state_dir=config.storage.state_dir,
             recordings_dir=config.storage.recordings_dir,
             ffmpeg=config.ffmpeg.binary,
+            credentials=credentials,
+            tokens=tokens,
         )
 
     def attach_device_reader(self, reads_device: Callable[[str], bool]) -> None:
@@ -190,17 +220,23 @@ class MediaMTXService:
 
     # --- providers for the application --------------------------------------------------
 
-    def streams_for(self, camera: Camera) -> dict[str, str]:
-        """``{rtsp, hls, webrtc}`` reader URLs of the camera; empty when disabled."""
+    def streams_for(self, camera: Camera, identity: Identity | None = None) -> dict[str, str]:
+        """``{rtsp, hls, webrtc}`` reader URLs of the camera; empty when disabled. With
+        stream access control they carry a stream token for the camera, bound to the
+        caller's API key (or capped at its JWT's expiry) when ``identity`` is given."""
         if not self.enabled:
             return {}
         cfg = self.config
+        token = None
+        if self.tokens is not None:
+            token = self.tokens.issue(path_name_for(camera.id), time.time(), identity)
         return stream_urls(
             camera.id,
             cfg.public_host,
             rtsp_port=cfg.rtsp_port,
             hls_port=cfg.hls_port,
             webrtc_port=cfg.webrtc_port,
+            token=token,
         )
 
     def stream_metrics(self, camera: Camera) -> dict[str, Any]:
@@ -231,6 +267,11 @@ class MediaMTXService:
             "recording": sorted(self.intents.recording),
             "last_reconcile": self._reconcile_summary(),
         }
+        if self.tokens is not None:
+            details["stream_auth"] = {
+                "checked": self.auth_problems is not None,
+                "problems": self.auth_problems or [],
+            }
         state = self.monitor.status()["status"]
         if state == "healthy":
             return ComponentStatus("healthy", details)
@@ -290,6 +331,31 @@ class MediaMTXService:
             self._was_down = False
             self._publish_health("healthy", "MediaMTX is reachable again")
         self._spawn(self.reconcile())
+        if self.tokens is not None:
+            self._spawn(self.check_auth_settings())
+
+    async def check_auth_settings(self) -> list[str] | None:
+        """Read MediaMTX's authentication settings; log what defeats stream access control."""
+        try:
+            conf = await self._call(self.client.global_config)
+        except (MediaMTXUnavailableError, MediaMTXNotFound) as exc:
+            log.warning("MediaMTX authentication settings not checked: %s", exc)
+            return None
+        self.auth_problems = auth_settings_problems(conf, self.auth_http_port)
+        for problem in self.auth_problems:
+            log.error("MediaMTX does not enforce stream access control: %s", problem)
+        return self.auth_problems
+
+    async def kick(self, protocol: str, session_id: str) -> bool:
+        """Close a MediaMTX reader session (its API key was revoked); False if gone."""
+        try:
+            kicked = await self._call(lambda: self.client.kick_session(protocol, session_id))
+        except (MediaMTXUnavailableError, MediaMTXNotFound) as exc:
+            log.warning("MediaMTX session %s %s not kicked: %s", protocol, session_id, exc)
+            return False
+        if kicked:
+            log.info("MediaMTX session %s %s kicked (API key revoked)", protocol, session_id)
+        return kicked
 
     # --- desired state ----------------------------------------------------------------------
 
@@ -442,8 +508,24 @@ class MediaMTXService:
     async def refresh_paths(self) -> list[MtxPath]:
         """``/v3/paths/list`` (every path), also refreshing the metrics cache."""
         paths = await self._call(self.client.list_all_paths)
-        self._paths = {p.name: p for p in paths}
+        previous, self._paths = self._paths, {p.name: p for p in paths}
+        for path in paths:
+            self._note_ready(previous.get(path.name), path)
         return paths
+
+    def _note_ready(self, before: MtxPath | None, path: MtxPath) -> None:
+        """Tell the listeners about a path that became ready since the last look."""
+        if not path.is_ready or not self.stream_ready_listeners:
+            return
+        if before is not None and before.is_ready and before.ready_time == path.ready_time:
+            return
+        if self.cameras.get(path.name) is None:
+            return
+        for listener in self.stream_ready_listeners:
+            try:
+                listener(path.name)
+            except Exception:
+                log.exception("stream ready listener failed")
 
     async def path_state(self, camera: Camera) -> MtxPath | None:
         """Runtime state of the camera's path (fresh); None when MediaMTX has no such path."""
@@ -453,6 +535,7 @@ class MediaMTXService:
         except MediaMTXNotFound:
             self._paths.pop(name, None)
             return None
+        self._note_ready(self._paths.get(name), path)
         self._paths[name] = path
         return path
 
@@ -496,8 +579,11 @@ class MediaMTXService:
     # --- where the daemon's own readers read ----------------------------------------------
 
     def local_url(self, camera_id: str) -> str:
-        """RTSP URL of the camera's path for the daemon's own readers."""
-        return local_rtsp_url(path_name_for(camera_id), self._local_host, self.config.rtsp_port)
+        """RTSP URL of the camera's path for the daemon's own readers; with stream access
+        control it carries a fresh stream token (call it for every new session)."""
+        name = path_name_for(camera_id)
+        token = self.tokens.issue(name, time.time()) if self.tokens is not None else None
+        return local_rtsp_url(name, self._local_host, self.config.rtsp_port, token)
 
     def stream_source(self, source: CaptureSource) -> CaptureSource:
         """The camera's MediaMTX stream as an FFmpeg input (H.264: recordings copy it)."""

@@ -90,8 +90,10 @@ async def wait_ready(
     deadline = loop.time() + mtx.ready_timeout
     while True:
         path = await mtx.path_state(camera)
-        if path is not None and path.is_ready and not (
-            stale_ready_time is not None and path.ready_time == stale_ready_time
+        if (
+            path is not None
+            and path.is_ready
+            and not (stale_ready_time is not None and path.ready_time == stale_ready_time)
         ):
             return
         if loop.time() >= deadline:

@@ -25,6 +25,7 @@ from camera_service.rpc.errors import (
     AuthenticationFailed,
     InternalError,
     InvalidParams,
+    InvalidRequest,
     MethodNotFound,
     PermissionDenied,
     RateLimited,
@@ -58,14 +59,29 @@ def _dump(result: Any) -> Any:
     return result
 
 
+class UnauthenticatedBatchTooLarge(InvalidRequest):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the batch answer reached {limit} bytes before authentication, so this entry was "
+            "not run: authenticate first (an authenticate entry may lead the batch) or send "
+            "fewer entries"
+        )
+
+
 class Dispatcher:
     def __init__(
-        self, registry: Registry, authenticator: Authenticator, metrics: Metrics, max_batch: int
+        self,
+        registry: Registry,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        max_batch: int,
+        unauthenticated_batch_bytes: int | None = None,
     ) -> None:
         self.registry = registry
         self.auth = authenticator
         self.metrics = metrics
         self.max_batch = max_batch
+        self.unauthenticated_batch_bytes = unauthenticated_batch_bytes
         # Request ids: a per-process random prefix and a counter (uuid4 costs ~2 µs a call).
         prefix = uuid.uuid4().hex[:8]
         self._request_ids = (f"{prefix}{n:08x}" for n in itertools.count(1))
@@ -97,15 +113,41 @@ class Dispatcher:
         if not parsed.is_batch:
             response = await self.handle_entry(session, parsed.entries[0])
             return None if response is None else self._encoded(response)
+        if not session.proven and self.unauthenticated_batch_bytes is not None:
+            return await self._unproven_batch(session, parsed.entries)
         answers = await asyncio.gather(*(self.handle_entry(session, e) for e in parsed.entries))
         # Each entry is encoded on its own, so one that cannot be encoded spoils only itself.
         parts = [self._encoded(answer) for answer in answers if answer is not None]
         return f"[{','.join(parts)}]" if parts else None
 
+    async def _unproven_batch(self, session: Session, entries: list[protocol.Entry]) -> str | None:
+        """A batch before any credential was accepted: no fan-out. Entries run one after
+        another, and once the answer holds `unauthenticated_batch_bytes` the remaining
+        entries are not run (each answered -32600 with a hint) until the connection has
+        authenticated, e.g. by an `authenticate` entry earlier in the same batch."""
+        limit = self.unauthenticated_batch_bytes
+        assert limit is not None
+        parts: list[str] = []
+        size = 2
+        for entry in entries:
+            if not session.proven and size >= limit:
+                if isinstance(entry, protocol.Request) and entry.is_notification:
+                    continue
+                answer: dict[str, Any] | None = protocol.error_response(
+                    entry.id, UnauthenticatedBatchTooLarge(limit)
+                )
+            else:
+                answer = await self.handle_entry(session, entry)
+            if answer is not None:
+                part = self._encoded(answer)
+                parts.append(part)
+                size += len(part) + 1
+        return f"[{','.join(parts)}]" if parts else None
+
     def _encoded(self, response: dict[str, Any]) -> str:
         """The response as text that is valid UTF-8; an answer that is not (a lone surrogate
         that escaped validation) becomes -32603 with the same id where that id is clean."""
-        text = protocol.encode(response)
+        text = protocol.encode_message(response)
         if not protocol.has_surrogate(text):
             return text
         request_id = next(self._request_ids)
@@ -255,9 +297,11 @@ class Dispatcher:
         if wait_ms:
             raise RateLimited(wait_ms, scope="address")
         try:
-            return self.auth.verify(credential)
+            identity = self.auth.verify(credential)
         except AuthError as exc:
             self._credential_refused(session, exc.reason, checked=True)
+        session.proven = True  # the connection holds a working credential: full budgets
+        return identity
 
     def _credential_refused(self, session: Session, reason: str, *, checked: bool = False) -> Never:
         """Count a rejected credential against the per-address limit, audit it, raise -32001."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 PARSE_ERROR = -32700
@@ -151,13 +152,25 @@ class RateLimited(RpcError):
         )
 
 
+# An absolute path (not the path part of a URL): its directories are dropped.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"():,;]+/)*([^\s/'\"():,;]+)")
+
+
+def redact_paths(text: str) -> str:
+    """``text`` with every absolute server path reduced to its last component."""
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1), text)
+
+
 class DependencyFailed(RpcError):
+    """``detail`` (often FFmpeg's or ffprobe's own words) never shows a server path: any
+    role may see it, and paths are for the log."""
+
     code = DEPENDENCY_FAILED
 
     def __init__(self, dependency: str, detail: str) -> None:
         super().__init__(
             f"Dependency failed: {dependency} is unavailable or failed.",
-            {"dependency": dependency, "detail": detail},
+            {"dependency": dependency, "detail": redact_paths(detail)},
         )
 
 

@@ -52,6 +52,26 @@ def surrogate_path(value: Any, prefix: str = "") -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class RawJson:
+    """A result that is JSON text already (the cached `rpc.discover` document): spliced into
+    the response as is instead of being encoded again."""
+
+    text: str
+
+
+def encode_message(message: dict[str, Any]) -> str:
+    """One response as JSON text; a `RawJson` result goes in verbatim."""
+    result = message.get("result")
+    if isinstance(result, RawJson):
+        return f'{{"jsonrpc":"2.0","result":{result.text},"id":{encode(message.get("id"))}}}'
+    return encode(message)
+
+
+def encode_batch(messages: list[dict[str, Any]]) -> str:
+    return "[" + ",".join(encode_message(message) for message in messages) + "]"
+
+
 @dataclass(slots=True)
 class Request:
     method: str

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from camera_service import API_VERSION, __version__
 from camera_service.auth.roles import Role
+from camera_service.rpc.protocol import encode
 
 if TYPE_CHECKING:
     from camera_service.rpc.session import CallContext
@@ -57,6 +58,7 @@ class MethodSpec:
 class Registry:
     def __init__(self) -> None:
         self._methods: dict[str, MethodSpec] = {}
+        self._openrpc_text: str | None = None
 
     def add(
         self,
@@ -77,6 +79,7 @@ class Registry:
         audited = role is not None and role >= Role.OPERATOR
         spec = MethodSpec(name, handler, params, result, role, description, audited, inline)
         self._methods[name] = spec
+        self._openrpc_text = None
         return spec
 
     def method(
@@ -105,6 +108,12 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._methods)
+
+    def openrpc_text(self) -> str:
+        """The OpenRPC document as JSON text, built once (methods are registered at start)."""
+        if self._openrpc_text is None:
+            self._openrpc_text = encode(openrpc_document(self))
+        return self._openrpc_text
 
 
 REF_TEMPLATE = "#/components/schemas/{model}"

@@ -69,8 +69,9 @@ def writable_problem(directory: Path) -> str | None:
 
 
 class StorageHealth:
-    """The ``storage`` component: unhealthy when a directory cannot be written or the disk is
-    at the blocking threshold, degraded at the warning threshold."""
+    """The ``storage`` component: unhealthy when a directory cannot be written (nothing can be
+    stored), degraded when the disk is at the warning or the blocking threshold (new files are
+    refused there, but with ``storage.when_full: delete_oldest`` a full disk is routine)."""
 
     def __init__(
         self,
@@ -106,7 +107,7 @@ class StorageHealth:
         if percent >= self.block_percent:
             threshold = block_threshold_bytes(usage, self.block_percent)
             reason = f"disk {percent}% full: {usage.free} bytes free, {threshold} needed"
-            return ComponentStatus("unhealthy", {**details, "reason": reason})
+            return ComponentStatus("degraded", {**details, "reason": reason, "critical": True})
         if percent >= self.warn_percent:
             reason = f"disk {percent}% full (warning at {self.warn_percent}%)"
             return ComponentStatus("degraded", {**details, "reason": reason})

@@ -38,13 +38,14 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from camera_service.fsutil import atomic_write
+from camera_service.fsutil import atomic_write, load_recoverable
+from camera_service.storage.probe import ProbeBusy, ProbePool
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +354,12 @@ def _parse_iso(value: object) -> datetime | None:
 # --------------------------------------------------------------------------- index
 
 
+def _parse_index(data: object) -> dict[str, str]:
+    if not isinstance(data, dict):
+        raise ValueError("top level is not an object")
+    return {str(k): v for k, v in data.items() if isinstance(v, str)}
+
+
 class _DeviceIndex:
     """``<dir>/.index.json``: user-chosen file name → device. Thread-safe, atomic writes."""
 
@@ -371,6 +378,9 @@ class _DeviceIndex:
         if not isinstance(data, dict):
             return {}
         return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
+    def check(self) -> None:
+        load_recoverable(self._path, _parse_index, dict)
 
     def update(self, name: str, device: str | None) -> None:
         with self._lock:
@@ -446,6 +456,7 @@ class FileStore:
         snapshots_dir: Path | str,
         ffprobe_binary: str = "ffprobe",
         probe_timeout: float = PROBE_TIMEOUT_S,
+        max_probes: int = 4,
     ) -> None:
         self._dirs: dict[FileKind, Path] = {
             "recordings": Path(recordings_dir),
@@ -454,6 +465,7 @@ class FileStore:
         self._indexes = {kind: _DeviceIndex(path) for kind, path in self._dirs.items()}
         self.ffprobe_binary = ffprobe_binary
         self.probe_timeout = probe_timeout
+        self.probes = ProbePool(max_processes=max_probes, wait_timeout=probe_timeout)
 
     # -- basics
 
@@ -463,9 +475,11 @@ class FileStore:
         return self._dirs[kind]
 
     def ensure_dirs(self) -> None:
-        """Create both directories (blocking; call at start-up)."""
-        for path in self._dirs.values():
+        """Create both directories and check their indexes (blocking; call at start-up): an
+        unusable index is moved aside like every damaged state file (fsutil)."""
+        for kind, path in self._dirs.items():
             path.mkdir(parents=True, exist_ok=True)
+            self._indexes[kind].check()
 
     # -- scanning (blocking helpers, run in threads)
 
@@ -607,11 +621,22 @@ class FileStore:
         validate_filename(name)
         await asyncio.to_thread(self._indexes[kind].update, name, device)
 
+    async def _probe(self, entry: FileEntry, args: builtins.list[str]) -> dict[str, Any]:
+        """ffprobe's answer for an entry, through the bounded, cached pool: keyed by path,
+        size and modification time, so a file that changed is probed again."""
+        key = (str(entry.path), entry.size, entry.mtime, tuple(args))
+
+        def run() -> Awaitable[dict[str, Any]]:
+            return run_ffprobe(self.ffprobe_binary, entry.path, args, self.probe_timeout)
+
+        try:
+            return await self.probes.probe(key, run)
+        except ProbeBusy as exc:
+            raise ProbeFailed(entry.filename, str(exc)) from None
+
     async def recording_info(self, name: str) -> RecordingInfo:
         entry = await self.stat("recordings", name)
-        doc = await run_ffprobe(
-            self.ffprobe_binary, entry.path, ["-show_format"], self.probe_timeout
-        )
+        doc = await self._probe(entry, ["-show_format"])
         fmt = doc.get("format") or {}
         fmt_name = str(fmt.get("format_name") or "unknown")
         container = await asyncio.to_thread(container_format, fmt_name, entry.path)
@@ -628,11 +653,8 @@ class FileStore:
 
     async def snapshot_info(self, name: str) -> SnapshotInfo:
         entry = await self.stat("snapshots", name)
-        doc = await run_ffprobe(
-            self.ffprobe_binary,
-            entry.path,
-            ["-select_streams", "v:0", "-show_entries", "stream=width,height"],
-            self.probe_timeout,
+        doc = await self._probe(
+            entry, ["-select_streams", "v:0", "-show_entries", "stream=width,height"]
         )
         width, height = _dimensions(doc)
         if width <= 0 or height <= 0:

@@ -151,6 +151,8 @@ class CameraHttp:
             raise web.HTTPServiceUnavailable(
                 text=f"{exc.message} ({exc.detail})", headers={"Retry-After": "10"}
             ) from None
+        except FrameError as exc:  # e.g. shutting down
+            raise web.HTTPServiceUnavailable(text=exc.message) from None
         except (ConnectionResetError, TimeoutError):
             log.info("MJPEG viewer of %s went away or stalled", device)
         return response

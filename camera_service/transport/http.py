@@ -20,8 +20,12 @@ from camera_service.config import HttpConfig
 from camera_service.health import Health, utc_now_iso
 from camera_service.logging import redact
 from camera_service.metrics import Metrics
+from camera_service.transport.admission import AddressCap, RateLimitedLog
+from camera_service.transport.http_guard import GuardedSite, WaitingHeads, body_deadline
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 2.0  # requests still running at stop() get this long
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -46,7 +50,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cache-Control", "no-store")
-    is_client = not request.path.startswith(("/health", "/metrics", "/files"))
+    is_client = not request.path.startswith(("/health", "/metrics", "/files", "/mediamtx"))
     headers.setdefault("Content-Security-Policy", CLIENT_CSP if is_client else API_CSP)
     if isinstance(response, web.HTTPException):
         raise response
@@ -75,9 +79,14 @@ class HttpServer:
         self.config = config
         self.health = health
         self.metrics = metrics
-        self.app = web.Application(middlewares=[security_headers])
+        self.app = web.Application(
+            middlewares=[security_headers, body_deadline(config.body_timeout)]
+        )
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: GuardedSite | None = None
+        self.cap = AddressCap(config.max_connections_per_address, config.max_connections)
+        self.waiting = WaitingHeads()
+        self._limited_log = RateLimitedLog(log)
         self._add_core_routes()
 
     @property
@@ -114,10 +123,27 @@ class HttpServer:
             access_log_class=AccessLogger,
             access_log=logging.getLogger("http.access"),
             handle_signals=False,
+            # Idle or half-sent next requests on kept-alive connections close after this
+            # (the first head is timed by GuardedSite); a slow download delays stop() 2 s.
+            keepalive_timeout=self.config.header_timeout,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        self._site = GuardedSite(
+            self._runner,
+            self.config.host,
+            self.config.port,
+            self.cap,
+            self.config.header_timeout,
+            self._dropped,
+            self.waiting,
+        )
         await self._site.start()
+
+    def _dropped(self, address: str, reason: str) -> None:
+        self._limited_log.warning(
+            f"http-{reason}", "HTTP connection from %s dropped (%s)", address, reason
+        )
 
     async def stop(self) -> None:
         if self._runner is not None:

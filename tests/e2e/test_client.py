@@ -257,9 +257,7 @@ async def test_live_view_without_streaming_shows_mjpeg(
     page.assert_clean()
 
 
-async def test_plain_urls_are_listed_and_copyable(
-    daemon: RunningDaemon, page: BrowserPage
-) -> None:
+async def test_plain_urls_are_listed_and_copyable(daemon: RunningDaemon, page: BrowserPage) -> None:
     p = page.page
     await p.context.grant_permissions(["clipboard-read", "clipboard-write"])
     await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["viewer"])
@@ -301,9 +299,13 @@ async def test_stream_urls_copy_and_live_view_fallback(tmp_path: Path, browser: 
             await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["operator"])
             card = camera_card(p, "demo0")
             await expect(card.locator(".badge")).to_have_text("Connected")
-            rtsp = (await _camera_list(daemon))[0]["streams"]["rtsp"]
+            listed = (await _camera_list(daemon))[0]["streams"]["rtsp"]
             await card.get_by_text("Stream URLs").click()
-            await expect(card.get_by_label("RTSP", exact=True)).to_have_value(rtsp)
+            # Each caller gets its own stream token (issued to its key): same URL, other token.
+            base = re.escape(listed.partition("?")[0])
+            rtsp_field = card.get_by_label("RTSP", exact=True)
+            await expect(rtsp_field).to_have_value(re.compile(rf"^{base}\?token=cst1\."))
+            rtsp = await rtsp_field.input_value()
             await expect(card.get_by_label("WHEP", exact=True)).to_have_value(
                 re.compile(r"^http://127\.0\.0\.1:9/")
             )
@@ -583,6 +585,26 @@ async def test_running_daemon_fixture_still_serves_client(tmp_path: Path, browse
             await p.goto(client_url(plain.http_url, "ws://attacker.invalid:8002/ws"))
             await expect(p.get_by_role("heading", name="Sign in")).to_be_visible()
             await expect(p.locator("#ws-url")).to_have_value(re.compile(r"^ws://127\.0\.0\.1:"))
+            wrapped.assert_clean()
+        finally:
+            await p.context.close()
+
+
+async def test_system_view_shows_a_failing_component_and_why(tmp_path: Path, browser: Any) -> None:
+    """API 1.1 get_status: the ffmpeg component is ERROR with its reason when the executable
+    is missing, and the overall badge is UNHEALTHY."""
+    overrides = {"ffmpeg": {"binary": "no-such-ffmpeg"}}
+    async with running_daemon(tmp_path, overrides) as daemon:
+        wrapped = await new_page(browser)
+        p = wrapped.page
+        try:
+            await sign_in(p, daemon.http_url, daemon.ws_url, daemon.keys["admin"])
+            await p.get_by_role("link", name="System").click()
+            await expect(p.locator("#health-badge")).to_have_text("UNHEALTHY")
+            ffmpeg = p.locator('[data-component="ffmpeg"]')
+            await expect(ffmpeg).to_contain_text("ERROR")
+            await expect(ffmpeg).to_contain_text("ffmpeg executable 'no-such-ffmpeg' not found")
+            await expect(p.locator('[data-component="storage"]')).to_contain_text("RUNNING")
             wrapped.assert_clean()
         finally:
             await p.context.close()

@@ -17,7 +17,9 @@ from camera_service.cameras import v4l2_abi as abi
 from camera_service.client import CameraClient, RpcCallError
 from camera_service.media.ffmpeg import ProcessHandle
 from tests.support.daemon import RunningDaemon, running_daemon
-from tests.support.fake_devices import FakeCameraRig
+from tests.support.fake_controls import FakeCameraRig
+from tests.support.fake_mediamtx import FakeMediaMTX
+from tests.support.media import FAST_STOP
 
 WAIT = 5.0
 
@@ -194,6 +196,42 @@ async def test_config_controls_apply_at_plug_and_api_values_win(
             {"device": "camera0", "controls": {"gain": 7}, "persist": False},
         )
         assert again.value_of(abi.CID_GAIN) == 7
+        # MediaMTX's publisher streams the camera (start_streaming ready): the camera resets
+        # its focus on STREAMON, the daemon writes the desired values again.
+        await op.call(
+            "set_camera_controls",
+            {
+                "device": "camera0",
+                "controls": {"focus_automatic_continuous": False, "focus_absolute": 60},
+            },
+        )
+        again.stream_on()
+        assert again.value_of(abi.CID_FOCUS_AUTO) == 1
+        for listener in daemon.app.mediamtx.stream_ready_listeners:
+            listener("camera0")
+        await _note(op, "camera_controls", device="camera0", reason="capture_started")
+        assert again.value_of(abi.CID_FOCUS_AUTO) == 0
+        assert again.value_of(abi.CID_FOCUS_ABSOLUTE) == 60
+        # A one-frame snapshot capture: no progress reports, but FFmpeg (-loglevel info)
+        # prints its "Input #0, video4linux2" line once the camera streams. A shell stands in
+        # for that FFmpeg here (the fake device cannot be opened by a real one).
+        again.stream_on()
+        assert again.value_of(abi.CID_FOCUS_ABSOLUTE) == 0
+        snapshot = await daemon.app.supervisor.start(
+            [
+                "sh",
+                "-c",
+                "echo \"Input #0, video4linux2,v4l2, from '/dev/video0':\" >&2; exec sleep 5",
+            ],
+            camera_id="camera0",
+            role="snapshot",
+            reader=True,
+        )
+        try:
+            await _note(op, "camera_controls", device="camera0", reason="capture_started")
+            assert again.value_of(abi.CID_FOCUS_ABSOLUTE) == 60
+        finally:
+            await daemon.app.supervisor.stop(snapshot, FAST_STOP)
         assert "gain" not in daemon.app.tuning.controls.desired(daemon.app.cameras.get("camera0"))  # type: ignore[arg-type]
 
 
@@ -206,7 +244,8 @@ async def test_capture_settings_validated_against_capabilities(
             "sources": [
                 {"id": "pattern", "input": "testsrc2=size=320x240:rate=5", "input_format": "lavfi"}
             ],
-        }
+        },
+        "ffmpeg": {"video_encoder": "auto"},  # probed at start, as by default
     }
     rig.plug(0)
     async with (
@@ -223,6 +262,9 @@ async def test_capture_settings_validated_against_capabilities(
             30,
         )
         assert settings["encoder"] == "copy"
+        caps = await viewer.call("get_camera_capabilities", {"device": "camera0"})
+        assert caps["modes"]["YUYV"]["2304x1536"] == [2]
+        assert caps["modes"]["H264"]["1920x1080"][0] == 30
         assert settings["selection"].startswith("auto: compressed H264")
 
         with pytest.raises(RpcCallError) as bad:
@@ -276,3 +318,45 @@ async def test_capture_settings_validated_against_capabilities(
         assert "video-encoder:libx264" in info["capabilities"]
         assert "h264-encoder:libx264" in info["capabilities"]
         assert "camera-controls" in info["capabilities"]
+
+
+async def test_reapplied_when_mediamtx_publisher_starts_streaming(
+    tmp_path: Path, rig: FakeCameraRig
+) -> None:
+    """MediaMTX's own publisher FFmpeg (on demand, or start_streaming) opens the camera: once
+    the daemon sees the path become ready it writes the controls again."""
+    device = rig.plug(0)
+    async with FakeMediaMTX() as fake:
+        overrides = {
+            "mediamtx": {
+                "enabled": True,
+                "api_url": fake.url,
+                "rtsp_port": fake.rtsp_port,
+                "health_interval": 0.2,
+                "backoff_base": 0.05,
+                "backoff_max": 0.2,
+            }
+        }
+        async with _daemon(tmp_path, rig, overrides) as daemon, daemon.client("operator") as op:
+            await _connected(op, "camera0")
+            await fake.wait_until(lambda: "camera0" in fake.config_paths)
+            conf = fake.config_paths["camera0"]
+            assert "-input_format h264" in conf["runOnDemand"]
+            assert "-c:v copy" in conf["runOnDemand"] and "libx264" not in conf["runOnDemand"]
+            await op.call(
+                "set_camera_controls",
+                {
+                    "device": "camera0",
+                    "controls": {"focus_automatic_continuous": False, "focus_absolute": 200},
+                },
+            )
+            device.stream_on()  # a reader asked MediaMTX; its publisher opened the camera
+            assert device.value_of(abi.CID_FOCUS_ABSOLUTE) == 0
+            fake.set_path_state("camera0", ready=True, readers=1)
+            note = await _note(op, "camera_controls", device="camera0", reason="capture_started")
+            assert note["controls"]["focus_absolute"] == 200
+            assert device.value_of(abi.CID_FOCUS_ABSOLUTE) == 200
+            # still ready at the next refresh: no second re-apply
+            count = daemon.app.tuning.controls.reapplied["camera0"]
+            await daemon.app.mediamtx.refresh_paths()
+            assert daemon.app.tuning.controls.reapplied["camera0"] == count

@@ -224,3 +224,45 @@ async def test_snapshot_of_a_disconnected_camera_is_refused(tmp_path: Path) -> N
         async with http.get(f"{daemon.http_url}/cameras/bad0/snapshot.jpg", headers=headers) as r:
             assert r.status == 503
             assert "frame" in (await r.text()).lower()
+
+
+async def test_take_snapshot_during_mjpeg_copies_the_live_frame(daemon: RunningDaemon) -> None:
+    urls = await camera_urls(daemon, "cam0")
+    async with aiohttp.ClientSession() as http, http.get(urls["mjpeg_url"]) as r:
+        await read_parts(r, 2)
+        async with daemon.client("operator") as rpc:
+            shot = await rpc.call("take_snapshot", {"device": "cam0"})
+            png = await rpc.call("take_snapshot", {"device": "cam0", "format": "png"})
+        await read_parts(r, 2)  # the stream went on
+    snapshots = daemon.app.config.storage.snapshots_dir
+    assert is_complete_jpeg((snapshots / shot["filename"]).read_bytes())
+    assert (snapshots / png["filename"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    readers = [h for h in daemon.app.supervisor.history("cam0") if h.reader]
+    assert [h.role for h in readers] == ["frames"]  # no second open of the device
+
+
+async def test_a_reader_with_a_full_pipe_still_stops(tmp_path: Path) -> None:
+    """Big frames fill the stdout pipe as soon as nobody reads it; stopping must drain it
+    (asyncio reports the exit only once the pipe closes)."""
+    from camera_service.media.ffmpeg import ProcessSupervisor
+    from camera_service.media.frames import FrameHub
+    from camera_service.media.recordings import RecordingManager
+    from camera_service.media.source import CaptureSource
+    from tests.support.media import FAST_STOP
+
+    source = CaptureSource("big0", "testsrc2=size=1920x1080:rate=60", "lavfi", exclusive=True)
+
+    async def resolve(camera_id: str) -> tuple[CaptureSource, bool]:
+        return source, True
+
+    supervisor = ProcessSupervisor(FAST_STOP)
+    recordings = RecordingManager(supervisor, tmp_path / "rec", frames_dir=tmp_path / "frames")
+    hub = FrameHub(supervisor, recordings, resolve, fps=60, quality=2, keepalive=0.3)
+    try:
+        frame = await hub.snapshot("big0", timeout=20)
+        assert len(frame) > 100_000  # one frame is more than the pipe holds
+        await wait_until(lambda: not hub.running("big0"), 20, "reader stopped")
+        assert supervisor.all() == []
+    finally:
+        await hub.close()
+        await supervisor.shutdown()

@@ -337,3 +337,60 @@ def _epoch(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def test_per_camera_retain_gb_bounds_the_footage(tmp_path: Path) -> None:
+    limit = 150_000  # bytes
+    overrides = {
+        **OVERRIDES,
+        "continuous": {
+            **OVERRIDES["continuous"],
+            "cameras": {"lab0": {"retain_gb": limit / 1e9}},
+        },
+    }
+    async with running_daemon(tmp_path, overrides) as daemon:
+        nvr = daemon.app.nvr
+        await nvr.set_mode("lab0", ModeSettings("continuous", 2, 1.0, 1.0))
+        await wait_until(lambda: nvr.deleted_segments >= 2, 40, "retention applied")
+        await nvr.housekeep_once()
+        closed = [s for s in await nvr.segments("lab0") if s.complete]
+        assert nvr.is_active("lab0")
+        await nvr.set_mode("lab0", ModeSettings("off", 2, 1.0, 1.0))
+    assert closed and sum(s.size for s in closed) <= limit
+
+
+async def test_manual_recording_of_a_held_device_is_cut_from_the_segments(
+    tmp_path: Path,
+) -> None:
+    """MediaMTX off, an exclusive camera recorded continuously from its device: a manual
+    recording opens no second reader; its file holds the recorded span."""
+    async with running_daemon(tmp_path, OVERRIDES) as daemon:
+        nvr = daemon.app.nvr
+        await nvr.set_mode("lab0", ModeSettings("continuous", 2, 1.0, 1.0))
+        await complete_segments(daemon, "lab0", 1)
+        async with daemon.client("operator") as client:
+            started = await client.call("start_recording", {"device": "lab0"})
+            note = await client.next_notification(timeout=5)
+            assert note["params"]["status"] == "STARTED"
+            status = await client.call("get_camera_status", {"device": "lab0"})
+            assert status["recording"]["filename"] == started["filename"]
+            await complete_segments(daemon, "lab0", 4)
+            stopped = await client.call("stop_recording", {"device": "lab0"})
+            timed = await client.call("start_recording", {"device": "lab0", "duration": 2})
+            while True:
+                note = await client.next_notification(timeout=15)
+                params = note["params"]
+                if params.get("status") == "STOPPED" and params["filename"] == timed["filename"]:
+                    break
+        assert daemon.app.supervisor.peak_readers("lab0") == 1
+        recordings = daemon.app.files.directory("recordings")
+        await nvr.set_mode("lab0", ModeSettings("off", 2, 1.0, 1.0))
+    assert stopped["filename"] == started["filename"] and stopped["status"] == "STOPPED"
+    path = recordings / stopped["filename"]
+    assert stopped["file_size"] == path.stat().st_size > 0
+    assert decodes_cleanly(path)
+    span = _epoch(stopped["end_time"]) - _epoch(stopped["start_time"])
+    assert len(packets(path)) == pytest.approx(span * FPS, abs=1.2 * FPS)
+    assert note["params"]["reason"] == "duration_reached"
+    assert note["params"]["filename"] == timed["filename"]
+    assert (recordings / timed["filename"]).stat().st_size > 0

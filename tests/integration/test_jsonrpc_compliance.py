@@ -55,14 +55,42 @@ def shape(response: Any) -> Any:
 
 
 CASES = [
-    ("call by name", '{"jsonrpc":"2.0","method":"ping","params":{},"id":1}', {"result": "pong", "id": 1}),
-    ("call without params", '{"jsonrpc":"2.0","method":"ping","id":2}', {"result": "pong", "id": 2}),
-    ("string id echoed", '{"jsonrpc":"2.0","method":"ping","id":"abc"}', {"result": "pong", "id": "abc"}),
-    ("null id echoed", '{"jsonrpc":"2.0","method":"ping","id":null}', {"result": "pong", "id": None}),
-    ("float id echoed", '{"jsonrpc":"2.0","method":"ping","id":1.5}', {"result": "pong", "id": 1.5}),
-    ("positional params", '{"jsonrpc":"2.0","method":"ping","params":[42,23],"id":3}', err(-32602, 3)),
+    (
+        "call by name",
+        '{"jsonrpc":"2.0","method":"ping","params":{},"id":1}',
+        {"result": "pong", "id": 1},
+    ),
+    (
+        "call without params",
+        '{"jsonrpc":"2.0","method":"ping","id":2}',
+        {"result": "pong", "id": 2},
+    ),
+    (
+        "string id echoed",
+        '{"jsonrpc":"2.0","method":"ping","id":"abc"}',
+        {"result": "pong", "id": "abc"},
+    ),
+    (
+        "null id echoed",
+        '{"jsonrpc":"2.0","method":"ping","id":null}',
+        {"result": "pong", "id": None},
+    ),
+    (
+        "float id echoed",
+        '{"jsonrpc":"2.0","method":"ping","id":1.5}',
+        {"result": "pong", "id": 1.5},
+    ),
+    (
+        "positional params",
+        '{"jsonrpc":"2.0","method":"ping","params":[42,23],"id":3}',
+        err(-32602, 3),
+    ),
     ("notification", '{"jsonrpc":"2.0","method":"ping","params":{}}', None),
-    ("notification of unknown method", '{"jsonrpc":"2.0","method":"update","params":[1,2,3]}', None),
+    (
+        "notification of unknown method",
+        '{"jsonrpc":"2.0","method":"update","params":[1,2,3]}',
+        None,
+    ),
     ("notification with bad params", '{"jsonrpc":"2.0","method":"ping","params":[1]}', None),
     ("unknown method", '{"jsonrpc":"2.0","method":"foobar","id":"1"}', err(-32601, "1")),
     ("invalid JSON", '{"jsonrpc":"2.0","method":"foobar,"params":"bar","baz]', err(-32700)),
@@ -73,20 +101,26 @@ CASES = [
     ("unknown member", '{"jsonrpc":"2.0","method":"ping","id":7,"extra":1}', err(-32600, 7)),
     ("id an object", '{"jsonrpc":"2.0","method":"ping","id":{"a":1}}', err(-32600)),
     ("not an object", '"hello"', err(-32600)),
-    ("batch with invalid JSON", '[{"jsonrpc":"2.0","method":"ping","id":"1"},{"jsonrpc":"2.0","method"]', err(-32700)),
+    (
+        "batch with invalid JSON",
+        '[{"jsonrpc":"2.0","method":"ping","id":"1"},{"jsonrpc":"2.0","method"]',
+        err(-32700),
+    ),
     ("empty batch", "[]", err(-32600)),
     ("batch of one invalid", "[1]", [err(-32600)]),
     ("batch of three invalid", "[1,2,3]", [err(-32600), err(-32600), err(-32600)]),
     (
         "mixed batch",
-        json.dumps([
-            {"jsonrpc": "2.0", "method": "ping", "id": "1"},
-            {"jsonrpc": "2.0", "method": "ping", "params": {}},
-            {"jsonrpc": "2.0", "method": "ping", "params": [42, 23], "id": "2"},
-            {"foo": "boo"},
-            {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
-            {"jsonrpc": "2.0", "method": "get_status", "id": "9"},
-        ]),
+        json.dumps(
+            [
+                {"jsonrpc": "2.0", "method": "ping", "id": "1"},
+                {"jsonrpc": "2.0", "method": "ping", "params": {}},
+                {"jsonrpc": "2.0", "method": "ping", "params": [42, 23], "id": "2"},
+                {"foo": "boo"},
+                {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
+                {"jsonrpc": "2.0", "method": "get_status", "id": "9"},
+            ]
+        ),
         [
             {"result": "pong", "id": "1"},
             err(-32602, "2"),

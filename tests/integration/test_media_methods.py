@@ -287,4 +287,3 @@ async def test_camera_gone_mid_recording_is_error_camera_disconnected(media: Run
     assert ended["filename"] == started["filename"]
     probed = ffprobe(media.app.config.storage.recordings_dir / started["filename"])
     assert float(probed["format"]["duration"]) > 0
-

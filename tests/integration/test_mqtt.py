@@ -14,7 +14,7 @@ import pytest
 
 from camera_service.events import Event
 from tests.support.daemon import RunningDaemon, running_daemon
-from tests.support.mosquitto import Broker, Watcher, broker, make_tls_files, watching
+from tests.support.mosquitto import Broker, Watcher, broker, free_port, make_tls_files, watching
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -230,3 +230,20 @@ async def test_tls_broker(tmp_path: Path) -> None:
             assert d.app.mqtt is not None
             await asyncio.wait_for(d.app.mqtt.connected.wait(), 15)
             assert d.app.mqtt.published > 0
+
+
+async def test_broker_down_at_start_the_daemon_starts_and_connects_later(tmp_path: Path) -> None:
+    late = Broker(tmp_path, name="late", port=free_port())
+    async with running_daemon(tmp_path / "d", mqtt_overrides(late.url)) as d:
+        bridge = d.app.mqtt
+        assert bridge is not None
+        await asyncio.wait_for(bridge.error_seen.wait(), 15)  # refused, retrying with backoff
+        async with d.client("viewer") as rpc:
+            assert await rpc.call("ping") == "pong"
+        await late.start()
+        try:
+            await asyncio.wait_for(bridge.connected.wait(), 15)
+            async with watching(late.port) as w:
+                await w.wait_json(f"{PREFIX}/cameras/cam0/state", lambda s: True)
+        finally:
+            late.stop()

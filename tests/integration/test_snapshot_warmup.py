@@ -25,6 +25,10 @@ def test_only_freshly_opened_v4l2_cameras_skip_frames(tmp_path: Path) -> None:
     argv = build_capture_args("ffmpeg", V4L2, tmp_path / "s.jpg", "jpg", warmup_frames=5)
     assert argv[argv.index("-vf") + 1] == "select=gte(n\\,5)"
     assert argv.index("-vf") < argv.index("-frames:v")
+    # info: FFmpeg's "Input #0, video4linux2" line tells when the camera streams
+    assert argv[argv.index("-loglevel") + 1] == "info"
+    lavfi = build_capture_args("ffmpeg", LAVFI, tmp_path / "s.jpg", "jpg", 5)
+    assert lavfi[lavfi.index("-loglevel") + 1] == "error"
     assert "-vf" not in build_capture_args("ffmpeg", V4L2, tmp_path / "s.jpg", "jpg", 0)
     assert "-vf" not in build_capture_args("ffmpeg", LAVFI, tmp_path / "s.jpg", "jpg", 5)
 

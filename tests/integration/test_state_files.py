@@ -165,3 +165,17 @@ async def test_sighup_reload_keeps_the_policy_when_the_file_is_damaged(tmp_path:
 def test_state_file_error_names_the_file_and_the_problem(tmp_path: Path) -> None:
     error = StateFileError(tmp_path / "x.json", "the file is empty")
     assert str(error) == f"state file {tmp_path / 'x.json'} is unusable: the file is empty"
+
+
+async def test_damaged_file_index_is_moved_aside_and_listing_works(tmp_path: Path) -> None:
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    (snapshots / "gate.jpg").write_bytes(b"\xff\xd8\xff" * 10)
+    index = snapshots / ".index.json"
+    index.write_bytes(b"\xff\xfe not json")
+    async with running_daemon(tmp_path) as daemon, daemon.client("viewer") as client:
+        listing = await client.call("list_snapshots")
+        assert [f["filename"] for f in listing["files"]] == ["gate.jpg"]
+        copies = _corrupt_copies(index)
+        assert len(copies) == 1 and copies[0].read_bytes() == b"\xff\xfe not json"
+        assert not index.exists()

@@ -12,8 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from camera_service.app import Application, StartupError
 from camera_service.client import CameraClient, RpcCallError
-from tests.support.daemon import running_daemon
+from tests.support.daemon import make_config, running_daemon
 from tests.support.mounts import fill, read_only, tmpfs
 
 SOURCE = {
@@ -81,8 +82,10 @@ async def test_full_state_disk_answers_32060_and_keeps_the_old_files(tmp_path: P
             error = await rpc_error(client, "take_snapshot", {"device": "lab0"})
             assert error.code == -32060
             status = await client.status()
-            assert status["components"]["storage"] == "ERROR"
-            assert "full" in status["component_details"]["storage"]["details"]["reason"]
+            assert status["status"] == "DEGRADED"
+            assert status["components"]["storage"] == "RUNNING"
+            storage = status["component_details"]["storage"]
+            assert storage["status"] == "degraded" and "full" in storage["details"]["reason"]
 
             filler.unlink()  # space again: the same calls succeed
             await client.call("set_retention_policy", {"policy_type": "size", "max_size_gb": 1})
@@ -169,3 +172,13 @@ async def test_missing_ffprobe_only_degrades(tmp_path: Path) -> None:
         assert status["status"] == "DEGRADED"
         assert status["components"]["ffmpeg"] == "RUNNING"
         assert status["component_details"]["ffmpeg"]["status"] == "degraded"
+
+
+def test_read_only_state_directory_at_start_names_the_file(tmp_path: Path) -> None:
+    """The first start cannot create its JWT secret: one clear line, no traceback."""
+    config = make_config(tmp_path)
+    config.storage.state_dir.mkdir(parents=True)
+    with read_only(config.storage.state_dir), pytest.raises(StartupError) as info:
+        Application(config)
+    message = str(info.value)
+    assert str(config.jwt_secret_file) in message and "Read-only file system" in message

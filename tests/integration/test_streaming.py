@@ -205,7 +205,10 @@ async def test_disabled_streaming_answers_unsupported_and_cameras_have_no_urls(
 async def test_cameras_get_paths_named_by_id_and_urls_in_camera_objects(env: Env) -> None:
     camera0, lab0 = env.fake.config_paths["camera0"], env.fake.config_paths["lab0"]
     assert "-f v4l2" in camera0["runOnDemand"] and "/dev/video0" in camera0["runOnDemand"]
-    assert camera0["runOnDemand"].endswith("rtsp://127.0.0.1:$RTSP_PORT/$MTX_PATH")
+    publisher = env.daemon.app.mtx_credentials.publisher
+    assert camera0["runOnDemand"].endswith(
+        f"rtsp://{publisher.user}:{publisher.password}@127.0.0.1:$RTSP_PORT/$MTX_PATH"
+    )
     assert (camera0["runOnDemandCloseAfter"], camera0["runOnInit"]) == ("7s", "")
     assert "testsrc2=size=320x240:rate=15" in lab0["runOnDemand"]
     assert (lab0["record"], lab0["recordDeleteAfter"]) == (False, "")  # echo of "0s"
@@ -216,17 +219,26 @@ async def test_cameras_get_paths_named_by_id_and_urls_in_camera_objects(env: Env
     async with env.daemon.client("viewer") as client:
         listing = await client.call("get_camera_list")
         streams = {c["device"]: c["streams"] for c in listing["cameras"]}
+        tokens = {url.partition("?token=")[2] for url in streams["camera0"].values()}
+        assert len(tokens) == 1
+        env.daemon.app.stream_tokens.verify(tokens.pop(), "camera0", time.time())
         rtsp = f"rtsp://cams.example:{env.fake.rtsp_port}"
-        assert streams["camera0"] == {
+        assert without_token(streams["camera0"]) == {
             "rtsp": f"{rtsp}/camera0",
             "hls": "http://cams.example:8888/camera0/index.m3u8",
             "webrtc": "http://cams.example:8889/camera0",  # MediaMTX's viewer page
             "whep": "http://cams.example:8889/camera0/whep",  # what players POST to
         }
-        assert streams["lab0"]["rtsp"] == f"{rtsp}/lab0"
+        assert without_token(streams["lab0"])["rtsp"] == f"{rtsp}/lab0"
         env.source.plug(*uvc_webcam(2, port="3"))
         note = await next_note(client, "camera_status_update", device="camera2")
-        assert note["streams"]["rtsp"] == f"{rtsp}/camera2"
+        assert without_token(note["streams"])["rtsp"] == f"{rtsp}/camera2"
+
+
+def without_token(streams: dict[str, str]) -> dict[str, str]:
+    """Stream URLs without their ``?token=`` (stream access control is on by default)."""
+    assert all("?token=cst1." in url for url in streams.values()), streams
+    return {kind: url.partition("?")[0] for kind, url in streams.items()}
 
 
 async def test_path_follows_connect_and_forget(env: Env) -> None:
@@ -341,7 +353,8 @@ async def test_start_status_list_stop_streaming(env: Env) -> None:
     async with env.daemon.client("operator") as client:
         started = await client.call("start_streaming", {"device": "camera0"})
         assert started["status"] == "STARTED" and started["stream_name"] == "camera0"
-        assert started["stream_url"] == f"rtsp://cams.example:{fake.rtsp_port}/camera0"
+        stream_url = started["stream_url"].partition("?")[0]
+        assert stream_url == f"rtsp://cams.example:{fake.rtsp_port}/camera0"
         assert set(started["streams"]) == {"rtsp", "hls", "webrtc", "whep"}
         # Ready because the daemon holds a reader (the on-demand publisher started); the
         # path configuration is untouched, so no viewer was cut.
@@ -469,7 +482,9 @@ async def test_device_recording_keeps_the_single_reader(env: Env) -> None:
     assert recordings.route(capture_source_for(cam0)) == "stream"
     assert recordings.route(capture_source_for(lab0)) == "device"  # not exclusive
     stream = service.stream_source(capture_source_for(cam0))
-    assert (stream.input, stream.exclusive, stream.is_h264) == (
+    url, _, token = stream.input.partition("?token=")
+    env.daemon.app.stream_tokens.verify(token, "camera0", time.time())  # the daemon reads too
+    assert (url, stream.exclusive, stream.is_h264) == (
         f"rtsp://127.0.0.1:{service.config.rtsp_port}/camera0",
         False,
         True,

@@ -196,10 +196,10 @@ async def test_mediamtx_segment_watcher_is_restarted(
     async with environment(tmp_path, record_with="mediamtx") as env:
         app = env.daemon.app
         recorder = StreamRecordings(env.service, app.supervisor, app.config.storage.recordings_dir)
-        fault = inject(monkeypatch, recorder, "_scan_segments")
         lab0 = app.cameras.get("lab0")
         assert lab0 is not None
         await recorder.start(capture_source_for(lab0))
+        fault = inject(monkeypatch, recorder, "_scan_segments")  # the watcher's next scan
         try:
             await restarted(fault, caplog, "mtx-rec-lab0")
         finally:
@@ -266,3 +266,33 @@ async def test_mqtt_bridge_loop_is_restarted(
             await asyncio.wait_for(fault.again.wait(), WAIT)
             await asyncio.wait_for(bridge.connected.wait(), WAIT)
     assert any(r.exc_info and "MQTT" in r.getMessage() for r in caplog.records)
+
+
+async def test_continuous_recorder_loop_is_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from camera_service.storage.modes import ModeSettings
+
+    async with running_daemon(tmp_path) as daemon:
+        nvr = daemon.app.nvr
+        # A camera that is not there: the recorder's loop waits for it to come back.
+        await nvr.set_mode("ghost", ModeSettings("continuous", 2, 1.0, 1.0))
+        recorder = nvr.recorder("ghost")
+        assert recorder is not None
+        fault = inject(monkeypatch, recorder, "_source_for")
+        recorder.wake()
+        await restarted(fault, caplog, "continuous-ghost")
+        await nvr.set_mode("ghost", ModeSettings("off", 2, 1.0, 1.0))
+
+
+async def test_nvr_housekeeping_loop_survives_a_failing_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from camera_service.media import nvr as nvr_module
+
+    caplog.set_level(logging.ERROR)
+    monkeypatch.setattr(nvr_module, "HOUSEKEEPING_S", 0.02)
+    async with running_daemon(tmp_path) as daemon:
+        fault = inject(monkeypatch, daemon.app.nvr, "housekeep_once")
+        await asyncio.wait_for(fault.again.wait(), WAIT)
+    assert any(r.exc_info and "housekeeping" in r.getMessage() for r in caplog.records)

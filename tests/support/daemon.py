@@ -33,6 +33,9 @@ def base_config(tmp_path: Path) -> dict[str, Any]:
         },
         "cameras": {"discovery": "off"},
         "mediamtx": {"enabled": False},
+        # No encoder probe (five test encodes) at every test daemon's start; the probe has
+        # its own tests (tests/integration/test_encoder_probe.py, test_camera_controls.py).
+        "ffmpeg": {"video_encoder": "libx264"},
         "logging": {"level": "INFO", "format": "json"},
     }
 

@@ -29,6 +29,12 @@
   ``recordPath`` says, closed with its duration when recording stops or the path closes).
 * Failure injection: :meth:`fail_next` (HTTP error), :meth:`drop_next` (connection closed
   without an answer), :meth:`delay_next` (slow answer, for client timeouts).
+* Authentication (``authMethod: http``): with :attr:`FakeMediaMTX.auth` set to a
+  :class:`~tests.support.fake_mediamtx_auth.MediaMTXAuthCaller`, every API request is
+  first sent to the auth hook as MediaMTX sends it (``action: api``, credentials from the
+  Authorization header) and answered 401 when denied. ``GET /v3/config/global/get``
+  answers :attr:`FakeMediaMTX.global_conf`; the ``.../kick/{id}`` operations close
+  sessions added with :meth:`FakeMediaMTX.add_session` (404 for unknown ids).
 * Every request is recorded in :attr:`FakeMediaMTX.requests`; :meth:`wait_until` waits
   for a condition on the fake's state, re-checked after every answered request.
 """
@@ -49,12 +55,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
+import aiohttp
 import yaml
 from aiohttp import web
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 from camera_service.mediamtx.durations import parse_go_duration
 from tests.support import fake_mediamtx_rules as rules
+from tests.support.fake_mediamtx_auth import MediaMTXAuthCaller, http_credentials
 from tests.support.fake_mediamtx_media import (
     FakeRTSPServer,
     encode_record_path,
@@ -221,6 +229,23 @@ def _ok() -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+#: Kick operations of the spec -> the session kind in their route.
+KICK_OPERATIONS = {
+    "rtspSessionsKick": "rtspsessions",
+    "rtspsSessionsKick": "rtspssessions",
+    "hlssessionsKick": "hlssessions",
+    "webrtcSessionsKick": "webrtcsessions",
+    "rtmpConnsKick": "rtmpconns",
+    "srtConnsKick": "srtconns",
+}
+
+
+def _global_defaults() -> Json:
+    """Global settings of the reference mediamtx.yml (what ``configGlobalGet`` echoes)."""
+    conf = _load_yaml(find_reference("MEDIAMTX_REFERENCE_CONF", _CONF_CANDIDATES))
+    return {k: copy.deepcopy(v) for k, v in conf.items() if k not in ("paths", "pathDefaults")}
+
+
 class FakeMediaMTX:
     """aiohttp server implementing the MediaMTX API subset camera-service uses."""
 
@@ -236,6 +261,8 @@ class FakeMediaMTX:
         "pathsGet",
         "recordingsList",
         "recordingsGet",
+        "configGlobalGet",
+        *KICK_OPERATIONS,
     )
 
     def __init__(
@@ -270,6 +297,11 @@ class FakeMediaMTX:
         self.path_states: dict[str, PathState] = {}
         self.recordings: dict[str, list[str]] = {}
         self.requests: list[RecordedRequest] = []
+        self.global_conf: Json = _global_defaults()
+        self.sessions: dict[str, set[str]] = {}
+        self.kicked: list[tuple[str, str]] = []
+        self.auth: MediaMTXAuthCaller | None = None
+        self._auth_session: aiohttp.ClientSession | None = None
         self.started_at = _now()
         self._ever_started = False
         self._faults: list[_Fault] = []
@@ -331,6 +363,9 @@ class FakeMediaMTX:
         self.rtsp_readers.clear()
         if runner is not None:
             await runner.cleanup()
+        if self._auth_session is not None:
+            await self._auth_session.close()
+            self._auth_session = None
 
     @property
     def rtsp_port(self) -> int:
@@ -363,6 +398,10 @@ class FakeMediaMTX:
         if state.ready and state.ready_time is None:
             state.ready_time = _now()
         return state
+
+    def add_session(self, kind: str, session_id: str) -> None:
+        """A reader session (``rtspsessions``, ``hlssessions``, ...) that can be kicked."""
+        self.sessions.setdefault(kind, set()).add(session_id)
 
     def add_recording(self, name: str, *starts: str) -> None:
         self.recordings.setdefault(name, []).extend(starts)
@@ -427,6 +466,8 @@ class FakeMediaMTX:
             "pathsGet": self._paths_get,
             "recordingsList": self._recordings_list,
             "recordingsGet": self._recordings_get,
+            "configGlobalGet": self._config_global_get,
+            **{op: functools.partial(self._kick, kind) for op, kind in KICK_OPERATIONS.items()},
         }
         app = web.Application()
         registered = set()
@@ -482,6 +523,8 @@ class FakeMediaMTX:
         handler: Handler,
         record: RecordedRequest,
     ) -> web.Response:
+        if self.auth is not None and not await self._authenticated(request):
+            return _error(401, "authentication error")
         fault = self._take_fault(record.operation_id)
         if fault is not None:
             if fault.kind == "drop":
@@ -740,3 +783,28 @@ class FakeMediaMTX:
         if name not in self.recordings:
             return _error(404, "path not found")
         return web.json_response(self._recording(name))
+
+    # -- authentication, global configuration, sessions --------------------------------
+
+    async def _authenticated(self, request: web.Request) -> bool:
+        assert self.auth is not None
+        if self._auth_session is None or self._auth_session.closed:
+            self._auth_session = aiohttp.ClientSession()
+        return await self.auth.authenticate(
+            self._auth_session,
+            action="api",
+            ip=request.remote or "",
+            creds=http_credentials(request.headers.get("Authorization")),
+            query=request.query_string,
+        )
+
+    async def _config_global_get(self, request: web.Request, body: Any) -> web.Response:
+        return web.json_response(self.global_conf)
+
+    async def _kick(self, kind: str, request: web.Request, body: Any) -> web.Response:
+        session_id = request.match_info["id"]
+        if session_id not in self.sessions.get(kind, set()):
+            return _error(404, "session not found")
+        self.sessions[kind].discard(session_id)
+        self.kicked.append((kind, session_id))
+        return _ok()

@@ -88,7 +88,11 @@ def encode_record_path(pattern: str, path: str, start: datetime) -> str:
     local = start.astimezone()
     offset = local.utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-    zone = "Z" if minutes == 0 else f"{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    zone = (
+        "Z"
+        if minutes == 0
+        else f"{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    )
     for key, value in (
         ("%path", path),
         ("%Y", f"{local.year}"),

@@ -79,35 +79,77 @@ def test_explicit_settings_are_validated_naming_the_allowed_values() -> None:
 
 
 def _camera(caps, mode):  # type: ignore[no-untyped-def]
-    return Camera("camera0", CameraKind.V4L2, CameraStatus.CONNECTED, "C920", mode.resolution,
-                  mode.fps, caps, "/dev/video0", pixel_format=mode.pixel_format)
+    return Camera(
+        "camera0",
+        CameraKind.V4L2,
+        CameraStatus.CONNECTED,
+        "C920",
+        mode.resolution,
+        mode.fps,
+        caps,
+        "/dev/video0",
+        pixel_format=mode.pixel_format,
+    )
 
 
 def test_h264_camera_is_recorded_and_published_by_copy(tmp_path: Path) -> None:
     mode = _choose(C920_H264, resolution="1920x1080", fps=30)
     source = capture_source_for(_camera(C920_H264, mode))
     assert source.input_args() == [
-        "-f", "v4l2", "-thread_queue_size", "512", "-input_format", "h264",
-        "-video_size", "1920x1080", "-framerate", "30", "-i", "/dev/video0",
+        "-f",
+        "v4l2",
+        "-thread_queue_size",
+        "512",
+        "-input_format",
+        "h264",
+        "-video_size",
+        "1920x1080",
+        "-framerate",
+        "30",
+        "-i",
+        "/dev/video0",
     ]
-    argv = build_recording_args("ffmpeg", source, tmp_path / "r.mp4", "fmp4", None,
-                                EncoderSettings(codec="h264_vaapi"), tmp_path / "f.jpg")
+    argv = build_recording_args(
+        "ffmpeg",
+        source,
+        tmp_path / "r.mp4",
+        "fmp4",
+        None,
+        EncoderSettings(codec="h264_vaapi"),
+        tmp_path / "f.jpg",
+    )
     first_output = argv[: argv.index(str(tmp_path / "r.mp4"))]
     assert first_output[first_output.index("-c:v") + 1] == "copy"
     assert "libx264" not in argv and "-vaapi_device" not in argv
     assert publish_args(source.is_h264, "libx264", 30, ["-c:v", "libx264"]) == (
-        [], ["-an", "-c:v", "copy"])
+        [],
+        ["-an", "-c:v", "copy"],
+    )
 
 
 def test_mjpeg_camera_is_decoded_and_encoded_with_the_selected_encoder(tmp_path: Path) -> None:
     mode = _choose(C920, resolution="1920x1080", fps=30)
     source = capture_source_for(_camera(C920, mode))
     assert source.input_args()[4:6] == ["-input_format", "mjpeg"]
-    argv = build_recording_args("ffmpeg", source, tmp_path / "r.mp4", "fmp4", None,
-                                EncoderSettings(codec="libx264"), tmp_path / "f.jpg")
+    argv = build_recording_args(
+        "ffmpeg",
+        source,
+        tmp_path / "r.mp4",
+        "fmp4",
+        None,
+        EncoderSettings(codec="libx264"),
+        tmp_path / "f.jpg",
+    )
     assert argv[argv.index("-c:v") + 1] == "libx264"
-    argv = build_recording_args("ffmpeg", source, tmp_path / "r.mp4", "fmp4", None,
-                                EncoderSettings(codec="h264_vaapi"), tmp_path / "f.jpg")
+    argv = build_recording_args(
+        "ffmpeg",
+        source,
+        tmp_path / "r.mp4",
+        "fmp4",
+        None,
+        EncoderSettings(codec="h264_vaapi"),
+        tmp_path / "f.jpg",
+    )
     assert argv[argv.index("-vaapi_device") + 1] == "/dev/dri/renderD128"
     assert argv.index("-vaapi_device") < argv.index("-i")
     assert argv[argv.index("-c:v") + 1] == "h264_vaapi"

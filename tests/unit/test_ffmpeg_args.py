@@ -14,6 +14,7 @@ from camera_service.media.recordings import (
     recording_outcome,
     resolve_output_path,
 )
+from camera_service.media.remux import remux_argv
 from camera_service.media.snapshots import (
     build_capture_args,
     build_convert_args,
@@ -38,21 +39,28 @@ def value(args: list[str], option: str, start: int = 0) -> str:
     return args[args.index(option, start) + 1]
 
 
-def test_fmp4_is_fragmented_and_flushed() -> None:
-    args = rec_args(LAVFI, "fmp4")
+@pytest.mark.parametrize("fmt", ["fmp4", "mp4"])
+def test_fmp4_and_mp4_are_written_fragmented_and_flushed(fmt: str) -> None:
+    """mp4 too (crash-safe); it becomes a regular MP4 by a remux when it ends."""
+    args = rec_args(LAVFI, fmt)
     assert value(args, "-movflags") == "+frag_keyframe+empty_moov+default_base_moof"
     assert value(args, "-frag_duration") == "1000000"
     assert value(args, "-flush_packets") == "1"
     assert value(args, "-f", args.index("/r/out") - 2) == "mp4"
 
 
-@pytest.mark.parametrize(("fmt", "muxer"), [("mp4", "mp4"), ("mkv", "matroska")])
-def test_other_containers(fmt: str, muxer: str) -> None:
-    args = rec_args(LAVFI, fmt)
+def test_mkv_container() -> None:
+    args = rec_args(LAVFI, "mkv")
     out = args.index("/r/out")
-    assert args[out - 1] == muxer and args[out - 2] == "-f"
-    assert ("+faststart" in args) == (fmt == "mp4")
+    assert args[out - 1] == "matroska" and args[out - 2] == "-f"
     assert "+frag_keyframe+empty_moov+default_base_moof" not in args
+
+
+def test_remux_copies_every_stream_into_a_regular_mp4() -> None:
+    args = remux_argv("ffmpeg", Path("/r/a.mp4"), Path("/r/.a.mp4.remux-tmp.mp4"))
+    assert value(args, "-i") == "/r/a.mp4" and value(args, "-c") == "copy"
+    assert value(args, "-map") == "0" and value(args, "-movflags") == "+faststart"
+    assert args[-3:] == ["-f", "mp4", "/r/.a.mp4.remux-tmp.mp4"]
 
 
 def test_h264_encode_settings() -> None:

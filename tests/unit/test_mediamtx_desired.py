@@ -30,8 +30,9 @@ def test_plan_adds_replaces_keeps_and_removes_only_owned_paths() -> None:
     assert plan.unchanged == ["lab"]
     assert plan.remove == ["stale"]
     assert plan.release == ["gone"]
-    assert list(plan.conflicts) == ["foreign"] and "not created by camera-service" in (
-        plan.conflicts["foreign"]
+    assert (
+        list(plan.conflicts) == ["foreign"]
+        and "not created by camera-service" in (plan.conflicts["foreign"])
     )
 
 

@@ -26,3 +26,16 @@ from camera_service.cameras.external import mask_credentials
 )
 def test_every_common_credential_form_is_masked(url: str, masked: str) -> None:
     assert mask_credentials(url) == masked
+
+
+def test_camera_passwords_never_reach_a_log_line() -> None:
+    from camera_service.logging import redact
+
+    line = (
+        '{"params": {"stream_url": "rtsp://admin:hunter2@10.0.0.5/live"}, '
+        '"b": "rtsp://10.0.0.6/c?user=u&pwd=s3cr3t", "c": "rtsp://h/s;password=p4ss;x=1"}'
+    )
+    out = redact(line)
+    assert "hunter2" not in out and "s3cr3t" not in out and "p4ss" not in out
+    assert "rtsp://admin:[REDACTED]@10.0.0.5/live" in out
+    assert "user=u&pwd=[REDACTED]" in out and ";x=1" in out

@@ -94,7 +94,10 @@ def test_c920_capture_node_capabilities() -> None:
     caps = fixture_capabilities("uvc_c920_capture")
     assert caps.is_capture
     assert (caps.card, caps.driver, caps.bus_info) == (
-        "HD Pro Webcam C920", "uvcvideo", "usb-0000:00:14.0-1")
+        "HD Pro Webcam C920",
+        "uvcvideo",
+        "usb-0000:00:14.0-1",
+    )
     assert caps.formats == ["YUYV", "MJPG"]
     assert caps.resolutions[0] == "2304x1536"
     assert caps.resolutions[-1] == "160x90"
@@ -113,8 +116,12 @@ def test_metadata_node_is_not_a_camera() -> None:
 
 
 def test_probe_through_fake_kernel_matches_fixture() -> None:
-    for name in ("uvc_c920_capture", "usb2_generic_capture", "rkisp1_mplane_stepwise",
-                 "legacy_no_device_caps"):
+    for name in (
+        "uvc_c920_capture",
+        "usb2_generic_capture",
+        "rkisp1_mplane_stepwise",
+        "legacy_no_device_caps",
+    ):
         assert _probe(name) == fixture_capabilities(name), name
 
 
@@ -167,8 +174,9 @@ def test_decode_raw_querycap_with_garbage() -> None:
 def test_frame_struct_roundtrip() -> None:
     step = FrameSize(FRMSIZE_TYPE_STEPWISE, 32, 4416, 8, 16, 3312, 8)
     assert decode_frmsize(encode_frmsize(0, 1, step)) == step
-    assert decode_frmsize(encode_frmsize(0, 1, FrameSize.discrete(640, 480))) == \
-        FrameSize.discrete(640, 480)
+    assert decode_frmsize(encode_frmsize(0, 1, FrameSize.discrete(640, 480))) == FrameSize.discrete(
+        640, 480
+    )
     cont = FrameInterval(FRMIVAL_TYPE_CONTINUOUS, 1, 60, 1, 1)
     assert decode_frmival(encode_frmival(0, 1, 640, 480, cont)) == cont
 
@@ -189,8 +197,9 @@ def test_helpers_edge_cases() -> None:
         ({"vanish_after": 5}, DeviceVanishedError, "vanished"),
     ],
 )
-def test_probe_errors_are_reasons(kw: dict[str, object], error: type[Exception],
-                                  match: str) -> None:
+def test_probe_errors_are_reasons(
+    kw: dict[str, object], error: type[Exception], match: str
+) -> None:
     with pytest.raises(error, match=match):
         _probe("uvc_c920_capture", **kw)
 

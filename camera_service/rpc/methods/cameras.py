@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from camera_service.auth.identity import Identity
 from camera_service.auth.roles import Role
 from camera_service.cameras.external import (
     ExternalStreamError,
@@ -23,7 +24,8 @@ from camera_service.rpc.errors import InvalidParams, NotFound
 from camera_service.rpc.registry import NoParams, Params, Registry, Result
 from camera_service.rpc.session import CallContext
 
-Present = Callable[[Camera], dict[str, Any]]
+#: The public camera object for a caller (stream URLs carry tokens issued to it).
+Present = Callable[[Camera, Identity | None], dict[str, Any]]
 StreamMetrics = Callable[[Camera], dict[str, Any]]
 
 
@@ -58,6 +60,7 @@ class CapabilitiesResult(Result):
     resolutions: list[str]
     fps_options: dict[str, list[int]]
     validation_status: Literal["NONE", "DISCONNECTED", "CONFIRMED"]
+    modes: dict[str, dict[str, list[int]]] = {}  # pixel format → size → frame rates (V4L2)
 
 
 class AddExternalParams(Params):
@@ -118,7 +121,7 @@ def register(registry: Registry, deps: CameraDeps) -> None:
         cameras = deps.cameras.list()
         connected = sum(1 for c in cameras if c.status is CameraStatus.CONNECTED)
         return {
-            "cameras": [public(c) for c in cameras],
+            "cameras": [public(c, ctx.identity) for c in cameras],
             "total": len(cameras),
             "connected": connected,
         }
@@ -145,7 +148,7 @@ def register(registry: Registry, deps: CameraDeps) -> None:
             "formats": camera.capabilities.formats,
             "resolutions": camera.capabilities.resolutions,
         }
-        result = {**public(camera), "metrics": metrics, "capabilities": capabilities}
+        result = {**public(camera, ctx.identity), "metrics": metrics, "capabilities": capabilities}
         if camera.error:
             result["error"] = camera.error
         return result
@@ -167,6 +170,7 @@ def register(registry: Registry, deps: CameraDeps) -> None:
             "resolutions": caps.resolutions or [camera.resolution],
             "fps_options": caps.fps_options or {camera.resolution: [camera.fps]},
             "validation_status": camera.validation_status.value,
+            "modes": {fourcc: dict(sizes) for fourcc, sizes in caps.modes.items()},
         }
 
     @registry.method(

@@ -107,7 +107,9 @@ def _errors(device: str) -> Iterator[None]:
             "camera-controls", f"Unsupported: camera {device} is not a V4L2 camera."
         ) from None
     except CameraUnavailable as exc:
-        raise InvalidState(f"{exc}.".capitalize(), exc.state, ["CONNECTED", "IDLE"]) from None
+        states = ["IDLE"] if exc.state == "RECORDING" else ["CONNECTED"]
+        text = f"{exc}."
+        raise InvalidState(text[:1].upper() + text[1:], exc.state, states) from None
     except DeviceFailed as exc:
         raise DependencyFailed("camera", str(exc)) from None
     except CaptureSettingsError as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, field_validator
 
 from camera_service.auth.roles import Role
-from camera_service.cameras.model import CAMERA_ID_RE
+from camera_service.cameras.model import CAMERA_ID_RE, MAX_CAMERAS
 from camera_service.events import TOPICS, EventBus, valid_pattern
 from camera_service.rpc.registry import NoParams, Params, Registry, Result
 from camera_service.rpc.session import CallContext
@@ -23,7 +25,9 @@ def _check_topics(topics: list[str] | None) -> list[str] | None:
 
 
 class SubscribeFilters(Params):
-    device: list[str] | str | None = Field(None, description="Only events of these cameras")
+    device: Annotated[list[str], Field(max_length=MAX_CAMERAS)] | str | None = Field(
+        None, description=f"Only events of these cameras (at most {MAX_CAMERAS} ids)"
+    )
 
     def devices(self) -> list[str] | None:
         if self.device is None:

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -93,8 +94,9 @@ def _iso(when: datetime) -> str:
 
 
 @contextlib.contextmanager
-def translated_media_errors(device: str) -> Iterator[None]:
-    """Media and storage exceptions → catalog errors."""
+def translated_media_errors(device: str, directory: Path | None = None) -> Iterator[None]:
+    """Media and storage exceptions → catalog errors (``directory``: where FFmpeg writes,
+    measured when it reports a full disk)."""
     try:
         yield
     except media_errors.AlreadyRecording:
@@ -110,7 +112,7 @@ def translated_media_errors(device: str) -> Iterator[None]:
     except media_errors.MediaError as exc:
         detail = exc.detail or str(exc)
         if "No space left on device" in detail or "Disk quota exceeded" in detail:
-            raise InsufficientStorage(0, 1) from None
+            raise _full(directory) from None
         if "Read-only file system" in detail:
             raise DependencyFailed("storage", "the file system is read-only") from None
         raise DependencyFailed("ffmpeg", detail) from None
@@ -118,6 +120,17 @@ def translated_media_errors(device: str) -> Iterator[None]:
         raise DependencyFailed("mediamtx", exc.detail) from None
     except usage.InsufficientStorage as exc:
         raise InsufficientStorage(exc.available_bytes, exc.threshold_bytes) from None
+
+
+def _full(directory: Path | None) -> InsufficientStorage:
+    """-32060 for a write FFmpeg saw refused: the measured free space of ``directory``."""
+    free, threshold = 0, 1
+    if directory is not None:
+        with contextlib.suppress(OSError):
+            measured = usage.system_disk_usage(directory)
+            free = measured.free
+            threshold = max(usage.block_threshold_bytes(measured, 95.0), free + 1)
+    return InsufficientStorage(free, threshold)
 
 
 def register(registry: Registry, deps: MediaDeps) -> None:
@@ -157,7 +170,11 @@ def register(registry: Registry, deps: MediaDeps) -> None:
         await writable("snapshots")
         # Re-read after the await: the camera may have been removed meanwhile.
         source = capture_source_for(connected_camera(params.device))
-        with vanished_is_not_found(params.device), translated_media_errors(params.device):
+        snapshots_dir = deps.files.directory("snapshots")
+        with (
+            vanished_is_not_found(params.device),
+            translated_media_errors(params.device, snapshots_dir),
+        ):
             if params.filename:
                 storage_files.validate_filename(params.filename)
             shot = await deps.snapshots.take(source, params.filename, params.format)
@@ -200,7 +217,11 @@ def register(registry: Registry, deps: MediaDeps) -> None:
         connected_camera(params.device)
         await writable("recordings")
         source = capture_source_for(connected_camera(params.device))
-        with vanished_is_not_found(params.device), translated_media_errors(params.device):
+        recordings_dir = deps.files.directory("recordings")
+        with (
+            vanished_is_not_found(params.device),
+            translated_media_errors(params.device, recordings_dir),
+        ):
             info = await deps.recordings.start(source, None, params.format, params.duration)
         return StartRecordingResult(
             device=info.device,

@@ -123,8 +123,8 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
             service.require_up()
         return camera
 
-    def urls(camera: Camera) -> tuple[str, dict[str, str]]:
-        streams = service.streams_for(camera)
+    def urls(camera: Camera, ctx: CallContext) -> tuple[str, dict[str, str]]:
+        streams = service.streams_for(camera, ctx.identity)
         return streams.get("rtsp", ""), streams
 
     @registry.method(
@@ -138,7 +138,7 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         camera = streaming_camera(params.device)
         with translated_stream_errors():
             started = await start_stream(service, camera)
-        url, streams = urls(camera)
+        url, streams = urls(camera, ctx)
         return StartStreamingResult(
             device=camera.id,
             stream_name=camera.id,
@@ -174,7 +174,7 @@ def register(registry: Registry, service: MediaMTXService, cameras: CameraRegist
         camera = streaming_camera(params.device)
         with translated_stream_errors():
             path = await service.path_state(camera)
-        url, streams = urls(camera)
+        url, streams = urls(camera, ctx)
         state: Literal["READY", "NOT_READY", "ERROR"] = "ERROR"
         if path is not None:
             state = "READY" if path.is_ready else "NOT_READY"

@@ -15,7 +15,8 @@ from camera_service import API_VERSION, __version__
 from camera_service.auth.roles import Role
 from camera_service.health import Health, RunState, utc_now_iso
 from camera_service.metrics import Metrics
-from camera_service.rpc.registry import NoParams, Registry, Result, openrpc_document
+from camera_service.rpc.protocol import RawJson
+from camera_service.rpc.registry import NoParams, Registry, Result
 from camera_service.rpc.session import CallContext
 
 Section = Callable[[], dict[str, Any]]
@@ -101,9 +102,9 @@ def register(registry: Registry, deps: SystemDeps) -> None:
         return "pong"
 
     @registry.method("rpc.discover", result=dict[str, Any], role=None, inline=True)
-    async def discover(ctx: CallContext, params: NoParams) -> dict[str, Any]:
+    async def discover(ctx: CallContext, params: NoParams) -> RawJson:
         """OpenRPC 1.x document generated from the method registry."""
-        return openrpc_document(deps.registry)
+        return RawJson(deps.registry.openrpc_text())
 
     @registry.method("get_server_info", result=ServerInfo, role=Role.VIEWER, inline=True)
     async def get_server_info(ctx: CallContext, params: NoParams) -> ServerInfo:
