@@ -484,6 +484,7 @@ class Application:
             self.mediamtx,
             self.bus.publish,
             v4l2_io,
+            self.nvr,
         )
         control_methods.register(
             self.registry, control_methods.ControlDeps(self.tuning.controls, self.tuning.settings)
