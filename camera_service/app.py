@@ -404,6 +404,7 @@ class Application:
             keepalive=http.frame_keepalive,
             max_viewers=http.mjpeg_max_viewers,
             max_frame_bytes=http.max_frame_bytes,
+            warmup_frames=self.config.cameras.warmup_frames,
         )
         self.snapshots.live_frame = self.frames.fresh_frame
         self.camera_url_secret = derive_camera_url_secret(master_secret)
@@ -448,7 +449,6 @@ class Application:
             files=self.files,
             bus=self.bus,
             source_for=self._continuous_source,
-            camera_known=lambda camera_id: self.cameras.get(camera_id) is not None,
             block_percent=storage.block_percent,
             in_use=self.downloads.in_use,
             on_reader_change=self._reader_changed,
@@ -484,6 +484,7 @@ class Application:
             self.mediamtx,
             self.bus.publish,
             v4l2_io,
+            self.nvr,
         )
         control_methods.register(
             self.registry, control_methods.ControlDeps(self.tuning.controls, self.tuning.settings)

@@ -94,13 +94,19 @@ class MpjpegParser:
         raise ValueError("mpjpeg part without Content-length")
 
 
-def build_mjpeg_args(ffmpeg: str, source: CaptureSource, fps: int, quality: int) -> list[str]:
-    """FFmpeg argv: the camera as a continuous multipart JPEG stream on stdout."""
+def build_mjpeg_args(
+    ffmpeg: str, source: CaptureSource, fps: int, quality: int, warmup_frames: int = 0
+) -> list[str]:
+    """FFmpeg argv: the camera as a continuous multipart JPEG stream on stdout. A V4L2 camera
+    skips ``warmup_frames`` first (auto-exposure settles), as one-frame snapshots do."""
+    chain = f"fps={fps}:round=up,scale=out_range=full"
+    if warmup_frames > 0 and source.kind == "v4l2":
+        chain = f"select=gte(n\\,{warmup_frames})," + chain
     return [
         *(ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats"),
         *source.input_args(),
         *("-map", "0:v:0", "-an"),
-        *("-vf", f"fps={fps}:round=up,scale=out_range=full"),
+        *("-vf", chain),
         *("-pix_fmt", "yuv420p", "-strict", "unofficial", "-c:v", "mjpeg", "-q:v", str(quality)),
         *("-f", "mpjpeg", "pipe:1"),
     ]
@@ -172,6 +178,7 @@ class FrameHub:
         max_frame_bytes: int = 8 * 1024 * 1024,
         max_frame_age: float = 2.0,
         busy_timeout: float = 5.0,
+        warmup_frames: int = 0,
     ) -> None:
         """``resolve(camera_id)``: the capture source and whether it reads the device itself
         (False for a MediaMTX stream), or None when the camera cannot be read now."""
@@ -186,6 +193,7 @@ class FrameHub:
         self._max_frame_bytes = max_frame_bytes
         self._max_age = max_frame_age
         self._busy_timeout = busy_timeout
+        self._warmup = warmup_frames
         self._feeds: dict[str, _Feed] = {}
         self._closed = False
         self.frames_served = 0
@@ -299,7 +307,7 @@ class FrameHub:
         source, reads_device = resolved
         try:
             handle = await self._supervisor.start(
-                build_mjpeg_args(self._ffmpeg, source, self.fps, self._quality),
+                build_mjpeg_args(self._ffmpeg, source, self.fps, self._quality, self._warmup),
                 camera_id=feed.camera_id,
                 role="frames",
                 reader=reads_device,

@@ -266,3 +266,40 @@ async def test_a_reader_with_a_full_pipe_still_stops(tmp_path: Path) -> None:
     finally:
         await hub.close()
         await supervisor.shutdown()
+
+
+async def test_a_stalled_viewer_costs_no_memory(tmp_path: Path) -> None:
+    """~120 KB frames at 30/s to a viewer that reads nothing: were they queued, the daemon
+    would grow by ~3.6 MB a second; it holds at most the frame being written."""
+    import psutil
+
+    overrides = {
+        "cameras": {
+            "sources": [
+                {"id": "big0", "input_format": "lavfi", "input": "testsrc2=size=1920x1080:rate=30"}
+            ]
+        },
+        "http": {"mjpeg_fps": 30, "mjpeg_quality": 2},
+    }
+    async with running_daemon(tmp_path, overrides) as daemon:
+        urls = await camera_urls(daemon, "big0")
+        path = urls["mjpeg_url"].split(str(daemon.app.http.port), 1)[1]
+        async with aiohttp.ClientSession() as http, http.get(urls["mjpeg_url"]) as r:
+            await read_parts(r, 10)  # warm: reader up, buffers allocated
+            stalled = socket.create_connection(("127.0.0.1", daemon.app.http.port))
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            try:
+                await wait_until(lambda: daemon.app.frames.viewers("big0") == 2, what="2 viewers")
+                before = psutil.Process().memory_info().rss
+                reader = aiohttp.MultipartReader.from_response(r)
+                sizes = []
+                for _ in range(150):  # 5 s: ~18 MB the stalled viewer cannot take
+                    part = await asyncio.wait_for(reader.next(), 10)
+                    assert isinstance(part, aiohttp.BodyPartReader)
+                    sizes.append(len(await part.read()))  # kept: the size only
+                grown = psutil.Process().memory_info().rss - before
+            finally:
+                stalled.close()
+    assert min(sizes) > 100_000
+    assert grown < 6 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB"

@@ -11,7 +11,8 @@ from camera_service.auth.url_tokens import (
     make_camera_token,
     verify_camera_token,
 )
-from camera_service.media.frames import FrameHub, MpjpegParser, Viewer, _Feed
+from camera_service.media.frames import FrameHub, MpjpegParser, Viewer, _Feed, build_mjpeg_args
+from camera_service.media.source import CaptureSource
 
 
 def part(body: bytes) -> bytes:
@@ -74,3 +75,13 @@ def test_camera_tokens_open_one_camera_until_they_expire() -> None:
         verify_camera_token(secret, token + "x", "cam0", now=1000)
     with pytest.raises(UrlTokenError, match="this camera"):
         verify_camera_token(b"other" * 8, token, "cam0", now=1000)
+
+
+def test_mjpeg_args_skip_warm_up_frames_of_v4l2_cameras_only() -> None:
+    v4l2 = CaptureSource("camera0", "/dev/video0", "v4l2", exclusive=True)
+    lavfi = CaptureSource("cam0", "testsrc2", "lavfi")
+    chain = build_mjpeg_args("ffmpeg", v4l2, 10, 5, warmup_frames=5)
+    assert chain[chain.index("-vf") + 1].startswith("select=gte(n\\,5),fps=10")
+    plain = build_mjpeg_args("ffmpeg", lavfi, 10, 5, warmup_frames=5)
+    assert plain[plain.index("-vf") + 1] == "fps=10:round=up,scale=out_range=full"
+    assert plain[-3:] == ["-f", "mpjpeg", "pipe:1"]
