@@ -440,7 +440,6 @@ class Application:
             backoff_max=self.config.continuous.restart_backoff_max,
             stop_policy=stop_policy,
             frame_rate=self.config.continuous.frame_rate,
-            encoder_source=lambda: self.recordings.encoder,
         )
         self.nvr = NvrManager(
             config=self.config,
@@ -485,6 +484,7 @@ class Application:
             self.mediamtx,
             self.bus.publish,
             v4l2_io,
+            self.nvr,
         )
         control_methods.register(
             self.registry, control_methods.ControlDeps(self.tuning.controls, self.tuning.settings)

@@ -64,11 +64,6 @@ class RecorderEnv:
     busy_timeout: float = 5.0
     start_wait: float = 10.0
     frame_rate: float = 1.0
-    # The encoder in use now (the encoder probe may pick a hardware one after start-up).
-    encoder_source: Callable[[], EncoderSettings] | None = None
-
-    def current_encoder(self) -> EncoderSettings:
-        return self.encoder_source() if self.encoder_source is not None else self.encoder
 
 
 # source of a camera: (what FFmpeg opens, whether that is the device itself), None when away
@@ -90,17 +85,17 @@ def build_continuous_args(
     """FFmpeg argv: segments, latest frame and (optionally) motion frames from one input."""
     if source.is_h264:
         video = ["-c:v", "copy"]
-        # Copied H.264: only the JPEG (and motion) outputs decode it; without motion, key
-        # frames are enough for a latest frame once a second.
-        pre_input = [] if motion is not None else ["-skip_frame", "nokey"]
+        # Only the frame outputs decode; without motion scoring, key frames are enough.
+        before_input = ["-skip_frame", "nokey"] if motion is None else []
     else:
+        # the probed H.264 encoder (media/encoders.py), a key frame at every segment start
         gop = encoder.gop or source.fps or 15
         options = EncodeOptions(encoder.bitrate, encoder.preset, encoder.profile, encoder.tune)
         video = [
             *encode_args(encoder.codec, options, gop),
             *("-force_key_frames", f"expr:gte(t,n_forced*{segment_seconds})"),
         ]
-        pre_input = global_args(encoder.codec)
+        before_input = global_args(encoder.codec)
     # Fragments of about a second, each flushed to the file as soon as it is complete (the
     # segment muxer's own -flush_packets does not reach the MP4 muxer inside it).
     fragments = (
@@ -109,7 +104,7 @@ def build_continuous_args(
     argv = [
         *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
-        *pre_input,
+        *before_input,
         *source.input_args(),
         *("-map", "0:v:0", "-an", *video),
         *("-f", "segment", "-segment_time", str(segment_seconds), "-reset_timestamps", "1"),
@@ -259,7 +254,7 @@ class CameraRecorder:
             seg.segment_pattern(directory, self.camera_id, run),
             directory / f"{run}.csv",
             settings.segment_seconds,
-            env.current_encoder(),
+            env.encoder,
             self.frame_path,
             env.frame_rate,
             self.motion,

@@ -143,11 +143,6 @@ class RecordingManager:
         # Other single readers whose latest frame snapshots may use (continuous recording).
         self.frame_sources: list[Callable[[str], Path | None]] = []
 
-    @property
-    def encoder(self) -> EncoderSettings:
-        """The H.264 settings recordings use now (continuous recording follows them)."""
-        return self._encoder
-
     def set_video_encoder(self, codec: str) -> None:
         """The H.264 encoder for recordings that must encode (chosen by the encoder probe)."""
         self._encoder = replace(self._encoder, codec=codec)
