@@ -449,7 +449,6 @@ class Application:
             files=self.files,
             bus=self.bus,
             source_for=self._continuous_source,
-            camera_known=lambda camera_id: self.cameras.get(camera_id) is not None,
             block_percent=storage.block_percent,
             in_use=self.downloads.in_use,
             on_reader_change=self._reader_changed,
@@ -485,6 +484,7 @@ class Application:
             self.mediamtx,
             self.bus.publish,
             v4l2_io,
+            self.nvr,
         )
         control_methods.register(
             self.registry, control_methods.ControlDeps(self.tuning.controls, self.tuning.settings)

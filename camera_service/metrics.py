@@ -11,6 +11,8 @@ import psutil
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
 
+from camera_service.rpc_stats import RpcCallStats
+
 _STREAM_AUTH_ACTIONS = frozenset({"publish", "read", "playback", "api", "metrics", "pprof"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -27,19 +29,8 @@ class Metrics:
         self.started = time.time()
         self._started_mono = time.monotonic()
         self.registry = CollectorRegistry()
-        self._requests = PromCounter(
-            "camera_service_rpc_requests",
-            "JSON-RPC calls handled",
-            ["method", "outcome"],
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            "camera_service_rpc_latency_seconds",
-            "JSON-RPC call latency",
-            ["method"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self._calls = RpcCallStats(LATENCY_BUCKETS)
+        self.registry.register(self._calls)
         self._connections = Gauge(
             "camera_service_ws_connections", "Open WebSocket connections", registry=self.registry
         )
@@ -75,7 +66,6 @@ class Metrics:
         )
         self._rss.set_function(lambda: float(self._process.memory_info().rss))
         self._recent: deque[float] = deque(maxlen=window)
-        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.by_method: Counter[str] = Counter()
         self.by_error: Counter[int] = Counter()
         self.open_connections = 0
@@ -114,12 +104,7 @@ class Metrics:
         outcome = "ok" if error_code is None else str(error_code)
         if error_code is not None:
             self.by_error[error_code] += 1
-        children = self._children.get((method, outcome))
-        if children is None:  # labels() costs ~0.8 µs per lookup: keep the children
-            children = (self._requests.labels(method, outcome), self._latency.labels(method))
-            self._children[(method, outcome)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._calls.observe(method, seconds, outcome)
 
     def latency_ms(self) -> dict[str, float]:
         values = sorted(self._recent)

@@ -18,6 +18,7 @@ from camera_service.events import Event
 from camera_service.media.capture import CaptureRequest
 from camera_service.media.encoders import EncoderReport, probe_encoders, supervised
 from camera_service.media.ffmpeg import ProcessSupervisor
+from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import RecordingManager
 from camera_service.mediamtx.service import MediaMTXService
 
@@ -34,10 +35,12 @@ class CameraTuning:
         mediamtx: MediaMTXService,
         publish: Callable[[Event], object],
         io: V4L2IO | None = None,
+        nvr: NvrManager | None = None,
     ) -> None:
         cams, ffmpeg = config.cameras, config.ffmpeg
         self._ffmpeg = ffmpeg.binary
         self._recordings = recordings
+        self._nvr = nvr
         self._supervisor = supervisor
         self._mediamtx = mediamtx
         self.state = CameraStateStore(config.storage.state_dir)
@@ -75,6 +78,9 @@ class CameraTuning:
     def use_encoder(self, name: str) -> None:
         self.encoders.selected = name
         self._recordings.set_video_encoder(name)
+        if self._nvr is not None:  # continuous recording: recorders started from now on
+            env = self._nvr.env
+            self._nvr.env = replace(env, encoder=replace(env.encoder, codec=name))
         self._mediamtx.settings = replace(self._mediamtx.settings, video_encoder=name)
 
     async def probe_encoders(self) -> None:

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from camera_service.config import MotionConfig
 from camera_service.media.clips import media_duration
+from camera_service.media.encoders import EncodeOptions, encode_args, global_args
 from camera_service.media.ffmpeg import MediaError, ProcessHandle, ProcessSupervisor, StopPolicy
 from camera_service.media.motion import (
     MotionEventState,
@@ -84,15 +85,17 @@ def build_continuous_args(
     """FFmpeg argv: segments, latest frame and (optionally) motion frames from one input."""
     if source.is_h264:
         video = ["-c:v", "copy"]
+        # Only the frame outputs decode; without motion scoring, key frames are enough.
+        before_input = ["-skip_frame", "nokey"] if motion is None else []
     else:
+        # the probed H.264 encoder (media/encoders.py), a key frame at every segment start
         gop = encoder.gop or source.fps or 15
+        options = EncodeOptions(encoder.bitrate, encoder.preset, encoder.profile, encoder.tune)
         video = [
-            *("-c:v", "libx264", "-preset", encoder.preset, "-b:v", encoder.bitrate),
-            *("-profile:v", encoder.profile, "-pix_fmt", "yuv420p", "-g", str(gop)),
+            *encode_args(encoder.codec, options, gop),
             *("-force_key_frames", f"expr:gte(t,n_forced*{segment_seconds})"),
         ]
-        if encoder.tune:
-            video += ["-tune", encoder.tune]
+        before_input = global_args(encoder.codec)
     # Fragments of about a second, each flushed to the file as soon as it is complete (the
     # segment muxer's own -flush_packets does not reach the MP4 muxer inside it).
     fragments = (
@@ -101,6 +104,7 @@ def build_continuous_args(
     argv = [
         *(ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostats"),
         *("-progress", "pipe:1", "-stats_period", "0.5", "-y"),
+        *before_input,
         *source.input_args(),
         *("-map", "0:v:0", "-an", *video),
         *("-f", "segment", "-segment_time", str(segment_seconds), "-reset_timestamps", "1"),

@@ -75,7 +75,6 @@ class NvrManager:
     files: FileStore
     bus: EventBus
     source_for: SourceFn
-    camera_known: Callable[[str], bool]
     block_percent: float = 95.0
     disk_usage: DiskUsageFn = system_disk_usage
     in_use: Callable[[], set[Path]] = field(default=lambda: set())

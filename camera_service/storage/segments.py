@@ -246,16 +246,6 @@ def remove_run_if_empty(directory: Path, run: str) -> bool:
 # --------------------------------------------------------------------------- selection
 
 
-def overlapping(
-    segments: Iterable[Segment], start: float | None, end: float | None
-) -> list[Segment]:
-    """Segments that share any time with [start, end] (open ends allowed), oldest first."""
-    chosen = [
-        s for s in segments if (start is None or s.end > start) and (end is None or s.start < end)
-    ]
-    return sorted(chosen, key=lambda s: (s.start, s.filename))
-
-
 def plan_retention(
     segments: Iterable[Segment],
     *,

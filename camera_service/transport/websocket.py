@@ -16,8 +16,9 @@ bound the connection is closed with 1013. A connection that has not authenticate
 Closing never waits for the peer to read: the close frame is written behind whatever is
 buffered, and the transport is aborted `close_timeout` later if the peer has not finished
 the closing handshake. Keepalive is one sweep over every connection: a peer silent for
-`ping_interval` gets a ping, and one still silent `ping_timeout` after it is closed with 1011
-(a peer that reads nothing cannot answer, so it is closed like a dead one).
+`ping_interval` gets a ping, and one still silent `ping_timeout` after it is closed: with 1013
+when frames are still waiting for it (a consumer too slow to keep up, which reads the code
+once it catches up), else with 1011 (a dead or broken peer).
 """
 
 from __future__ import annotations
@@ -328,9 +329,24 @@ class WebSocketServer:
                 if now - conn.ping_sent > cfg.ping_timeout:
                     session = self.sessions.get(session_id)
                     if session is not None and not session.closed:
-                        self._drop(session, CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
+                        self._keepalive_timeout(conn, session)
             elif now - conn.last_rx >= cfg.ping_interval:
                 conn.ping()
+
+    def _keepalive_timeout(self, conn: WsConnection, session: Session) -> None:
+        """No pong in time. A peer with frames still waiting for it is a consumer too slow
+        to keep up (1013, it may read it when it catches up); one with nothing waiting is
+        gone or broken (1011)."""
+        unread = conn.unread()
+        if unread > 0:
+            log.warning(
+                "client too slow (keepalive unanswered, %d bytes unread), closing with 1013",
+                unread,
+                extra={"session": session.session_id},
+            )
+            self._drop(session, CLOSE_TRY_AGAIN_LATER, "too slow: keepalive not answered")
+        else:
+            self._drop(session, CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
 
     # -- shutdown ----------------------------------------------------------------------------
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import fcntl
 import logging
+import struct
+import termios
 from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any, cast
@@ -70,6 +73,17 @@ class _Continue:
 
 async def _finish(awaitable: _Continue) -> None:
     await awaitable
+
+
+def _unsent_in_kernel(sock: Any) -> int:
+    """The socket's send queue (Linux ``SIOCOUTQ``: unsent plus unacknowledged bytes)."""
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 class WsConnection(asyncio.Protocol):
@@ -193,6 +207,15 @@ class WsConnection(asyncio.Protocol):
     def buffered(self) -> int:
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
+
+    def unread(self) -> int:
+        """Bytes written for the peer that it has not taken yet: buffered in the transport,
+        or still in the kernel's send queue (not yet acknowledged). A peer that reads keeps
+        this near zero; one that stopped reading leaves its frames here."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        return self.buffered() + _unsent_in_kernel(transport.get_extra_info("socket"))
 
     def ping(self) -> None:
         if self.proto.state is State.OPEN:

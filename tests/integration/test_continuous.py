@@ -394,3 +394,34 @@ async def test_manual_recording_of_a_held_device_is_cut_from_the_segments(
     assert note["params"]["reason"] == "duration_reached"
     assert note["params"]["filename"] == timed["filename"]
     assert (recordings / timed["filename"]).stat().st_size > 0
+
+
+async def test_a_segment_being_downloaded_is_not_rolled_over(tmp_path: Path) -> None:
+    import aiohttp
+
+    async with running_daemon(tmp_path, OVERRIDES) as daemon:
+        nvr = daemon.app.nvr
+        directory = seg.camera_dir(nvr.root, "lab0")
+        run = "c0d0d0d"
+        seg.write_run(directory, seg.RunRecord(run, "lab0", 1_000_000.0, 60))
+        names = ["lab0_19700112T134640Z_c0d0d0d.mp4", "lab0_19700112T134740Z_c0d0d0d.mp4"]
+        big = 64 << 20  # larger than the socket buffers: the transfer stays in progress
+        (directory / names[0]).write_bytes(os.urandom(1 << 20))
+        with (directory / names[1]).open("wb") as handle:
+            handle.truncate(big)
+        seg.append_segment(directory, run, names[0], 0.0, 60.0)
+        seg.append_segment(directory, run, names[1], 60.0, 120.0)
+        listing = await _call(daemon, "list_segments", {"device": "lab0"})
+        url = next(s["download_url"] for s in listing["segments"] if s["filename"] == names[1])
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert response.status == 200
+            first = await response.content.read(65536)
+            await wait_until(lambda: bool(daemon.app.downloads.in_use()), 5, "download in flight")
+            count, _freed = await nvr.rollover(10**12)  # wants everything
+            assert count == 1
+            assert not (directory / names[0]).exists()
+            assert (directory / names[1]).exists()
+            rest = await response.read()
+        assert len(first) + len(rest) == big
+        await nvr.rollover(10**12)  # the download is over: now it may go
+        assert not (directory / names[1]).exists()

@@ -161,3 +161,23 @@ def test_unknown_or_unprobed_cameras_keep_ffmpeg_defaults() -> None:
     assert v4l2_input_options(None, None, None) == ["-f", "v4l2", "-thread_queue_size", "512"]
     assert warmup_filter(0) == []
     assert warmup_filter(5) == ["-vf", "select=gte(n\\,5)"]
+
+
+def test_continuous_recording_uses_copy_or_the_selected_encoder(tmp_path: Path) -> None:
+    from camera_service.media.continuous import build_continuous_args
+
+    def argv(caps, mode, codec):  # type: ignore[no-untyped-def]
+        return build_continuous_args(
+            "ffmpeg", capture_source_for(_camera(caps, mode)), str(tmp_path / "%s.mp4"),
+            tmp_path / "list.csv", 60, EncoderSettings(codec=codec), tmp_path / "f.jpg", 1.0,
+            None, None)
+
+    copied = argv(C920_H264, _choose(C920_H264, resolution="1920x1080", fps=30), "h264_vaapi")
+    assert copied[copied.index("-c:v") + 1] == "copy" and "-vaapi_device" not in copied
+    assert copied.index("-skip_frame") < copied.index("-i")
+    encoded = argv(C920, _choose(C920, resolution="1920x1080", fps=30), "h264_vaapi")
+    assert encoded[encoded.index("-c:v") + 1] == "h264_vaapi"
+    assert encoded.index("-vaapi_device") < encoded.index("-i")
+    assert "-force_key_frames" in encoded
+    plain = argv(C920, _choose(C920, resolution="1920x1080", fps=30), "libx264")
+    assert plain[plain.index("-c:v") + 1] == "libx264" and "-preset" in plain
