@@ -102,7 +102,8 @@ async def test_slow_reader_over_its_byte_budget_sees_1013(tmp_path: Path) -> Non
 async def test_keepalive_closes_a_peer_that_stopped_reading(tmp_path: Path) -> None:
     """A peer that stops reading while 8 MB are on their way (under its 16 MiB budget) stops
     the socket's drain; the keepalive ping waits behind that data, and the ping together with
-    its pong has one deadline, so the peer is closed (1011) instead of lingering."""
+    its pong has one deadline, so the peer is closed (1013: frames still wait for it)
+    instead of lingering."""
     overrides = {
         "server": {
             "send_queue_bytes": 16 << 20,
