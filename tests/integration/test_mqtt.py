@@ -14,7 +14,15 @@ import pytest
 
 from camera_service.events import Event
 from tests.support.daemon import RunningDaemon, running_daemon
-from tests.support.mosquitto import Broker, Watcher, broker, free_port, make_tls_files, watching
+from tests.support.mosquitto import (
+    Broker,
+    Watcher,
+    broker,
+    free_port,
+    make_client_cert,
+    make_tls_files,
+    watching,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -219,6 +227,23 @@ async def test_username_and_password(tmp_path: Path) -> None:
             assert not d.app.mqtt.connected.is_set()
             async with d.client("viewer") as rpc:  # refused by the broker, daemon fine
                 assert await rpc.call("ping") == "pong"
+
+
+async def test_tls_broker_with_client_certificates(tmp_path: Path) -> None:
+    ca, cert, key = make_tls_files(tmp_path)
+    client_cert, client_key = make_client_cert(tmp_path)
+    async with broker(tmp_path, tls=(ca, cert, key), require_client_cert=True) as b:
+        without = mqtt_overrides(b.url, ca_file=str(ca))
+        async with running_daemon(tmp_path / "without", without) as d:
+            assert d.app.mqtt is not None
+            await asyncio.wait_for(d.app.mqtt.error_seen.wait(), 15)  # refused: no certificate
+            assert not d.app.mqtt.connected.is_set()
+        mutual = mqtt_overrides(
+            b.url, ca_file=str(ca), cert_file=str(client_cert), key_file=str(client_key)
+        )
+        async with running_daemon(tmp_path / "with", mutual) as d:
+            assert d.app.mqtt is not None
+            await asyncio.wait_for(d.app.mqtt.connected.wait(), 15)
 
 
 async def test_tls_broker(tmp_path: Path) -> None:
