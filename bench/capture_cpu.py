@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,17 +52,22 @@ SIZE, RATE = "1920x1080", 30
 TARGET_COPY_PERCENT = 5.0
 TARGET_COPY_RATIO = 0.1
 CALL_TIMEOUT_S = 30.0
+SNAPSHOTS = 5
+MJPEG_SIZE = "640x480"  # what a USB 2 webcam sends as MJPG
 
 
-def make_source(path: Path, size: str = SIZE, seconds: int = 10) -> None:
+def make_source(
+    path: Path, size: str = SIZE, seconds: int = 10, codec: list[str] | None = None
+) -> None:
     """An H.264 file (1080p30 by default) with a key frame every second, what a UVC H.264
     camera sends."""
     subprocess.run(
         [
             *("ffmpeg", "-hide_banner", "-loglevel", "error", "-y"),
             *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={RATE}"),
-            *("-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast"),
-            *("-g", str(RATE), "-pix_fmt", "yuv420p", "-b:v", "4M", str(path)),
+            *("-t", str(seconds)),
+            *(codec or ["-c:v", "libx264", "-preset", "ultrafast", "-g", str(RATE), "-b:v", "4M"]),
+            *("-pix_fmt", "yuvj422p" if codec else "yuv420p", str(path)),
         ],
         check=True,
         timeout=300,
@@ -126,9 +132,15 @@ def probe_recording(path: Path) -> tuple[float, int]:
 
 
 async def measure_mode(
-    tmp: Path, source: Path, copy: bool, seconds: float, log: TextIO
+    tmp: Path,
+    source: Path,
+    copy: bool,
+    seconds: float,
+    log: TextIO,
+    name: str | None = None,
+    snapshots: int = SNAPSHOTS,
 ) -> dict[str, Any]:
-    mode = "copy" if copy else "encode"
+    mode = name or ("copy" if copy else "encode")
     work = tmp / mode
     raw = daemon_config(work, source, copy)
     config = build_config(raw)
@@ -146,6 +158,15 @@ async def measure_mode(
             await asyncio.sleep(seconds)
             idle_cpu = tree_cpu(daemon.pid)[0] - idle_before
             idle_wall = time.perf_counter() - idle_began
+
+            shots_ms = []
+            for index in range(snapshots):
+                shot_began = time.perf_counter()
+                await asyncio.wait_for(
+                    client.call("take_snapshot", {"device": CAMERA, "filename": f"s{index}"}),
+                    CALL_TIMEOUT_S,
+                )
+                shots_ms.append((time.perf_counter() - shot_began) * 1000)
 
             print(f"{mode}: recording {seconds:g} s", file=log)
             daemon_before, _ = tree_cpu(daemon.pid)
@@ -181,6 +202,7 @@ async def measure_mode(
         "media_seconds": media_s,
         "frames": frames,
         "copy_in_argv": "-c:v copy" in argv,
+        "snapshot_p50_ms": round(statistics.median(shots_ms), 1) if shots_ms else None,
     }
 
 
@@ -193,6 +215,12 @@ async def run_benchmark(args: argparse.Namespace, log: TextIO) -> dict[str, Any]
         make_source(source, args.size)
         copy = await measure_mode(tmp, source, True, args.seconds, log)
         encode = await measure_mode(tmp, source, False, args.seconds, log)
+        mjpeg = None
+        if args.mjpeg:
+            small = tmp / "mjpeg.mkv"
+            print(f"making a {MJPEG_SIZE}@{RATE} MJPEG source", file=log)
+            make_source(small, MJPEG_SIZE, codec=["-c:v", "mjpeg", "-q:v", "5"])
+            mjpeg = await measure_mode(tmp, small, False, args.seconds, log, f"mjpeg-{MJPEG_SIZE}")
     ratio = copy["total_percent"] / encode["total_percent"] if encode["total_percent"] else 0.0
     return {
         "benchmark": "capture_cpu",
@@ -201,6 +229,7 @@ async def run_benchmark(args: argparse.Namespace, log: TextIO) -> dict[str, Any]
         "copy": copy,
         "encode": encode,
         "ratio_copy_encode": round(ratio, 4),
+        "mjpeg": mjpeg,
         "targets": {
             "copy_percent_max": TARGET_COPY_PERCENT,
             "copy_ratio_max": TARGET_COPY_RATIO,
@@ -219,8 +248,10 @@ async def run_benchmark(args: argparse.Namespace, log: TextIO) -> dict[str, Any]
 
 def render(report: dict[str, Any]) -> str:
     rows = []
-    for key in ("copy", "encode"):
-        r = report[key]
+    for key in ("copy", "encode", "mjpeg"):
+        r = report.get(key)
+        if not r:
+            continue
         rows.append(
             [
                 r["mode"],
@@ -231,6 +262,7 @@ def render(report: dict[str, Any]) -> str:
                 f"{r['file_size'] / 1e6:.1f}",
                 f"{r['media_seconds']:.1f}",
                 str(r["frames"]),
+                f"{r['snapshot_p50_ms']}",
             ]
         )
     table = format_table(
@@ -243,6 +275,7 @@ def render(report: dict[str, Any]) -> str:
             "file MB",
             "media s",
             "frames",
+            "snapshot p50 ms",
         ],
         rows,
     )
@@ -267,6 +300,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="window per mode (s)")
     parser.add_argument("--size", default=SIZE, help="source frame size WxH (default 1920x1080)")
+    parser.add_argument(
+        "--no-mjpeg",
+        dest="mjpeg",
+        action="store_false",
+        help=f"skip the {MJPEG_SIZE} MJPEG camera (decoded and encoded)",
+    )
     add_json_option(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.seconds <= 120:

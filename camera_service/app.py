@@ -697,7 +697,7 @@ class Application:
         self._load_cameras()
         self.files.ensure_dirs()
         # Owed mp4 remuxes and stale frame directories of a crashed run (media/remux.py).
-        self._spawn(self.recordings.recover())
+        self.recordings.start_recovery()
         await self._listen(
             "WebSocket", self.config.server.host, self.config.server.port, self.ws.start
         )

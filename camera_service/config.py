@@ -429,7 +429,9 @@ class CameraRecordingConfig(Section):
 
 class ContinuousConfig(Section):
     segments_dir: Path | None = Field(
-        None, description="Where continuous segments go (default: <recordings_dir>/.continuous)"
+        None,
+        description="Where continuous segments go (default: <recordings_dir>/.continuous); "
+        "keep it on the recordings file system, whose usage the roll-over watches",
     )
     segment_seconds: int = Field(
         60, ge=10, le=3600, description="Default segment length of set_recording_mode"

@@ -8,7 +8,8 @@ either way the daemon logs the limit it runs with.
 `install_accept_error_handler()` replaces the event loop's report of a failed `accept()`
 (EMFILE, ENFILE, ENOBUFS, ENOMEM): asyncio already backs off by pausing that listener for a
 second after each failure; the report is rate-limited to one line per 10 s carrying the
-number of failures it stands for, instead of one traceback per failure.
+number of failures it stands for, instead of one traceback per failure. (uvloop does not
+report these: libuv drops the waiting connections through a reserve descriptor.)
 """
 
 from __future__ import annotations

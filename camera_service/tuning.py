@@ -56,7 +56,7 @@ class CameraTuning:
             },
             default_resolution=cams.default_resolution,
             default_fps=cams.default_fps,
-            busy=lambda cid: "RECORDING" if recordings.active(cid) else None,
+            busy=self._busy,
             encoder=lambda: self.encoders.selected,
         )
         self.controls = ControlService(
@@ -74,6 +74,14 @@ class CameraTuning:
     def start(self) -> None:
         """Probe the encoders in the background (start-up is not delayed by it)."""
         self._probe_task = asyncio.create_task(self.probe_encoders(), name="encoder-probe")
+
+    def _busy(self, camera_id: str) -> str | None:
+        """Capture settings cannot change while the camera records (manual or continuous)."""
+        if self._recordings.active(camera_id):
+            return "RECORDING"
+        if self._nvr is not None and self._nvr.is_active(camera_id):
+            return "RECORDING"
+        return None
 
     def use_encoder(self, name: str) -> None:
         self.encoders.selected = name

@@ -4,7 +4,7 @@ import {
   $, busy, clear, copyText, describeError, formatBytes, formatDate, formatDuration, formDialog,
   h, notify, notifyError, sameOriginUrl,
 } from './ui.js';
-import { canPlayHls, playHls, playWhep, whepEndpoint } from './live.js';
+import { canPlayHls, playHls, playHlsJs, playWhep, whepEndpoint } from './live.js';
 import { TuningPanel } from './tuning.js';
 
 const PREVIEW_INTERVAL_MS = 5000;
@@ -541,7 +541,8 @@ class CameraCard {
             return null;
           });
         }
-        if (!player && streams.hls && canPlayHls(video)) player = await playHls(video, streams.hls);
+        // hls.js where Media Source Extensions exist (better LL-HLS support), else native HLS.
+        if (!player && streams.hls) player = 'MediaSource' in window ? await playHlsJs(video, streams.hls) : canPlayHls(video) ? await playHls(video, streams.hls) : null;
         if (!player) throw firstError || new Error('This browser cannot play the stream.');
         if (run !== this.previewRun) {
           player.close();

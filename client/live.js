@@ -1,6 +1,8 @@
 // Live video: WebRTC through MediaMTX's WHEP endpoint, or native HLS in a <video>.
 
 const CONNECT_TIMEOUT_MS = 10000;
+// HLS needs whole segments (a key frame every 2 s) before the first picture: more time.
+const HLS_START_TIMEOUT_MS = 20000;
 
 function waitIceGathering(pc, timeoutMs) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -110,5 +112,66 @@ export function playHls(video, url) {
     video.addEventListener('canplay', onReady);
     video.addEventListener('error', onError);
     video.src = url;
+  });
+}
+
+let hlsJs = null;
+
+/** hls.js (client/vendor, Apache-2.0), loaded the first time a browser without native HLS needs it. */
+function loadHlsJs() {
+  if (window.Hls) return Promise.resolve(window.Hls);
+  if (!hlsJs) {
+    hlsJs = new Promise((resolve, reject) => {
+      const script = document.createElement('script');
+      script.src = 'vendor/hls.light.min.js';
+      script.async = true;
+      script.addEventListener('load', () => (window.Hls ? resolve(window.Hls) : reject(new Error('hls.js did not load.'))));
+      script.addEventListener('error', () => {
+        hlsJs = null;
+        reject(new Error('hls.js could not be loaded.'));
+      });
+      document.head.append(script);
+    });
+  }
+  return hlsJs;
+}
+
+/** HLS through hls.js (Chromium, Firefox); resolves once video plays. */
+export async function playHlsJs(video, url) {
+  const Hls = await loadHlsJs();
+  if (!Hls.isSupported()) throw new Error('This browser cannot play HLS.');
+  return new Promise((resolve, reject) => {
+    // No worker: the client's CSP allows scripts from its own origin only (no blob: workers).
+    const hls = new Hls({ enableWorker: false, lowLatencyMode: true });
+    const close = () => {
+      hls.destroy();
+      video.removeAttribute('src');
+      video.load();
+    };
+    const fail = (err) => {
+      clearTimeout(timer);
+      close();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new Error('The HLS stream did not start.')), HLS_START_TIMEOUT_MS);
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (!data.fatal) return;
+      // MediaMTX answers 404 while no stream is up yet and 500 when a muxer is torn down
+      // under the request: ask again (within the start timeout). No answer at all fails now.
+      const status = data.response ? data.response.code : 0;
+      if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && (status === 404 || status >= 500)) {
+        setTimeout(() => hls.loadSource(url), 500);
+        return;
+      }
+      const code = data.response && data.response.code ? `, HTTP ${data.response.code}` : '';
+      fail(new Error(`The HLS stream failed (${data.details}${code}).`));
+    });
+    video.addEventListener('playing', () => {
+      clearTimeout(timer);
+      resolve({ kind: 'HLS', close });
+    }, { once: true });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    video.play().catch(() => {});
   });
 }

@@ -365,6 +365,34 @@ Controls are written when the camera is plugged in and again once every capture 
 and published by copy; other cameras are encoded with `ffmpeg.video_encoder` (`auto` probes the
 hardware encoders at start with a test encode and falls back to `libx264`).
 
+## Continuous recording, motion and a full disk
+
+`set_recording_mode` chooses a camera's mode at run time (stored in the state directory);
+these keys give its defaults, the per-camera retention of continuous segments and the motion
+detector's settings (see docs/api.md, "Continuous recording, motion and clips").
+
+```yaml
+storage:
+  block_percent: 95
+  when_full: delete_oldest    # or stop: recordings stop at block_percent (nothing is deleted)
+continuous:
+  segment_seconds: 60         # default of set_recording_mode
+  pre_roll: 5                 # motion mode: seconds kept before and after each event
+  post_roll: 5
+  cameras:
+    camera0:
+      retain_days: 7          # continuous segments older than this are deleted
+      retain_gb: 50           # and the oldest beyond this size
+      motion:                 # overrides of motion.* for this camera
+        sensitivity: 60
+        mask:                 # never analysed: a tree in the top right quarter
+          - {{x: 0.5, y: 0, width: 0.5, height: 0.5}}
+motion:
+  enabled: true               # also detect motion in continuous mode (events, no clips)
+  min_duration: 1.0
+  end_after: 2.0
+```
+
 ## Keys
 
 Columns: the dotted key, its type, its default (`–`: none), the allowed values and the

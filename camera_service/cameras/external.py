@@ -88,6 +88,11 @@ def validate_stream_url(url: object) -> str:
         )
     if not parts.hostname:
         raise ExternalStreamError("stream_url", "host", "the URL must name a host")
+    if bool(parts.username) != bool(parts.password):
+        # MediaMTX refuses such a source (internal/conf/path.go, validateURL).
+        raise ExternalStreamError(
+            "stream_url", "credentials", "give both a user and a password in the URL, or neither"
+        )
     return url
 
 

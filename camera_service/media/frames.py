@@ -276,11 +276,12 @@ class FrameHub:
                 if self._recordings.latest_frame(feed.camera_id) is not None:
                     await self._follow_recording(feed)
                     continue
+                seq = feed.seq
                 ok = await self._read_once(feed)
                 if ok or not self._wanted(feed):
                     failures = 0
                     continue
-                failures += 1
+                failures = 1 if feed.seq != seq else failures + 1  # it had worked: start over
                 feed.restarts += 1
                 if failures > len(_RESTART_BACKOFF_S):
                     log.warning("frames of %s: giving up: %s", feed.camera_id, feed.error)

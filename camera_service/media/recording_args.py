@@ -22,13 +22,15 @@ from camera_service.storage.files import InvalidFilename, generated_filename, wi
 def frames_written(block: dict[str, str]) -> int:
     """Frames FFmpeg reported in a ``-progress`` block (``frame=``; with ``out_time_us`` as
     the witness for stream copies), 0 when it wrote nothing yet."""
-    for key in ("frame", "out_time_us"):
-        try:
-            if int(block.get(key, "0")) > 0:
-                return max(int(block.get("frame", "1")), 1)
-        except ValueError:
-            continue
-    return 0
+    frames, media_us = (_count(block.get(key)) for key in ("frame", "out_time_us"))
+    return frames if frames > 0 else (1 if media_us > 0 else 0)
+
+
+def _count(value: str | None) -> int:
+    try:
+        return int(value or "0")
+    except ValueError:  # "N/A" before the first packet
+        return 0
 
 
 # --------------------------------------------------------------------------- pure helpers

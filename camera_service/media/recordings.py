@@ -296,6 +296,10 @@ class RecordingManager:
         if fmt == "mp4":
             remux.marker_for(path).touch()  # a remux is owed, even after a crash
 
+    def start_recovery(self) -> None:
+        """Run :meth:`recover` in the background (``stop_all`` waits for it, bounded)."""
+        self._track(self.recover())
+
     async def recover(self) -> None:
         """At start: finish the remuxes a crash or a shutdown left owed, and remove the
         latest-frame directories of daemons that are gone. Sets :attr:`recovered`."""

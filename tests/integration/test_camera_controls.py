@@ -276,6 +276,7 @@ async def test_capture_settings_validated_against_capabilities(
                 "set_camera_settings", {"device": "camera0", "pixel_format": "YUYV", "fps": 30}
             )
         assert bad.value.data["param"] == "fps" and bad.value.data["hint"] == "allowed: 5"
+        assert bad.value.data["allowed"] == [5]
         with pytest.raises(RpcCallError) as denied:
             await viewer.call("set_camera_settings", {"device": "camera0", "fps": 5})
         assert denied.value.code == -32002

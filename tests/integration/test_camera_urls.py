@@ -303,3 +303,26 @@ async def test_a_stalled_viewer_costs_no_memory(tmp_path: Path) -> None:
                 stalled.close()
     assert min(sizes) > 100_000
     assert grown < 6 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB"
+
+
+async def test_continuous_recording_takes_the_device_and_the_stream_goes_on(
+    daemon: RunningDaemon,
+) -> None:
+    from camera_service.storage.modes import ModeSettings
+
+    urls = await camera_urls(daemon, "cam0")
+    async with aiohttp.ClientSession() as http, http.get(urls["mjpeg_url"]) as r:
+        await read_parts(r, 3)
+        await daemon.app.nvr.set_mode("cam0", ModeSettings("continuous", 10, 1.0, 1.0))
+        try:
+            during = await read_parts(r, 3)  # the continuous recorder's own frames
+            recorder = daemon.app.nvr.recorder("cam0")
+            assert recorder is not None and recorder.handle is not None
+            assert recorder.handle.running
+        finally:
+            await daemon.app.nvr.set_mode("cam0", ModeSettings("off", 10, 1.0, 1.0))
+        after = await read_parts(r, 3)
+    assert all(is_complete_jpeg(f) for f in during + after)
+    assert daemon.app.supervisor.peak_readers("cam0") == 1
+    roles = [h.role for h in daemon.app.supervisor.history("cam0") if h.reader]
+    assert roles[:2] == ["frames", "continuous"] and roles[-1] == "frames"

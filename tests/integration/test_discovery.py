@@ -513,6 +513,8 @@ async def test_external_streams_persist_across_restart(
         ("rtsp://host/a b", "format"),
         ("", "type"),
         ("rtsp://h/" + "x" * 3000, "max_length"),
+        ("rtsp://user@cam.example/live", "credentials"),  # MediaMTX refuses it
+        ("rtsp://:secret@cam.example/live", "credentials"),
     ],
 )
 async def test_external_stream_url_rejected(tmp_path: Path, url: str, rule: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from camera_service.client import CameraClient, RpcCallError
 from camera_service.events import Event
-from tests.support.daemon import RunningDaemon, running_daemon
+from tests.support.daemon import DaemonProcess, RunningDaemon, running_daemon
 from tests.support.hostile import HostileConnection, ws_open
 from tests.support.waiting import wait_until
 
@@ -101,7 +102,8 @@ async def test_slow_reader_over_its_byte_budget_sees_1013(tmp_path: Path) -> Non
 async def test_keepalive_closes_a_peer_that_stopped_reading(tmp_path: Path) -> None:
     """A peer that stops reading while 8 MB are on their way (under its 16 MiB budget) stops
     the socket's drain; the keepalive ping waits behind that data, and the ping together with
-    its pong has one deadline, so the peer is closed (1011) instead of lingering."""
+    its pong has one deadline, so the peer is closed (1013: frames still wait for it)
+    instead of lingering."""
     overrides = {
         "server": {
             "send_queue_bytes": 16 << 20,
@@ -289,3 +291,45 @@ async def test_subscription_device_filter_is_bounded(daemon: RunningDaemon) -> N
             "subscribe_events", {"topics": ["camera.*"], "filters": {"device": many[:64]}}
         )
         assert len(answer["filters"]["device"]) == 64
+
+
+async def test_sigterm_while_non_reading_clients_hammer_stays_within_the_budget(
+    tmp_path: Path,
+) -> None:
+    """10 clients that never read keep sending batches of 50 rpc.discover (reconnecting when
+    dropped) while the daemon gets SIGTERM: it exits 0 within its 9 s shutdown budget."""
+    daemon = DaemonProcess(tmp_path)
+    await daemon.start()
+    sent = 0
+    stop = asyncio.Event()
+    batch = json.dumps([{**DISCOVER, "id": i} for i in range(50)])
+
+    async def hammer(source: str) -> None:
+        nonlocal sent
+        while not stop.is_set():
+            conn = await ws_open(source, daemon.ws_port, rcvbuf=4096)
+            if conn is None:
+                await asyncio.sleep(0.1)  # refused (shutting down): try again, as an attacker would
+                continue
+            assert conn.transport is not None
+            conn.transport.pause_reading()
+            while not stop.is_set() and not conn.lost.done():
+                conn.send_text(batch)
+                sent += 1
+                await asyncio.wait(
+                    [asyncio.ensure_future(conn.writable()), conn.lost],
+                    timeout=0.5,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            conn.abort()
+
+    clients = [asyncio.create_task(hammer(f"127.0.4.{i + 1}")) for i in range(10)]
+    try:
+        await wait_until(lambda: sent >= 300, timeout=30, what="300 batches sent")
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(timeout=9) == 0
+    finally:
+        stop.set()
+        await asyncio.gather(*clients, return_exceptions=True)
+        await daemon.stop()
+    assert not any("Traceback" in line for line in daemon.log_lines)

@@ -14,7 +14,15 @@ import pytest
 
 from camera_service.events import Event
 from tests.support.daemon import RunningDaemon, running_daemon
-from tests.support.mosquitto import Broker, Watcher, broker, free_port, make_tls_files, watching
+from tests.support.mosquitto import (
+    Broker,
+    Watcher,
+    broker,
+    free_port,
+    make_client_cert,
+    make_tls_files,
+    watching,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -221,6 +229,23 @@ async def test_username_and_password(tmp_path: Path) -> None:
                 assert await rpc.call("ping") == "pong"
 
 
+async def test_tls_broker_with_client_certificates(tmp_path: Path) -> None:
+    ca, cert, key = make_tls_files(tmp_path)
+    client_cert, client_key = make_client_cert(tmp_path)
+    async with broker(tmp_path, tls=(ca, cert, key), require_client_cert=True) as b:
+        without = mqtt_overrides(b.url, ca_file=str(ca))
+        async with running_daemon(tmp_path / "without", without) as d:
+            assert d.app.mqtt is not None
+            await asyncio.wait_for(d.app.mqtt.error_seen.wait(), 15)  # refused: no certificate
+            assert not d.app.mqtt.connected.is_set()
+        mutual = mqtt_overrides(
+            b.url, ca_file=str(ca), cert_file=str(client_cert), key_file=str(client_key)
+        )
+        async with running_daemon(tmp_path / "with", mutual) as d:
+            assert d.app.mqtt is not None
+            await asyncio.wait_for(d.app.mqtt.connected.wait(), 15)
+
+
 async def test_tls_broker(tmp_path: Path) -> None:
     ca, cert, key = make_tls_files(tmp_path)
     async with broker(tmp_path, tls=(ca, cert, key)) as b:
@@ -247,3 +272,30 @@ async def test_broker_down_at_start_the_daemon_starts_and_connects_later(tmp_pat
                 await w.wait_json(f"{PREFIX}/cameras/cam0/state", lambda s: True)
         finally:
             late.stop()
+
+
+async def test_real_motion_turns_the_motion_sensor_on_and_off(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    """Motion detection (media/motion.py) on a scene that moves between t=4 s and t=8 s: the
+    retained motion topic goes ON then OFF, as the Home Assistant binary sensor expects."""
+    from camera_service.storage.modes import ModeSettings
+    from tests.integration.test_motion import KNOWN_MOTION
+    from tests.integration.test_motion import overrides as motion_overrides
+
+    config = motion_overrides(KNOWN_MOTION)
+    config["mqtt"] = mqtt_overrides(mosquitto.url)["mqtt"]
+    async with running_daemon(tmp_path, config) as d, watching(mosquitto.port) as w:
+        assert d.app.mqtt is not None
+        await asyncio.wait_for(d.app.mqtt.connected.wait(), 15)
+        sensor = "homeassistant/binary_sensor/node-a/yard_motion/config"
+        await w.wait_json(sensor, lambda c: c["device_class"] == "motion")
+        await d.app.nvr.set_mode("yard", ModeSettings("continuous", 10, 1.0, 1.0))
+        motion = f"{PREFIX}/cameras/yard/motion"
+        await w.wait_for(lambda w: w.last.get(motion) == b"ON", timeout=30, what="motion ON")
+        await w.wait_for(lambda w: w.last.get(motion) == b"OFF", timeout=30, what="motion OFF")
+        await d.app.nvr.set_mode("yard", ModeSettings("off", 10, 1.0, 1.0))
+    events = [json.loads(p) for t, p in w.history if t == f"{PREFIX}/events"]
+    motion_events = [e for e in events if e["topic"].startswith("motion.")]
+    assert [e["topic"] for e in motion_events] == ["motion.start", "motion.end"]
+    assert motion_events[0]["params"]["device"] == "yard"

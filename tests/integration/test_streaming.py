@@ -582,3 +582,20 @@ async def test_streaming_and_recording_transitions_never_cut_a_reader(tmp_path: 
         assert not reader_r.at_eof()
         reader_w.close()
         await recorder.stop_all()
+
+
+async def test_start_streaming_does_not_report_the_replaced_path_ready(env: Env) -> None:
+    """MediaMTX applies a write after its 200: right after a replace that restarts the path,
+    the old path still answers ready. start_streaming must wait for the new one."""
+    fake = env.fake
+    fake.apply_delay = 0.3
+    ours = fake.config_paths["lab0"]["runOnDemand"]
+    fake.config_paths["lab0"]["runOnDemand"] = "ffmpeg -i stale"  # an outdated publisher
+    old = fake.set_path_state("lab0", ready=True)
+    old_ready = old.ready_time
+    async with env.daemon.client("operator") as client:
+        await client.call("start_streaming", {"device": "lab0"})
+    assert fake.config_paths["lab0"]["runOnDemand"] == ours
+    state = fake.path_states.get("lab0")
+    assert state is not None and state.ready and state.ready_time != old_ready
+    assert env.writes("configPathsReplace", "lab0") == 1

@@ -46,138 +46,31 @@ import contextlib
 import copy
 import functools
 import json
-import os
 import re
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
 import aiohttp
-import yaml
 from aiohttp import web
-from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-from camera_service.mediamtx.durations import parse_go_duration
 from tests.support import fake_mediamtx_rules as rules
 from tests.support.fake_mediamtx_auth import MediaMTXAuthCaller, http_credentials
-from tests.support.fake_mediamtx_media import (
-    FakeRTSPServer,
-    encode_record_path,
-    finalize_segment,
-    segment_head,
-)
-
-_REPO = Path(__file__).resolve().parents[2]
-# The project's shared reference wins; the copy in tests/support/reference keeps the suite
-# runnable from a lone checkout of this repository.
-_SPEC_CANDIDATES = (
-    _REPO.parent / "shared" / "reference" / "mediamtx-openapi.yaml",
-    _REPO / "tests" / "support" / "reference" / "mediamtx-openapi.yaml",
-)
-_CONF_CANDIDATES = (
-    _REPO.parent / "shared" / "reference" / "mediamtx.yml",
-    _REPO / "tests" / "support" / "reference" / "mediamtx.yml",
+from tests.support.fake_mediamtx_media import FakeRTSPServer
+from tests.support.fake_mediamtx_paths import PathState, RunningPaths
+from tests.support.mediamtx_spec import (  # re-exported: tests import them from here
+    _CONF_CANDIDATES,
+    SpecValidator,
+    _load_yaml,
+    _path_defaults,
+    find_reference,
+    load_spec,
 )
 
 Json = dict[str, Any]
-
-
-def find_reference(env_var: str, candidates: Iterable[Path]) -> Path:
-    """First existing file among ``$env_var`` and ``candidates``."""
-    env = os.environ.get(env_var)
-    paths = [Path(env)] if env else []
-    paths.extend(candidates)
-    for path in paths:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"none of {[str(p) for p in paths]} exists (set ${env_var})")
-
-
-def spec_path() -> Path:
-    return find_reference("MEDIAMTX_OPENAPI_SPEC", _SPEC_CANDIDATES)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_yaml(path: Path) -> Any:
-    with path.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
-def load_spec(path: Path | None = None) -> Json:
-    """The parsed OpenAPI document (cached and shared: do not mutate it)."""
-    return cast(Json, _load_yaml(path or spec_path()))
-
-
-def _close_object_schemas(node: Any) -> None:
-    """Add ``additionalProperties: false`` to every object schema that lists properties."""
-    if isinstance(node, dict):
-        if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
-            node["additionalProperties"] = False
-        for value in node.values():
-            _close_object_schemas(value)
-    elif isinstance(node, list):
-        for value in node:
-            _close_object_schemas(value)
-
-
-class SpecValidator:
-    """Validates JSON documents against the spec's component schemas."""
-
-    def __init__(self, spec: Json, *, forbid_unknown_fields: bool = True) -> None:
-        self.spec = spec
-        components = copy.deepcopy(spec["components"])
-        if forbid_unknown_fields:
-            _close_object_schemas(components["schemas"])
-        self._components = components
-        self._validators: dict[str, OAS30Validator] = {}
-
-    def _validator(self, ref: str) -> OAS30Validator:
-        if ref not in self._validators:
-            schema = {"$ref": ref, "components": self._components}
-            self._validators[ref] = OAS30Validator(schema, format_checker=oas30_format_checker)
-        return self._validators[ref]
-
-    def errors(self, ref: str, document: Any) -> list[str]:
-        """Messages for every violation of schema ``ref`` (e.g. ``#/components/schemas/X``)."""
-        found = sorted(self._validator(ref).iter_errors(document), key=lambda e: list(e.path))
-        return [f"{'/'.join(str(p) for p in err.path) or '<body>'}: {err.message}" for err in found]
-
-    def schema_errors(self, name: str, document: Any) -> list[str]:
-        return self.errors(f"#/components/schemas/{name}", document)
-
-    def request_body_ref(self, route: str, method: str) -> str | None:
-        """The ``$ref`` of the JSON request body of an operation, None if it takes none."""
-        op = self.spec["paths"][route][method.lower()]
-        body = op.get("requestBody")
-        if body is None:
-            return None
-        return cast(str, body["content"]["application/json"]["schema"]["$ref"])
-
-
-def _path_defaults(spec: Json) -> Json:
-    """Default PathConf as MediaMTX would echo it, from the reference ``mediamtx.yml``."""
-    props: Json = spec["components"]["schemas"]["PathConf"]["properties"]
-    try:
-        conf_file = find_reference("MEDIAMTX_REFERENCE_CONF", _CONF_CANDIDATES)
-        from_file: Json = _load_yaml(conf_file).get("pathDefaults") or {}
-    except FileNotFoundError:
-        from_file = {"source": "publisher", "record": False, "recordFormat": "fmp4"}
-    defaults: Json = {}
-    for key, prop in props.items():
-        value = from_file.get(key)
-        if value is None:
-            if prop.get("nullable"):
-                defaults[key] = None
-            elif prop.get("type") == "string":
-                defaults[key] = ""
-            elif prop.get("type") == "array":
-                defaults[key] = []
-            continue
-        defaults[key] = copy.deepcopy(value)
-    return defaults
 
 
 @dataclass
@@ -198,19 +91,6 @@ class _Fault:
     message: str = "injected failure"
     delay: float = 0.0
     operation: str | None = None
-
-
-@dataclass
-class PathState:
-    """Runtime state of a path that tests can set (readiness, readers, traffic)."""
-
-    ready: bool = False
-    readers: int = 0
-    bytes_received: int = 0
-    bytes_sent: int = 0
-    source_type: str = "rtspSession"
-    ready_time: str | None = None
-    tracks: list[str] = field(default_factory=lambda: ["H264"])
 
 
 Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
@@ -246,7 +126,7 @@ def _global_defaults() -> Json:
     return {k: copy.deepcopy(v) for k, v in conf.items() if k not in ("paths", "pathDefaults")}
 
 
-class FakeMediaMTX:
+class FakeMediaMTX(RunningPaths):
     """aiohttp server implementing the MediaMTX API subset camera-service uses."""
 
     OPERATIONS = (
@@ -628,107 +508,6 @@ class FakeMediaMTX:
             return _error(404, "path not found")
         self._later(self.apply_delay, lambda: self._close_path(name))
         return _ok()
-
-    # -- running paths -----------------------------------------------------------------
-
-    def _later(self, delay: float, action: Callable[[], None]) -> None:
-        async def run() -> None:
-            await asyncio.sleep(delay)  # the simulated server's own latency
-            action()
-            self._answered.set()
-
-        task = asyncio.create_task(run())
-        self._timers.add(task)
-        task.add_done_callback(self._timers.discard)
-
-    def _apply_conf(self, name: str, old: Json | None) -> None:
-        new = self.config_paths.get(name)
-        if new is None:
-            return
-        if old is not None and rules.restarts(old, new):
-            self._close_path(name)
-            return
-        self._update_recording(name)
-
-    def _close_path(self, name: str) -> None:
-        """internal/core/path.go: a closed path drops its readers and its recorder."""
-        for writer in self.rtsp_readers.pop(name, set()):
-            writer.close()
-        self.path_states.pop(name, None)
-        self._end_segment(name)
-
-    @staticmethod
-    def _on_demand(conf: Json) -> bool:
-        if conf.get("runOnDemand"):
-            return True
-        return conf.get("source", "publisher") != "publisher" and bool(conf.get("sourceOnDemand"))
-
-    def _reader_connected(self, name: str, writer: asyncio.StreamWriter) -> bool:
-        if name not in self._runtime_names():
-            return False
-        self.rtsp_readers.setdefault(name, set()).add(writer)
-        conf = self.config_paths[name]
-        state = self.path_states.get(name)
-        if self._on_demand(conf) and (state is None or not state.ready):
-            self._later(self.publish_delay, lambda: self._published(name))
-        self._answered.set()
-        return True
-
-    def _published(self, name: str) -> None:
-        if self.rtsp_readers.get(name) and name in self.config_paths:
-            if name in self.unpublishable:
-                return
-            self.set_path_state(name, ready=True)
-            self._update_recording(name)
-
-    def _reader_left(self, name: str, writer: asyncio.StreamWriter) -> None:
-        readers = self.rtsp_readers.get(name)
-        if readers is None or writer not in readers:
-            return
-        readers.discard(writer)
-        self._answered.set()
-        conf = self.config_paths.get(name)
-        if readers or conf is None or not self._on_demand(conf):
-            return
-        key = "runOnDemandCloseAfter" if conf.get("runOnDemand") else "sourceOnDemandCloseAfter"
-        close_after = parse_go_duration(conf.get(key) or "0s")
-        self._later(close_after, lambda: self._unpublish(name))
-
-    def _unpublish(self, name: str) -> None:
-        if not self.rtsp_readers.get(name) and name in self.path_states:
-            self.path_states[name].ready = False
-            self.path_states[name].ready_time = None
-            self._end_segment(name)
-
-    def _update_recording(self, name: str) -> None:
-        """internal/recorder: record while the path is ready and ``record`` is on."""
-        conf = self.config_paths.get(name) or {}
-        state = self.path_states.get(name)
-        if conf.get("record") and state is not None and state.ready:
-            if name not in self.segments:
-                self._begin_segment(name, conf)
-        else:
-            self._end_segment(name)
-
-    def _begin_segment(self, name: str, conf: Json) -> None:
-        start = datetime.now(UTC)
-        ext = ".mp4" if conf.get("recordFormat", "fmp4") == "fmp4" else ".ts"
-        target = Path(encode_record_path(conf.get("recordPath", ""), name, start) + ext)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(segment_head(0) + bytes(256))
-        except OSError as exc:  # MediaMTX logs it and records nothing
-            self.record_errors.append(f"{name}: {exc}")
-            return
-        self.segments[name] = (target, start)
-        self.segment_files.append(target)
-
-    def _end_segment(self, name: str) -> None:
-        segment = self.segments.pop(name, None)
-        if segment is not None:
-            target, start = segment
-            elapsed = datetime.now(UTC) - start
-            finalize_segment(str(target), int(elapsed.total_seconds() * 1000))
 
     def _runtime_path(self, name: str) -> Json:
         state = self.path_states.get(name, PathState())

@@ -41,6 +41,7 @@ class Broker:
     bridge_topics: tuple[str, ...] = ("camera-service/# both 1", "homeassistant/# out 1")
     users: dict[str, str] = field(default_factory=dict)  # user → password; none: anonymous
     tls: tuple[Path, Path, Path] | None = None  # ca, cert, key
+    require_client_cert: bool = False  # with tls: clients need a certificate of that CA
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,6 +74,8 @@ class Broker:
         if self.tls is not None:
             ca, cert, key = self.tls
             lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
+            if self.require_client_cert:
+                lines += ["require_certificate true"]
         if self.bridge_to is not None:
             lines += [
                 f"connection {self.name}-to-central",
@@ -208,3 +211,18 @@ def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
     for step in steps:
         subprocess.run(step, check=True, capture_output=True, timeout=60)
     return ca, cert, key
+
+
+def make_client_cert(directory: Path, name: str = "client") -> tuple[Path, Path]:
+    """A client certificate signed by :func:`make_tls_files`' CA, as (cert, key)."""
+    ca_key, ca = directory / "ca.key", directory / "ca.pem"
+    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
+    steps = [
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+         str(csr), "-subj", f"/CN={name}"],
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-out", str(cert), "-days", "2"],
+    ]  # fmt: skip
+    for step in steps:
+        subprocess.run(step, check=True, capture_output=True, timeout=60)
+    return cert, key

@@ -19,10 +19,12 @@ def test_tiny_run_reports_both_modes(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["copy"]["copy_in_argv"] is True
     assert report["encode"]["copy_in_argv"] is False
-    for mode in ("copy", "encode"):
+    assert report["mjpeg"]["mode"] == "mjpeg-640x480" and not report["mjpeg"]["copy_in_argv"]
+    for mode in ("copy", "encode", "mjpeg"):
         figures = report[mode]
         assert figures["ffmpeg_children"] == 1
         assert figures["total_percent"] > 0 and figures["file_size"] > 0
+        assert figures["snapshot_p50_ms"] > 0
     assert report["ratio_copy_encode"] > 0
     assert set(report["targets"]) == {
         "copy_percent_max",

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from camera_service.media.ffmpeg import InvalidTarget
+from camera_service.media.recording_args import frames_written
 from camera_service.media.recordings import (
     EncoderSettings,
     build_recording_args,
@@ -180,3 +181,18 @@ def test_generated_names_that_are_taken_get_a_counter() -> None:
     assert path.name == "cam0_2026-01-02_03-04-05_2.jpg"
     chosen = resolve_output_path(Path("/s"), "door", ".jpg", "cam0", now, lambda p: True)
     assert chosen.name == "door.jpg"  # a user's name is never renamed; the caller refuses it
+
+
+@pytest.mark.parametrize(
+    ("block", "frames"),
+    [
+        ({}, 0),
+        ({"frame": "0", "out_time_us": "N/A"}, 0),
+        ({"frame": "N/A", "out_time_us": "40000"}, 1),  # a stream copy without a frame count
+        ({"frame": "7", "out_time_us": "466666"}, 7),
+    ],
+)
+def test_frames_written_decides_when_a_recording_has_started(
+    block: dict[str, str], frames: int
+) -> None:
+    assert frames_written(block) == frames

@@ -263,3 +263,34 @@ def test_tracker_events_respect_min_duration_and_end_after() -> None:
     assert ended == [(pytest.approx(5.6), pytest.approx(11.4), 0.3)]
     assert min_area_fraction(100) == pytest.approx(0.001)
     assert min_area_fraction(1) == pytest.approx(0.1)
+
+
+# --------------------------------------------------------------------------- argv
+
+
+def test_continuous_argv_follows_the_encoder_and_copies_h264(tmp_path: Path) -> None:
+    from camera_service.media.continuous import build_continuous_args
+    from camera_service.media.recordings import EncoderSettings
+    from camera_service.media.source import CaptureSource
+
+    raw = CaptureSource("cam", "testsrc2", "lavfi", fps=15)
+    hw = EncoderSettings(bitrate="1M", codec="h264_v4l2m2m")
+    argv = build_continuous_args(
+        "ffmpeg", raw, "p.mp4", tmp_path / "l.csv", 30, hw, tmp_path / "f.jpg", 1.0, None, None
+    )
+    assert argv[argv.index("-c:v") + 1] == "h264_v4l2m2m"
+    assert argv[argv.index("-force_key_frames") + 1] == "expr:gte(t,n_forced*30)"
+    assert argv[argv.index("-segment_time") + 1] == "30"
+    assert "udp://" not in " ".join(argv)
+    h264 = CaptureSource("cam", "rtsp://127.0.0.1/cam", "rtsp", is_h264=True)
+    copied = build_continuous_args(
+        "ffmpeg", h264, "p.mp4", tmp_path / "l.csv", 30, hw, tmp_path / "f.jpg", 1.0, None, None
+    )
+    assert copied[copied.index("-c:v") + 1] == "copy" and "-force_key_frames" not in copied
+    assert copied.index("-skip_frame") < copied.index("-i")  # JPEGs from key frames only
+    motion = MotionConfig()
+    watched = build_continuous_args(
+        "ffmpeg", h264, "p.mp4", tmp_path / "l.csv", 30, hw, tmp_path / "f.jpg", 1.0, motion, 9
+    )
+    assert "-skip_frame" not in watched  # motion needs every frame it samples
+    assert watched[-1] == "udp://127.0.0.1:9?pkt_size=19200"

@@ -113,8 +113,11 @@ def _errors(device: str) -> Iterator[None]:
     except DeviceFailed as exc:
         raise DependencyFailed("camera", str(exc)) from None
     except CaptureSettingsError as exc:
-        allowed = ", ".join(map(str, exc.allowed))
-        raise InvalidParams(exc.param, exc.rule, f"allowed: {allowed}") from None
+        listed = ", ".join(map(str, exc.allowed))
+        error = InvalidParams(exc.param, exc.rule, f"allowed: {listed}")
+        assert error.data is not None
+        error.data["allowed"] = list(exc.allowed)
+        raise error from None
 
 
 def register(registry: Registry, deps: ControlDeps) -> None:
