@@ -4,6 +4,7 @@
 import { $, busy, clear, describeError, formatBytes, formatDate, h, notify, sameOriginUrl } from './ui.js';
 
 const SEGMENT_PAGE = 2000;
+const AUTO_REFRESH_MS = 15000; // new segments appear while the view is open
 
 export class TimelineView {
   constructor(app) {
@@ -15,6 +16,7 @@ export class TimelineView {
     this.range = null; // {start, end} in ms
     this.seq = 0;
     this.refreshTimer = null;
+    this.autoTimer = null;
     this.bind();
   }
 
@@ -37,10 +39,15 @@ export class TimelineView {
   onShow() {
     this.visible = true;
     if (this.app.connected) this.start();
+    clearInterval(this.autoTimer);
+    this.autoTimer = setInterval(() => {
+      if (this.visible && this.app.connected && !document.hidden) this.load();
+    }, AUTO_REFRESH_MS);
   }
 
   onHide() {
     this.visible = false;
+    clearInterval(this.autoTimer);
   }
 
   onReady() {

@@ -156,3 +156,36 @@ async def test_continuous_segments_are_not_trimmed_as_a_buffer(tmp_path: Path) -
         await nvr.housekeep_once()
         assert nvr.deleted_segments == 0
         await nvr.set_mode("yard", ModeSettings("off", 2, 1.0, 1.0))
+
+
+LEFT_HALF_MOTION = (
+    "color=c=gray:s=320x240:r=15[bg];testsrc2=s=160x240:r=15[fg];"
+    "[bg][fg]overlay=x=0:y=0:enable='gte(t,1)'"
+)
+
+
+async def test_motion_in_a_masked_area_gives_no_event(tmp_path: Path) -> None:
+    """Motion only in the left half: masked there, nothing; a zone there, an event."""
+    masked = overrides(LEFT_HALF_MOTION, mask=[{"x": 0, "y": 0, "width": 0.5, "height": 1}])
+    masked["continuous"] = {
+        "cameras": {
+            "zoned": {
+                "motion": {"zones": [{"x": 0, "y": 0, "width": 0.5, "height": 1}], "mask": []}
+            }
+        }
+    }
+    masked["cameras"]["sources"].append(
+        {"id": "zoned", "input_format": "lavfi", "input": LEFT_HALF_MOTION}
+    )
+    async with running_daemon(tmp_path, masked) as daemon:
+        nvr = daemon.app.nvr
+        await nvr.set_mode("yard", ModeSettings("continuous", 10, 1.0, 1.0))
+        await nvr.set_mode("zoned", ModeSettings("continuous", 10, 1.0, 1.0))
+        yard, zoned = nvr.recorder("yard"), nvr.recorder("zoned")
+        assert yard is not None and zoned is not None
+        await wait_until(lambda: any(e.device == "zoned" for e in nvr.events.all()), 30, "zone")
+        await wait_until(lambda: yard.motion_frames >= 40, 30, "analysed frames")
+        devices = {e.device for e in nvr.events.all()}
+        await nvr.set_mode("yard", ModeSettings("off", 10, 1.0, 1.0))
+        await nvr.set_mode("zoned", ModeSettings("off", 10, 1.0, 1.0))
+    assert devices == {"zoned"}

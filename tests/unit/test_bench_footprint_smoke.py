@@ -44,3 +44,14 @@ def test_versions_bench_compares_two_daemons_with_the_same_jobs() -> None:
             assert figures["req_per_s"] > 0
             assert figures["server_us_per_call"] >= 0
         assert report["ratios_current_over_baseline"][job]["req_per_s"] > 0
+
+
+def test_idle_bench_reports_cpu_memory_and_the_import_profile() -> None:
+    report = _bench("bench.idle", "--window", "1")
+    idle = report["idle"]
+    assert idle["window_s"] == 1
+    assert 0 <= idle["cpu_percent"] < 100
+    assert idle["rss_mb"] > idle["uss_mb"] > 5
+    assert idle["event_loop"] in ("asyncio", "uvloop")
+    modules = [row["module"] for row in report["imports"]["top_cumulative_ms"]]
+    assert "camera_service.app" in modules
