@@ -29,9 +29,11 @@ from camera_service.auth.stream_access import AccessPolicy, is_ip_address
 from camera_service.auth.stream_tokens import StreamTokens, derive_stream_secret
 from camera_service.auth.url_tokens import derive_camera_url_secret
 from camera_service.cameras.controls import V4L2IO
-from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
+from camera_service.cameras.device_events import EventSource
+from camera_service.cameras.discovery import Discovery, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
 from camera_service.cameras.model import MAX_CAMERAS, Camera, CameraStatus
+from camera_service.cameras.probing import Prober
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 from camera_service.config import Config, ConfigError, load_config
@@ -40,9 +42,11 @@ from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.fsutil import StateFileError
 from camera_service.health import ComponentStatus, Health
 from camera_service.media.continuous import RecorderEnv
-from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor, StopPolicy
+from camera_service.media.errors import NotRecording
+from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.frames import FrameHub
 from camera_service.media.nvr import NvrManager
+from camera_service.media.process import StopPolicy
 from camera_service.media.recordings import EncoderSettings
 from camera_service.media.segment_recordings import NvrRecordings
 from camera_service.media.source import CaptureSource, capture_source_for
