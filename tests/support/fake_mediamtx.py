@@ -183,6 +183,8 @@ class FakeMediaMTX(RunningPaths):
         self.auth: MediaMTXAuthCaller | None = None
         self._auth_session: aiohttp.ClientSession | None = None
         self.started_at = _now()
+        #: What /v3/info reports (a development build's version passes the version gate).
+        self.version = "v0.0.0-fake"
         self._ever_started = False
         self._faults: list[_Fault] = []
         self._runner: web.AppRunner | None = None
@@ -455,7 +457,7 @@ class FakeMediaMTX(RunningPaths):
     # -- handlers ----------------------------------------------------------------------
 
     async def _info(self, request: web.Request, body: Any) -> web.Response:
-        return web.json_response({"version": "v0.0.0-fake", "started": self.started_at})
+        return web.json_response({"version": self.version, "started": self.started_at})
 
     async def _config_paths_list(self, request: web.Request, body: Any) -> web.Response:
         items = [self.config_paths[k] for k in sorted(self.config_paths)]

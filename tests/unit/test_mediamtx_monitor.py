@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from camera_service.mediamtx.client import MediaMTXClient
+from camera_service.mediamtx.client import MediaMTXClient, MediaMTXError, MediaMTXUnavailable
 from camera_service.mediamtx.monitor import (
     BreakerState,
     CircuitBreaker,
     MediaMTXMonitor,
     backoff_delay,
+    check_version,
+    setup_hint,
 )
 from tests.support.clock import ManualClock as FakeClock
 from tests.support.fake_mediamtx import FakeMediaMTX
@@ -284,3 +286,28 @@ async def test_next_delay_uses_interval_when_up_and_backoff_when_down(
     assert 1 <= ceilings[1] <= 2
     assert 2 <= ceilings[2] <= 4
     assert 2 <= ceilings[3] <= 4
+
+
+def test_version_gate() -> None:
+    assert check_version("v1.20.1") is None and check_version("v1.21.0") is None
+    assert check_version("v0.0.0") is None  # development builds
+    assert check_version("unknown") is None and check_version(None) is None
+    assert "older than v1.20.0" in (check_version("v1.19.3") or "")
+
+
+def test_setup_hints_say_what_to_set() -> None:
+    refused = MediaMTXUnavailable("GET /v3/info: ClientConnectorError: connection refused")
+    assert "api: yes" in (setup_hint(refused, "http://127.0.0.1:9997") or "")
+    denied = setup_hint(MediaMTXError("HTTP 401", status=401), "http://10.0.0.2:9997")
+    assert denied is not None and "authInternalUsers" in denied
+    assert setup_hint(MediaMTXError("HTTP 500", status=500), "http://x") is None
+
+
+async def test_old_mediamtx_counts_as_down_with_a_hint() -> None:
+    async with FakeMediaMTX() as fake, MediaMTXClient(fake.url) as client:
+        fake.version = "v1.15.0"
+        monitor = MediaMTXMonitor(client)
+        assert not await monitor.probe_once()
+        status = monitor.status()
+        assert status["status"] == "unhealthy" and "older than" in (status["last_error"] or "")
+        assert "official releases" in (status["hint"] or "")
