@@ -93,6 +93,7 @@ class WsConnection(asyncio.Protocol):
         "_close_timer",
         "_fragments",
         "_inflight",
+        "_output_full",
         "_reading_paused",
         "_text",
         "address",
@@ -120,6 +121,7 @@ class WsConnection(asyncio.Protocol):
         self._blocked = False  # an inline answer continues as a task: later frames wait
         self._backlog: deque[Frame] | None = None
         self._reading_paused = False
+        self._output_full = False
         self._close_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -170,11 +172,17 @@ class WsConnection(asyncio.Protocol):
         self.server.connection_ended(self)
 
     def pause_writing(self) -> None:
-        pass  # frames wait in the session queue while the buffer is above WRITE_LIMIT
+        # The peer is not reading what we send: stop reading what it sends until it does,
+        # so nothing it sends (pings answered with pongs included) grows our buffers. Frames
+        # meanwhile wait in the session queue, bounded in bytes.
+        self._output_full = True
+        self._pause()
 
     def resume_writing(self) -> None:
+        self._output_full = False
         if self.session is not None:
             self.session.flush()
+        self._drain_backlog()
 
     # -- output ----------------------------------------------------------------------------
 
@@ -345,7 +353,7 @@ class WsConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume(self) -> None:
-        if self._reading_paused and self.transport is not None:
+        if self._reading_paused and not self._output_full and self.transport is not None:
             self._reading_paused = False
             if not self.transport.is_closing():
                 self.transport.resume_reading()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from camera_service.client import CameraClient
+from camera_service.transport.ws_connection import WRITE_LIMIT
 from tests.support.daemon import RunningDaemon, running_daemon
 from tests.support.hostile import HostileConnection, frame, ws_open
 from tests.support.waiting import wait_until
@@ -145,3 +146,30 @@ async def test_silent_peer_gets_a_ping_and_a_live_one_stays(tmp_path: Path) -> N
         live.transport.write(frame(1, _request("ping", 1)))
         assert (await _answers(live, 1))[0]["result"] == "pong"
         live.abort()
+
+
+async def test_chatty_peer_that_never_reads_is_bounded_and_closed(tmp_path: Path) -> None:
+    """A peer that keeps sending pings (each answered with a pong) but reads nothing: once
+    the socket buffer toward it is full the daemon stops reading from it, so the pongs it
+    owes cannot pile up; the peer then looks silent and the keepalive closes it."""
+    overrides = {"server": {"ping_interval": 0.3, "ping_timeout": 0.6, "close_timeout": 1}}
+    async with running_daemon(tmp_path, overrides) as daemon:
+        conn = await ws_open("127.0.0.1", daemon.app.ws.port, rcvbuf=4096)
+        assert conn is not None and conn.transport is not None
+        conn.transport.pause_reading()
+        await wait_until(lambda: len(daemon.app.ws.sessions) == 1, what="session registered")
+        server_side = next(iter(daemon.app.ws._connections.values()))
+        most = 0
+        burst = frame(0x9, b"x" * 125) * 1000  # the largest pings: 127 bytes of pong each
+        for _ in range(200):  # 26 MB of pongs owed: more than any kernel buffer holds
+            if conn.lost.done() or server_side.transport is None:
+                break
+            conn.transport.write(burst)
+            await conn.writable()
+            await asyncio.sleep(0)
+            most = max(most, server_side.buffered())
+        await wait_until(lambda: not daemon.app.ws.sessions, timeout=10, what="peer closed")
+        # At most what one read (256 KiB of pings) owes on top of the buffer's high-water mark.
+        assert most <= WRITE_LIMIT + (1 << 20), f"{most} bytes buffered toward a non-reader"
+        async with CameraClient(daemon.ws_url) as client:
+            assert await client.call("ping") == "pong"
