@@ -223,7 +223,8 @@ def table(report: dict[str, Any]) -> str:
                     key,
                     f"{m['baseline'][key]:.2f}",
                     f"{m['current'][key]:.2f}",
-                    f"{ratio[key]:.2f}",
+                    # no ratio when the baseline figure is 0 (CPU time counts in 10 ms ticks)
+                    f"{ratio[key]:.2f}" if key in ratio else "n/a",
                 ]
             )
     head = (
