@@ -36,6 +36,7 @@ from camera_service.mqtt.topics import (
     parse_command,
     recording_state,
     storage_discovery,
+    without_credentials,
 )
 from camera_service.rpc.dispatch import Dispatcher
 from camera_service.rpc.session import Session, TokenBucket
@@ -294,7 +295,7 @@ class MqttBridge:
             for topic, config in camera_discovery(t, device, name).items():
                 out.append(Message(topic, json.dumps(config).encode(), retain=True))
         self._announced.add(device)
-        state = {k: v for k, v in camera.items() if k != "topic"}
+        state = without_credentials({k: v for k, v in camera.items() if k != "topic"})
         out.append(Message(t.camera(device, "state"), json.dumps(state).encode(), retain=True))
         return out
 

@@ -20,6 +20,7 @@ import re
 import socket
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from camera_service import __version__
 
@@ -78,6 +79,35 @@ class Topics:
 # --------------------------------------------------------------------------- payloads
 
 
+_CREDENTIAL_QUERY = frozenset({"token", "auth_token", "api_key", "jwt"})
+
+
+def _url_without_credentials(text: str) -> str:
+    parts = urlsplit(text)
+    if not parts.scheme or not parts.netloc:
+        return text
+    netloc = parts.netloc.rpartition("@")[2]
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in query if k.lower() not in _CREDENTIAL_QUERY]
+    if netloc == parts.netloc and len(kept) == len(query):
+        return text
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept), parts.fragment))
+
+
+def without_credentials(value: Any) -> Any:
+    """``value`` (JSON data) with every URL's credentials dropped: ``token``-like query
+    members (stream tokens, signed download links) and user-info. Retained MQTT messages
+    outlive any token and every subscriber of the broker reads them, so MQTT payloads carry
+    plain URLs; a reader signs in on its own (docs/security.md#mqtt)."""
+    if isinstance(value, str):
+        return _url_without_credentials(value) if "://" in value else value
+    if isinstance(value, dict):
+        return {k: without_credentials(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_credentials(v) for v in value]
+    return value
+
+
 def recording_state(device: str, info: dict[str, Any] | None) -> dict[str, Any]:
     """Payload of ``cameras/<id>/recording``: ``info`` is None when not recording."""
     if info is None:
@@ -86,7 +116,8 @@ def recording_state(device: str, info: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def event_payload(topic: str, method: str, params: dict[str, Any]) -> bytes:
-    return json.dumps({"topic": topic, "method": method, "params": params}).encode()
+    body = {"topic": topic, "method": method, "params": without_credentials(params)}
+    return json.dumps(body).encode()
 
 
 # --------------------------------------------------------------------------- discovery

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from camera_service.logging import redact
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -161,16 +163,23 @@ def redact_paths(text: str) -> str:
     return _ABSOLUTE_PATH.sub(lambda match: match.group(1), text)
 
 
+def public_detail(text: str) -> str:
+    """FFmpeg's or a child's words made fit for any role: no server paths, and no
+    credentials (an external stream's ``rtsp://user:password@`` echoed in FFmpeg's error,
+    tokens), as in the log."""
+    return redact_paths(redact(text))
+
+
 class DependencyFailed(RpcError):
-    """``detail`` (often FFmpeg's or ffprobe's own words) never shows a server path: any
-    role may see it, and paths are for the log."""
+    """``detail`` (often FFmpeg's or ffprobe's own words) never shows a server path or a
+    credential: any role may see it, and paths are for the log."""
 
     code = DEPENDENCY_FAILED
 
     def __init__(self, dependency: str, detail: str) -> None:
         super().__init__(
             f"Dependency failed: {dependency} is unavailable or failed.",
-            {"dependency": dependency, "detail": redact_paths(detail)},
+            {"dependency": dependency, "detail": public_detail(detail)},
         )
 
 

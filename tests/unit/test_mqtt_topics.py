@@ -66,3 +66,32 @@ def test_broker_urls() -> None:
     assert broker_address("mqtts://broker:9883") == ("broker", 9883, True)
     with pytest.raises(ValueError):
         broker_address("http://broker")
+
+
+def test_mqtt_payloads_carry_no_url_credentials() -> None:
+    """Retained camera state and events reach every broker subscriber and outlive tokens:
+    stream tokens, signed download links and URL user-info are dropped, the rest is kept."""
+    from camera_service.mqtt.topics import event_payload, without_credentials
+
+    camera = {
+        "device": "camera0",
+        "streams": {
+            "rtsp": "rtsp://box:8554/camera0?token=cst1.1.-.sig",
+            "hls": "http://box:8888/camera0/index.m3u8?token=cst1.1.-.sig",
+        },
+        "source": "rtsp://user:secret@10.0.0.1/x?a=1&token=t",
+        "name": "Gate ://",
+        "fps": 15,
+    }
+    clean = without_credentials(camera)
+    assert clean["streams"] == {
+        "rtsp": "rtsp://box:8554/camera0",
+        "hls": "http://box:8888/camera0/index.m3u8",
+    }
+    assert clean["source"] == "rtsp://10.0.0.1/x?a=1"
+    assert clean["name"] == "Gate ://" and clean["fps"] == 15
+    assert camera["streams"]["rtsp"].endswith("sig")  # the caller's object is untouched
+    shot = {"device": "camera0", "download_url": "http://box:8003/files/snapshots/a.jpg?token=9.x"}
+    body = json.loads(event_payload("snapshot.taken", "snapshot_taken", shot))
+    assert body["params"]["download_url"] == "http://box:8003/files/snapshots/a.jpg"
+    assert "token" not in json.dumps(body)

@@ -27,6 +27,7 @@ from camera_service.rpc.errors import (
     InvalidParams,
     InvalidState,
     NotFound,
+    public_detail,
 )
 from camera_service.rpc.methods.cameras import DeviceParams, camera_or_error
 from camera_service.rpc.registry import Registry, Result
@@ -258,7 +259,11 @@ def recording_event(event: dict[str, object]) -> Event:
         str(event.get("status")), "recording.error"
     )
     device = str(event.get("device"))
-    return Event(topic, "recording_status_update", dict(event), device=device)
+    params = dict(event)
+    reason = params.get("reason")
+    if isinstance(reason, str):  # FFmpeg's last words when it failed
+        params["reason"] = public_detail(reason)
+    return Event(topic, "recording_status_update", params, device=device)
 
 
 __all__ = ["MediaDeps", "NotFound", "recording_event", "register"]
