@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -103,6 +104,21 @@ def publish(report: dict[str, Any], table: str, json_target: str | None) -> None
         sys.stdout.write("\n")
     elif json_target:
         Path(json_target).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def run_ffmpeg_benchmark(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """`main` of a benchmark that needs FFmpeg: exit 2 without it, else run and publish."""
+    log = log_stream(args.json)
+    if shutil.which("ffmpeg") is None:
+        print("ffmpeg is not on PATH", file=sys.stderr)
+        return 2
+    report = asyncio.run(run(args, log))
+    publish(report, render(report), args.json)
+    return 0
 
 
 def subprocess_env() -> dict[str, str]:
