@@ -39,12 +39,10 @@ from bench.common import (
     REPO_ROOT,
     LoadJob,
     LoadWorker,
-    add_json_option,
     format_table,
-    log_stream,
     median,
     positive_int,
-    publish,
+    run_bench,
 )
 from bench.snapshot_latency import Daemon, daemon_config
 
@@ -240,12 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=positive_int, default=5)
     parser.add_argument("--calls", type=positive_int, default=400)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None)
-    add_json_option(parser)
-    args = parser.parse_args(argv)
-    log = log_stream(args.json)
-    report = asyncio.run(run(args, log))
-    publish(report, table(report), args.json)
-    return 0
+    return run_bench(parser, argv, run, table)
 
 
 if __name__ == "__main__":
