@@ -99,9 +99,16 @@ def run_bench(
 ) -> int:
     """The common `main()`: `--json`, parse, run the coroutine, print the table and the JSON."""
     add_json_option(parser)
-    args = parser.parse_args(argv)
-    log = log_stream(args.json)
-    report = asyncio.run(run(args, log))
+    return run_parsed(parser.parse_args(argv), run, table)
+
+
+def run_parsed(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, dict[str, Any]]],
+    table: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run the coroutine on parsed `args`, print the table and the JSON."""
+    report = asyncio.run(run(args, log_stream(args.json)))
     publish(report, table(report), args.json)
     return 0
 
@@ -126,14 +133,11 @@ def run_ffmpeg_benchmark(
     run: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, dict[str, Any]]],
     render: Callable[[dict[str, Any]], str],
 ) -> int:
-    """`main` of a benchmark that needs FFmpeg: exit 2 without it, else run and publish."""
-    log = log_stream(args.json)
+    """`main` of a benchmark that needs FFmpeg: exit 2 without it, else as `run_parsed`."""
     if shutil.which("ffmpeg") is None:
         print("ffmpeg is not on PATH", file=sys.stderr)
         return 2
-    report = asyncio.run(run(args, log))
-    publish(report, render(report), args.json)
-    return 0
+    return run_parsed(args, run, render)
 
 
 def subprocess_env() -> dict[str, str]:
