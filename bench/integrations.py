@@ -108,7 +108,13 @@ class Daemon:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        return [c for c in children if "ffmpeg" in c.name()]
+        found = []
+        for child in children:
+            # a child that ends meanwhile (the encoder probe) is no FFmpeg of ours any more
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "ffmpeg" in child.name():
+                    found.append(child)
+        return found
 
 
 @contextlib.asynccontextmanager
