@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from camera_service.media.ffmpeg import InvalidTarget, MediaError, ProcessSupervisor
-from camera_service.storage.files import ProbeFailed, run_ffprobe
+from camera_service.storage.errors import ProbeFailed
+from camera_service.storage.mediainfo import run_ffprobe
 from camera_service.storage.segments import Segment
 
 CLIP_FORMATS = {"mp4": ".mp4", "mkv": ".mkv"}
