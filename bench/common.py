@@ -90,6 +90,21 @@ def run_on_loop(main: Coroutine[Any, Any, T], loop: str) -> T:
     return eventloop.run(main, "uvloop" if loop == "uvloop" else "asyncio")
 
 
+def run_bench(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    run: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, dict[str, Any]]],
+    table: Callable[[dict[str, Any]], str],
+) -> int:
+    """The common `main()`: `--json`, parse, run the coroutine, print the table and the JSON."""
+    add_json_option(parser)
+    args = parser.parse_args(argv)
+    log = log_stream(args.json)
+    report = asyncio.run(run(args, log))
+    publish(report, table(report), args.json)
+    return 0
+
+
 def log_stream(json_target: str | None) -> TextIO:
     """Where progress and the table go: stderr when the JSON goes to stdout."""
     return sys.stderr if json_target == "-" else sys.stdout

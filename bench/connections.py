@@ -36,12 +36,10 @@ import yaml
 from bench.common import (
     REPO_ROOT,
     RawConnection,
-    add_json_option,
     format_table,
     latency_summary_ms,
-    log_stream,
     positive_int,
-    publish,
+    run_bench,
     subprocess_env,
 )
 from bench.snapshot_latency import Daemon, daemon_config
@@ -321,12 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=_steps, default=list(DEFAULT_STEPS))
     parser.add_argument("--pings", type=positive_int, default=500)
     parser.add_argument("--loop", choices=("default", "asyncio", "uvloop"), default="default")
-    add_json_option(parser)
-    args = parser.parse_args(argv)
-    log = log_stream(args.json)
-    report = asyncio.run(run(args, log))
-    publish(report, table(report), args.json)
-    return 0
+    return run_bench(parser, argv, run, table)
 
 
 if __name__ == "__main__":

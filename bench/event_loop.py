@@ -20,12 +20,10 @@ from typing import Any
 
 from bench.common import (
     REPO_ROOT,
-    add_json_option,
     format_table,
-    log_stream,
     median,
     positive_int,
-    publish,
+    run_bench,
     subprocess_env,
 )
 
@@ -123,12 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rpc-rounds", type=positive_int, default=3)
     parser.add_argument("--clients", type=positive_int, default=1000)
     parser.add_argument("--events", type=positive_int, default=30)
-    add_json_option(parser)
-    args = parser.parse_args(argv)
-    log = log_stream(args.json)
-    report = asyncio.run(run(args, log))
-    publish(report, table(report), args.json)
-    return 0
+    return run_bench(parser, argv, run, table)
 
 
 if __name__ == "__main__":

@@ -20,18 +20,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psutil
 import yaml
 
 from bench.common import (
     REPO_ROOT,
-    add_json_option,
     format_table,
-    log_stream,
     positive_int,
-    publish,
+    run_bench,
     subprocess_env,
 )
 from bench.snapshot_latency import Daemon, daemon_config
@@ -106,7 +104,7 @@ async def idle_figures(window: float) -> dict[str, Any]:
             await daemon.stop()
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, log: TextIO) -> dict[str, Any]:
     idle = await idle_figures(args.window)
     imports = await asyncio.to_thread(import_profile)
     return {
@@ -132,13 +130,7 @@ def table(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--window", type=positive_int, default=60, help="seconds of idle CPU")
-    add_json_option(parser)
-    args = parser.parse_args(argv)
-    log = log_stream(args.json)
-    del log
-    report = asyncio.run(run(args))
-    publish(report, table(report), args.json)
-    return 0
+    return run_bench(parser, argv, run, table)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from the click (a capture-phase listener in the page) to the first decoded video
 * on demand: nothing publishes the camera before the click (MediaMTX starts the FFmpeg
   publisher for the first reader); each trial waits until MediaMTX has stopped the
   publisher again (``on_demand_close_after`` = 1 s) before the next click.
-* always on: ``start_streaming`` first (the daemon holds a reader), so the stream is up.
+* always on: ``start_streaming`` first (the daemon holds a reader), so the stream is up;
+  each trial starts at a random point of the 2 s key-frame interval.
 
 Baseline in the same run: FFmpeg reading the RTSP stream (spawn → first decoded frame:
 ``ffmpeg -frames:v 1``), on demand and always on, the floor MediaMTX and the encoder set.
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -45,6 +47,7 @@ CHROMIUM = os.environ.get("CS_CHROMIUM", "/usr/bin/chromium")
 CAMERA = "live0"
 FRAME_TIMEOUT_S = 30.0
 CLOSE_AFTER_S = 1.0
+KEYFRAME_INTERVAL_S = 2.0  # the publisher forces one every 2 s (mediamtx/publisher.py)
 
 INSTRUMENT = """() => {
   window.__clicks = [];
@@ -80,6 +83,8 @@ def overrides(server: RealMediaMTX) -> dict[str, Any]:
             "webrtc_port": server.ports.webrtc,
             "on_demand_close_after": CLOSE_AFTER_S,
             "health_interval": 1.0,
+            # This MediaMTX keeps its own (internal) authentication: no stream tokens.
+            "stream_auth": False,
         },
         "logging": {"level": "WARNING", "format": "json"},
     }
@@ -105,6 +110,14 @@ async def wait_unpublished(server: RealMediaMTX) -> None:
             if not (await client.get_path(CAMERA)).is_ready:
                 return
             await asyncio.sleep(0.1)  # polling MediaMTX's API: it pushes no event
+
+
+async def random_phase() -> None:
+    """A random start within one key-frame interval. A reader joining a running stream waits
+    for the next key frame; each trial ends on a frame, so without this the trials lock onto
+    the key-frame phase and all measure the worst case (a deliberate random delay, not a
+    synchronisation)."""
+    await asyncio.sleep(random.uniform(0.0, KEYFRAME_INTERVAL_S))
 
 
 async def browser_trial(page: Any) -> float:
@@ -159,9 +172,13 @@ async def run_case(
             for _ in range(trials):
                 if mode == "on_demand":
                     await wait_unpublished(server)
+                else:
+                    await random_phase()
                 browser_ms.append(await browser_trial(page))
                 if mode == "on_demand":
                     await wait_unpublished(server)
+                else:
+                    await random_phase()
                 ffmpeg_ms.append(await ffmpeg_first_frame(rtsp))
             out[mode] = {"browser": browser_ms, "ffmpeg": ffmpeg_ms}
         await context.close()

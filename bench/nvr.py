@@ -460,14 +460,19 @@ def bench_export(minutes: float, segment_seconds: int, rounds: int, work: Path) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WARMUP_S  # read by every timed_cpu() of this run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="CPU window per run")
     parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds")
     parser.add_argument("--export-minutes", type=float, default=10.0)
     parser.add_argument("--segment-seconds", type=positive_int, default=60)
     parser.add_argument("--export-rounds", type=positive_int, default=3)
+    parser.add_argument(
+        "--warmup", type=float, default=WARMUP_S, help="seconds before each CPU window"
+    )
     add_json_option(parser)
     args = parser.parse_args(argv)
+    WARMUP_S = args.warmup
     if shutil.which("ffmpeg") is None:
         print("ffmpeg is not on PATH", file=sys.stderr)
         return 2

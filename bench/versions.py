@@ -39,12 +39,10 @@ from bench.common import (
     REPO_ROOT,
     LoadJob,
     LoadWorker,
-    add_json_option,
     format_table,
-    log_stream,
     median,
     positive_int,
-    publish,
+    run_bench,
 )
 from bench.snapshot_latency import Daemon, daemon_config
 
@@ -223,7 +221,8 @@ def table(report: dict[str, Any]) -> str:
                     key,
                     f"{m['baseline'][key]:.2f}",
                     f"{m['current'][key]:.2f}",
-                    f"{ratio[key]:.2f}",
+                    # no ratio when the baseline figure is 0 (CPU time counts in 10 ms ticks)
+                    f"{ratio[key]:.2f}" if key in ratio else "n/a",
                 ]
             )
     head = (
@@ -239,12 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=positive_int, default=5)
     parser.add_argument("--calls", type=positive_int, default=400)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None)
-    add_json_option(parser)
-    args = parser.parse_args(argv)
-    log = log_stream(args.json)
-    report = asyncio.run(run(args, log))
-    publish(report, table(report), args.json)
-    return 0
+    return run_bench(parser, argv, run, table)
 
 
 if __name__ == "__main__":

@@ -157,14 +157,21 @@ _PRCTL = _load_prctl()
 # util-linux's setpriv sets PDEATHSIG and then execs the program. Using it instead of a
 # preexec_fn lets subprocess spawn with vfork: ~2 ms instead of ~10 ms of forking the daemon.
 _SETPRIV = shutil.which("setpriv")
+_SH = shutil.which("sh")
+# setpriv does not check that the daemon is still its parent once PDEATHSIG is set: a daemon
+# killed between the spawn and setpriv's prctl would leave the child running forever. So
+# setpriv execs a shell that makes that check (like _child_setup does) and then execs the
+# program; a death after prctl is delivered as SIGKILL, one before it is caught by the check.
+_PARENT_CHECK = '[ "$PPID" = {pid} ] || exit 127; exec "$0" "$@"'
 
 
 def with_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
     """argv and preexec_fn that make the child get SIGKILL when the daemon dies."""
-    if _SETPRIV is not None:
+    if _SETPRIV is not None and _SH is not None:
         if shutil.which(argv[0]) is None:  # setpriv would start and then fail to exec
             raise FileNotFoundError(errno.ENOENT, "no such program", argv[0])
-        return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
+        check = _PARENT_CHECK.format(pid=os.getpid())
+        return [_SETPRIV, "--pdeathsig", "KILL", "--", _SH, "-c", check, *argv], None
     return argv, _child_setup(os.getpid())
 
 

@@ -198,7 +198,7 @@ class Dispatcher:
     ) -> Any:
         raw = self._params_dict(request.params)
         credential = None
-        if AUTH_TOKEN_PARAM not in spec.params.model_fields:
+        if AUTH_TOKEN_PARAM not in spec.param_names:
             credential = raw.pop(AUTH_TOKEN_PARAM, None)
         else:
             declared = raw.get(AUTH_TOKEN_PARAM)
@@ -208,7 +208,7 @@ class Dispatcher:
         bad = protocol.surrogate_path(raw) if request.escaped else None
         if bad is not None:
             raise InvalidParams(bad, "not valid Unicode text (lone surrogate)", "send valid text")
-        params = self._validated(spec.params, raw)
+        params = self._validated(spec, raw)
         ctx = CallContext(session=session, request_id=request_id, identity=identity)
         if not spec.audited:
             return _dump(await self._run(spec, ctx, params))
@@ -248,8 +248,9 @@ class Dispatcher:
         audit("rpc call", **fields, result="ok")
         return result
 
-    def _validated(self, model: type[Params], raw: dict[str, Any]) -> Params:
-        if not raw and not model.model_fields:
+    def _validated(self, spec: MethodSpec, raw: dict[str, Any]) -> Params:
+        model = spec.params
+        if not raw and not spec.param_names:
             cached = self._no_params.get(model)
             if cached is None:
                 cached = self._no_params[model] = model()

@@ -110,6 +110,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_entry(obj: Any, escaped: bool = True) -> Entry:
     if not isinstance(obj, dict):
         return Invalid(InvalidRequest("a request must be a JSON object"), None)
@@ -139,10 +142,20 @@ def parse_entry(obj: Any, escaped: bool = True) -> Entry:
     return Request(method, params, request_id, not has_id, escaped)
 
 
+def _loads(frame: str | bytes) -> Any:
+    """`json.loads(frame, parse_constant=_reject_constant)` without building a decoder per
+    call (~1 µs): the same decoding of bytes and the same refusal of a leading BOM."""
+    if isinstance(frame, bytes):
+        frame = frame.decode(json.detect_encoding(frame), "surrogatepass")
+    elif frame.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", frame, 0)
+    return _DECODER.decode(frame)
+
+
 def parse(frame: str | bytes, max_batch: int) -> Parsed | Invalid:
     """Parse one WebSocket frame. A whole-frame failure comes back as a single `Invalid`."""
     try:
-        obj = json.loads(frame, parse_constant=_reject_constant)
+        obj = _loads(frame)
     except (ValueError, UnicodeDecodeError) as exc:
         return Invalid(ParseError(str(exc)[:200]), None)
     except RecursionError:

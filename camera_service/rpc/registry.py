@@ -49,6 +49,7 @@ class MethodSpec:
     doc: str
     audited: bool
     inline: bool  # never awaits I/O: run in the connection's read loop, no task of its own
+    param_names: frozenset[str] = frozenset()  # the params model's fields, looked up per call
 
     @property
     def summary(self) -> str:
@@ -77,7 +78,17 @@ class Registry:
         if not description.strip():
             raise ValueError(f"method {name} has no documentation")
         audited = role is not None and role >= Role.OPERATOR
-        spec = MethodSpec(name, handler, params, result, role, description, audited, inline)
+        spec = MethodSpec(
+            name,
+            handler,
+            params,
+            result,
+            role,
+            description,
+            audited,
+            inline,
+            frozenset(params.model_fields),
+        )
         self._methods[name] = spec
         self._openrpc_text = None
         return spec

@@ -28,7 +28,9 @@ from camera_service.auth.url_tokens import (
 )
 from camera_service.cameras.model import CAMERA_ID_PATTERN
 from camera_service.cameras.registry import CameraRegistry
+from camera_service.logging import audit
 from camera_service.media.frames import FrameError, FrameHub, TooManyViewers, Viewer
+from camera_service.transport.http_auth import record_failure, refuse_if_limited
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,13 @@ class CameraHttp:
     # -- checks ------------------------------------------------------------------------------
 
     def _authorize(self, request: web.Request, device: str) -> None:
+        """Refused credentials count toward the per-address failed-authentication limit
+        (429 once over it) and are audited, as for downloads and ``authenticate``."""
+        remote = request.remote or "unknown"
+        refuse_if_limited(self.auth, remote, "camera URL refused", camera=device)
         token = request.query.get("token")
         if token is not None:
-            self._check_query_token(token, device)
+            self._check_query_token(token, device, remote)
             return
         header = request.headers.get("Authorization", "")
         credential = header[7:].strip() if header.lower().startswith("bearer ") else None
@@ -79,13 +85,18 @@ class CameraHttp:
         try:
             self.auth.verify(credential)  # every role is at least viewer
         except AuthError as exc:
+            record_failure(self.auth, remote, exc.reason, camera=device)
             raise web.HTTPUnauthorized(text=exc.reason) from None
 
-    def _check_query_token(self, token: str, device: str) -> None:
+    def _check_query_token(self, token: str, device: str, remote: str) -> None:
         if looks_like_camera_token(token):
             try:
                 verify_camera_token(self.secret, token, device)
             except UrlTokenError as exc:
+                if str(exc) == "camera token expired":  # a forgotten URL, not a guess
+                    audit("camera URL refused", remote=remote, reason=str(exc), camera=device)
+                else:
+                    record_failure(self.auth, remote, str(exc), camera=device)
                 raise web.HTTPUnauthorized(text=str(exc)) from None
             return
         if looks_like_api_key(token):
@@ -96,6 +107,7 @@ class CameraHttp:
         try:
             self.auth.verify(token)
         except AuthError as exc:
+            record_failure(self.auth, remote, exc.reason, camera=device)
             raise web.HTTPUnauthorized(text=exc.reason) from None
 
     def _camera(self, request: web.Request) -> str:

@@ -23,6 +23,7 @@ from camera_service.storage import errors as storage_errors
 from camera_service.storage import names as storage_names
 from camera_service.storage.files import FileStore
 from camera_service.storage.tokens import TokenExpired, TokenInvalid, verify_download_token
+from camera_service.transport.http_auth import record_failure, refuse_if_limited
 
 log = logging.getLogger(__name__)
 KINDS = ("recordings", "snapshots")
@@ -55,13 +56,7 @@ class Downloads:
         """Failed attempts count toward the same per-address limit as WebSocket
         authentication and are audited; an address over it gets 429 until the window passes."""
         remote = request.remote or "unknown"
-        wait_ms = self.auth.limiter.retry_after_ms(remote)
-        if wait_ms:
-            audit("download refused", remote=remote, result="rate_limited", file=f"{kind}/{name}")
-            raise web.HTTPTooManyRequests(
-                text="too many failed authentication attempts",
-                headers={"Retry-After": str(max(1, (wait_ms + 999) // 1000))},
-            )
+        refuse_if_limited(self.auth, remote, "download refused", file=f"{kind}/{name}")
         token = request.query.get("token")
         if token is not None:
             try:
@@ -85,8 +80,7 @@ class Downloads:
             raise web.HTTPUnauthorized(text=exc.reason) from None
 
     def _failed(self, remote: str, reason: str, name: str) -> None:
-        self.auth.limiter.record_failure(remote)
-        audit("authentication failed", remote=remote, reason=reason, channel="http", file=name)
+        record_failure(self.auth, remote, reason, file=name)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         kind = request.match_info["kind"]

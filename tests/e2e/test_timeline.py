@@ -52,7 +52,7 @@ async def test_timeline_shows_segments_and_events_plays_and_exports(
         await segments.first.click()
         video = p.locator("#timeline-video")
         await expect(p.locator("#timeline-playing")).to_contain_text("Segment")
-        await _wait_for_js(p, "document.querySelector('#timeline-video').readyState >= 1")
+        await _wait_for_js(p, "() => document.querySelector('#timeline-video').readyState >= 1")
         duration = await video.evaluate("v => v.duration")
         assert 1.0 < duration < 4.0
 
@@ -99,5 +99,9 @@ async def _two_segments_and_an_event(daemon: RunningDaemon) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _wait_for_js(p: Any, expression: str) -> None:
-    await p.wait_for_function(expression, timeout=15_000)
+async def _wait_for_js(p: Any, predicate: str) -> None:
+    """Wait until the JS function ``predicate`` returns true. A function, not an expression:
+    Playwright evals an expression again at every poll, which the client's CSP (no
+    'unsafe-eval') refuses once the first check is false; a function is evaled once."""
+    assert "=>" in predicate, predicate
+    await p.wait_for_function(predicate, timeout=15_000)

@@ -326,3 +326,27 @@ async def test_continuous_recording_takes_the_device_and_the_stream_goes_on(
     assert daemon.app.supervisor.peak_readers("cam0") == 1
     roles = [h.role for h in daemon.app.supervisor.history("cam0") if h.reader]
     assert roles[:2] == ["frames", "continuous"] and roles[-1] == "frames"
+
+
+async def test_guessing_credentials_on_camera_urls_hits_the_failed_auth_limit(
+    tmp_path: Path,
+) -> None:
+    """Camera URLs are no way around the per-address limit of authenticate and downloads:
+    refused credentials count, and past the limit even a good one gets 429 (also on
+    WebSocket authenticate, the same counter)."""
+    overrides = {**CAMERAS, "auth": {"failed_auth_limit": 3}}
+    async with running_daemon(tmp_path, overrides) as daemon:
+        url = f"{daemon.http_url}/cameras/cam1/snapshot.jpg"
+        async with aiohttp.ClientSession() as http:
+            for guess in ("csk_a", "csk_b", "c1.99999999999.AAAA"):
+                headers = {} if guess.startswith("c1.") else {"X-API-Key": guess}
+                target = f"{url}?token={guess}" if guess.startswith("c1.") else url
+                async with http.get(target, headers=headers) as r:
+                    assert r.status == 401
+            async with http.get(url, headers={"X-API-Key": daemon.keys["viewer"]}) as r:
+                assert r.status == 429
+                assert int(r.headers["Retry-After"]) >= 1
+        async with daemon.client() as client:
+            with pytest.raises(Exception) as limited:
+                await client.authenticate(daemon.keys["viewer"])
+        assert getattr(limited.value, "code", None) == -32040

@@ -238,6 +238,7 @@ async def test_methods_validate_persist_and_resume_after_restart(tmp_path: Path)
                     },
                 )
             assert nothing.value.code == -32010
+            assert nothing.value.data == {"resource": "footage", "id": "lab0"}
             with pytest.raises(RpcCallError) as naive:
                 await client.call("list_segments", {"device": "lab0", "start": "2026-01-01T00:00"})
             assert naive.value.code == -32602

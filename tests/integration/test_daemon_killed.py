@@ -12,7 +12,7 @@ import psutil
 from camera_service.client import CameraClient
 from camera_service.storage.mediainfo import mp4_top_level_boxes
 from tests.support.daemon import DaemonProcess
-from tests.support.media import ffprobe
+from tests.support.media import ffmpeg_children, ffprobe
 from tests.support.waiting import wait_until
 
 SOURCE = {
@@ -48,12 +48,7 @@ async def test_sigkilled_daemon_takes_ffmpeg_along_and_keeps_the_file(tmp_path: 
 
 def _recorders(daemon: DaemonProcess) -> list[psutil.Process]:
     """The recording FFmpeg children (not probes the daemon may run at start)."""
-    me = psutil.Process(daemon.proc.pid)  # type: ignore[union-attr]
-    return [
-        p
-        for p in me.children(recursive=True)
-        if "ffmpeg" in p.name() and "-progress" in p.cmdline()
-    ]
+    return ffmpeg_children(psutil.Process(daemon.proc.pid), with_arg="-progress")  # type: ignore[union-attr]
 
 
 async def test_sigkilled_plain_mp4_recording_is_playable_and_recovered_at_start(

@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from camera_service.client import CameraClient
 from tests.support.daemon import DaemonProcess, base_config, make_config, run_cli
+from tests.support.media import ffmpeg_children
 from tests.support.waiting import wait_until
 
 
@@ -82,7 +83,7 @@ async def test_in_flight_call_finishes_before_exit(tmp_path: Path) -> None:
             # The call is in flight once its FFmpeg capture runs; only then comes SIGTERM.
             daemon_process = psutil.Process(daemon.proc.pid)  # type: ignore[union-attr]
             await wait_until(
-                lambda: any("ffmpeg" in p.name() for p in daemon_process.children(recursive=True)),
+                lambda: bool(ffmpeg_children(daemon_process)),
                 what="snapshot capture started",
             )
             daemon.signal(signal.SIGTERM)

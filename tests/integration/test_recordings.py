@@ -20,6 +20,7 @@ from camera_service.media.ffmpeg import (
     ProcessHandle,
     ProcessSupervisor,
 )
+from camera_service.media.recording_args import frames_written
 from camera_service.media.recordings import EncoderSettings, RecordingManager
 from camera_service.media.source import CaptureSource
 from tests.support.media import FAST_STOP, LAVFI, ffprobe, no_leftover_children
@@ -72,6 +73,9 @@ async def manager(
     await mgr.stop_all()
 
 
+LAVFI_FPS = 15  # the rate of LAVFI
+
+
 def source(camera_id: str = "cam0", **kwargs: Any) -> CaptureSource:
     return CaptureSource(camera_id, LAVFI, "lavfi", **kwargs)
 
@@ -81,12 +85,14 @@ def media_duration(path: Path) -> float:
 
 
 async def recorded(manager: RecordingManager, camera_id: str, seconds: float) -> ProcessHandle:
-    """Wait until FFmpeg reports ``seconds`` of media written; returns its handle."""
+    """Wait until FFmpeg reports ``seconds`` of video encoded into the recording; returns its
+    handle. Counted in the recording's frames (``frame=``, its first output): ``out_time`` is
+    the furthest of all outputs, and the latest-frame JPEG output (``fps=2:round=up``) runs
+    up to 0.5 s ahead of the recording."""
     handle = manager.process(camera_id)
     assert handle is not None
-    await asyncio.wait_for(
-        handle.wait_for_progress(lambda p: int(p.get("out_time_us", "0")) >= seconds * 1e6), 10
-    )
+    frames = seconds * LAVFI_FPS
+    await asyncio.wait_for(handle.wait_for_progress(lambda p: frames_written(p) >= frames), 10)
     return handle
 
 

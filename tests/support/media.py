@@ -17,6 +17,20 @@ LAVFI = "testsrc2=size=320x240:rate=15"
 FAST_STOP = StopPolicy(quit_grace=0.3, int_grace=0.3, term_grace=0.5, kill_grace=2.0)
 
 
+def ffmpeg_children(parent: psutil.Process, with_arg: str | None = None) -> list[psutil.Process]:
+    """The FFmpeg processes below ``parent`` (recursive), those with ``with_arg`` in their
+    command line if given. A child that ends while it is looked at (a daemon's encoder probe
+    finishing, a zombie not reaped yet) is skipped instead of raising NoSuchProcess."""
+    found = []
+    for proc in parent.children(recursive=True):
+        try:
+            if "ffmpeg" in proc.name() and (with_arg is None or with_arg in proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:  # ZombieProcess included
+            continue
+    return found
+
+
 def ffprobe(path: Path) -> dict[str, Any]:
     """ffprobe's JSON (format + streams) of a media file; fails the test if unreadable."""
     out = subprocess.run(

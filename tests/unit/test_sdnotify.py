@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import socket
 import time
@@ -142,15 +141,28 @@ async def test_watchdog_loop_pings_and_stops_when_loop_blocked(
     sock, path = receiver
     sock.setblocking(False)
     interval = 0.2  # pings every 0.1 s
+    period = interval / 2
     n = SystemdNotifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": str(int(interval * 1e6))})
+    # When each ping was sent (loop time), not when this test got round to reading it.
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+    ping = n.watchdog
+
+    def recorded_ping() -> bool:
+        sent.append(loop.time())
+        return ping()
+
+    n.watchdog = recorded_ping  # type: ignore[method-assign]
+    start = loop.time()  # the loop's schedule begins later than this
     task = asyncio.create_task(watchdog_loop(n))
     try:
-        stamps = []
         for _ in range(4):
             assert await _recv_async(sock) == b"WATCHDOG=1"
-            stamps.append(time.monotonic())
-        gaps = [b - a for a, b in itertools.pairwise(stamps)]
-        assert all(0.05 <= g <= 0.5 for g in gaps), gaps
+        # Fixed rate: ping k is due k periods after the schedule began and never comes earlier
+        # (a ping the loaded loop ran late is followed by a shorter gap, so a single gap has no
+        # lower bound); it comes at most 0.4 s late (the bound of the gaps checked before).
+        for k, at in enumerate(sent[:4]):
+            assert k * period - 1e-3 <= at - start <= k * period + 0.4, (k, start, sent)
 
         # Block the event loop thread for several ping periods: no ping may be sent meanwhile.
         drain(sock)

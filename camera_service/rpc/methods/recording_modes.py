@@ -126,11 +126,11 @@ def _epoch(when: datetime | None) -> float | None:
 
 
 @contextlib.contextmanager
-def _media_errors() -> Iterator[None]:
+def _media_errors(device: str) -> Iterator[None]:
     try:
         yield
-    except clips.NoFootage as exc:
-        raise NotFound("footage", exc.message) from None
+    except clips.NoFootage:  # data.id names the camera, as every other -32010 does
+        raise NotFound("footage", device) from None
     except (media_errors.InvalidTarget, storage_errors.InvalidFilename) as exc:
         raise InvalidParams("end", str(exc)) from None
     except media_errors.MediaError as exc:
@@ -226,7 +226,7 @@ def register(registry: Registry, deps: NvrDeps) -> None:
             )
         except usage.InsufficientStorage as exc:
             raise InsufficientStorage(exc.available_bytes, exc.threshold_bytes) from None
-        with _media_errors():
+        with _media_errors(params.device):
             result = await nvr.export_clip(params.device, start, end, params.format)
         name = result.path.name
         return ClipResultModel(
