@@ -62,6 +62,7 @@ from bench.common import (
     publish,
     subprocess_env,
 )
+from tests.support.daemon import base_config
 from tests.support.hostile import HostileConnection, frame, open_tcp, ws_open
 
 SCENARIOS = ("nonreading", "slowloris", "slots")
@@ -78,18 +79,8 @@ DISCOVER_BATCH = json.dumps(
 
 
 def _config(tmp: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "server": {"host": "127.0.0.1", "port": 0},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "storage": {
-            "recordings_dir": str(tmp / "recordings"),
-            "snapshots_dir": str(tmp / "snapshots"),
-            "state_dir": str(tmp / "state"),
-        },
-        "cameras": {"discovery": "off"},
-        "mediamtx": {"enabled": False},
-        "logging": {"level": "INFO", "format": "json"},
-    }
+    """The test daemons' configuration (tests/support/daemon.py) plus dotted overrides."""
+    base = base_config(tmp)
     for dotted, value in overrides.items():
         node = base
         *parents, last = dotted.split(".")

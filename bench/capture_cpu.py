@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from typing import Any, TextIO
 import psutil
 import yaml
 
-from bench.common import add_json_option, format_table, log_stream, publish
+from bench.common import add_json_option, format_table, run_ffmpeg_benchmark
 from bench.snapshot_latency import Daemon, ffmpeg_version
 from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.roles import Role
@@ -316,14 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    log = log_stream(args.json)
-    if shutil.which("ffmpeg") is None:
-        print("ffmpeg is not on PATH", file=sys.stderr)
-        return 2
-    report = asyncio.run(run_benchmark(args, log))
-    publish(report, render(report), args.json)
-    return 0
+    return run_ffmpeg_benchmark(parse_args(argv), run_benchmark, render)
 
 
 if __name__ == "__main__":

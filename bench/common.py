@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -98,9 +99,16 @@ def run_bench(
 ) -> int:
     """The common `main()`: `--json`, parse, run the coroutine, print the table and the JSON."""
     add_json_option(parser)
-    args = parser.parse_args(argv)
-    log = log_stream(args.json)
-    report = asyncio.run(run(args, log))
+    return run_parsed(parser.parse_args(argv), run, table)
+
+
+def run_parsed(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, dict[str, Any]]],
+    table: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run the coroutine on parsed `args`, print the table and the JSON."""
+    report = asyncio.run(run(args, log_stream(args.json)))
     publish(report, table(report), args.json)
     return 0
 
@@ -118,6 +126,18 @@ def publish(report: dict[str, Any], table: str, json_target: str | None) -> None
         sys.stdout.write("\n")
     elif json_target:
         Path(json_target).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def run_ffmpeg_benchmark(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """`main` of a benchmark that needs FFmpeg: exit 2 without it, else as `run_parsed`."""
+    if shutil.which("ffmpeg") is None:
+        print("ffmpeg is not on PATH", file=sys.stderr)
+        return 2
+    return run_parsed(args, run, render)
 
 
 def subprocess_env() -> dict[str, str]:

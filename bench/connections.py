@@ -228,14 +228,14 @@ async def run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
             process = psutil.Process(daemon.pid)
             port = int(daemon.ws_url.rsplit(":", 1)[1].split("/", 1)[0])
             base_rss = await settled_rss(process)
-            base_idle = await asyncio.to_thread(idle_cpu_percent, process, IDLE_WINDOW_S)
+            base_idle = await asyncio.to_thread(idle_cpu_percent, process, args.idle_window)
             rows: list[dict[str, Any]] = []
             holder = await Holder.start(port, token)
             previous_n, previous_rss = 0, base_rss
             for n in feasible:
                 held = await holder.hold(n, timeout=300)
                 rss = await settled_rss(process)
-                idle = await asyncio.to_thread(idle_cpu_percent, process, IDLE_WINDOW_S)
+                idle = await asyncio.to_thread(idle_cpu_percent, process, args.idle_window)
                 latency = await ping_latency(port, token, args.pings)
                 rows.append(
                     {
@@ -319,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=_steps, default=list(DEFAULT_STEPS))
     parser.add_argument("--pings", type=positive_int, default=500)
     parser.add_argument("--loop", choices=("default", "asyncio", "uvloop"), default="default")
+    parser.add_argument(
+        "--idle-window", type=float, default=IDLE_WINDOW_S, help="seconds of idle CPU sampling"
+    )
     return run_bench(parser, argv, run, table)
 
 

@@ -42,7 +42,6 @@ import contextlib
 import os
 import platform
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -62,10 +61,9 @@ from bench.common import (
     add_json_option,
     format_table,
     latency_summary_ms,
-    log_stream,
     non_negative_int,
     positive_int,
-    publish,
+    run_ffmpeg_benchmark,
 )
 from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.roles import Role
@@ -636,14 +634,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    log = log_stream(args.json)
-    if shutil.which("ffmpeg") is None:
-        print("ffmpeg is not on PATH", file=sys.stderr)
-        return 2
-    report = asyncio.run(run_benchmark(args, log))
-    publish(report, render(report), args.json)
-    return 0
+    return run_ffmpeg_benchmark(parse_args(argv), run_benchmark, render)
 
 
 if __name__ == "__main__":

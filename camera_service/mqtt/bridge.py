@@ -273,7 +273,11 @@ class MqttBridge:
         else:
             text = json.dumps(command.request)
             answer = await self._dispatcher.handle_frame(self.session, text)
-            reply = answer.encode() if answer is not None else None
+            # Every subscriber of the broker reads the reply: no tokens in its URLs
+            # (take_snapshot's download_url, get_camera_urls, stream URLs).
+            reply = None
+            if answer is not None:
+                reply = json.dumps(without_credentials(json.loads(answer))).encode()
         if reply is not None:
             self._enqueue(Message(self.topics.command_result(camera_id), reply))
 

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -350,3 +352,17 @@ async def test_guessing_credentials_on_camera_urls_hits_the_failed_auth_limit(
             with pytest.raises(Exception) as limited:
                 await client.authenticate(daemon.keys["viewer"])
         assert getattr(limited.value, "code", None) == -32040
+
+
+async def test_camera_urls_never_outlive_the_jwt_that_made_them(daemon: RunningDaemon) -> None:
+    """A viewer's one-hour JWT cannot mint a year-long camera token (stream tokens follow
+    the same rule); an API key, which has no expiry, gets the ttl it asks for."""
+    jwt = daemon.token(Role.VIEWER, ttl=120)
+    async with daemon.client() as client:
+        await client.authenticate(jwt)
+        urls = await client.call("get_camera_urls", {"device": "cam0", "ttl": 31_622_400})
+    expires = datetime.fromisoformat(urls["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert expires <= time.time() + 121
+    by_key = await camera_urls(daemon, "cam0", ttl=86_400)
+    expires = datetime.fromisoformat(by_key["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert expires > time.time() + 86_000

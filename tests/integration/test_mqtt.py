@@ -119,6 +119,11 @@ async def test_commands_run_through_the_dispatcher_with_the_mqtt_role(
         shot = await command(w, c, "cam0", {"method": "take_snapshot", "id": 7})
         assert shot["jsonrpc"] == "2.0" and shot["id"] == 7
         assert shot["result"]["status"] == "SUCCESS" and shot["result"]["device"] == "cam0"
+        # Replies reach every subscriber of the broker: URLs come without their tokens.
+        assert "token" not in shot["result"]["download_url"]
+        urls = await command(w, c, "cam0", {"method": "get_camera_urls", "id": "u"})
+        assert urls["result"]["snapshot_url"].endswith("/cameras/cam0/snapshot.jpg")
+        assert not [t for t, p in w.history if b"token=" in p and not t.endswith("/image")]
         # The snapshot also goes out as a JPEG on the camera's image topic.
         await w.wait_for(
             lambda w: w.last.get(f"{PREFIX}/cameras/cam0/image", b"")[:2] == b"\xff\xd8",

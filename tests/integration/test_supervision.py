@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from camera_service import app as app_module
 from camera_service import supervise
 from camera_service.app import Application
 from camera_service.auth.api_keys import ApiKeyStore
@@ -23,6 +22,7 @@ from camera_service.events import Event
 from camera_service.media.source import capture_source_for
 from camera_service.mediamtx import recording as mtx_recording
 from camera_service.mediamtx.recording import StreamRecordings
+from camera_service.wiring import loops
 from tests.integration.test_streaming import environment
 from tests.support.daemon import RunningDaemon, make_config, running_daemon
 from tests.support.fake_devices import FakeEventSource, FakeProber, uvc_webcam
@@ -94,7 +94,7 @@ async def app_with_cameras(
 async def test_session_sweep_is_restarted(
     daemon: RunningDaemon, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(app_module, "SESSION_SWEEP_INTERVAL_S", 0.02)
+    monkeypatch.setattr(loops, "SESSION_SWEEP_INTERVAL_S", 0.02)
     fault = inject(monkeypatch, daemon.app.keys, "refresh_if_changed")
     await restarted(fault, caplog, "session-sweep")
 
@@ -212,7 +212,7 @@ async def test_mediamtx_segment_watcher_is_restarted(
 async def test_key_store_keeps_last_good_state_while_the_file_is_unreadable(
     daemon: RunningDaemon, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(app_module, "SESSION_SWEEP_INTERVAL_S", 0.02)
+    monkeypatch.setattr(loops, "SESSION_SWEEP_INTERVAL_S", 0.02)
     key_file = daemon.app.config.api_keys_file
     good = key_file.read_bytes()
     caplog.set_level(logging.ERROR, logger="camera_service.auth.api_keys")

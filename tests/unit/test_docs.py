@@ -47,16 +47,20 @@ def methods_block() -> str:
 
 
 def spec_methods() -> list[str]:
-    """Method names of the table in §5 of the shared API contract."""
+    """Method names of the tables in §5 and §8 (API 1.1 additions) of the shared contract."""
     if not SPEC_API.is_file():
         pytest.skip(f"API contract not found at {SPEC_API} (shared/ is not beside the repo)")
     text = SPEC_API.read_text(encoding="utf-8")
     section = re.search(r"^## 5\..*?$(.*?)^## ", text, re.S | re.M)
+    additions = re.search(r"^## 8\..*?$(.*)", text, re.S | re.M)
     assert section, "§5 not found in the API contract"
+    assert additions, "§8 not found in the API contract"
     names: list[str] = []
-    for line in section.group(1).splitlines():
+    for line in (section.group(1) + additions.group(1)).splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if not line.startswith("|") or not cells or cells[0] in ("method", "") or "---" in line:
+        if not line.startswith("|") or not cells or cells[0] in ("method", "path", ""):
+            continue
+        if "---" in line or re.match(r"(GET|POST) ", cells[0]):  # §8.3's HTTP paths
             continue
         names.extend(name.strip() for name in cells[0].split("/"))
     assert names, "no methods parsed from §5 of the API contract"

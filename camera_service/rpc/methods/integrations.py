@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,9 +57,15 @@ def register(registry: Registry, deps: IntegrationDeps) -> None:
     async def get_camera_urls(ctx: CallContext, params: CameraUrlsParams) -> CameraUrlsResult:
         """Signed snapshot.jpg and stream.mjpg URLs of a camera, to paste into other tools.
 
-        The token in the URLs opens that camera's two URLs only, until `expires_at`."""
+        The token in the URLs opens that camera's two URLs only, until `expires_at` (never
+        later than the caller's JWT expires)."""
         camera_or_error(deps.cameras, params.device)
         ttl = params.ttl if params.ttl is not None else int(deps.default_ttl)
+        identity = ctx.identity
+        if identity is not None and identity.expires_at is not None:
+            # No credential outlives the one that made it (as stream tokens): a JWT's URLs
+            # stop working when the JWT expires; API keys (no expiry) get the ttl asked for.
+            ttl = max(1, min(ttl, int(identity.expires_at - time.time())))
         token = make_camera_token(deps.secret, params.device, ttl)
         expiry = int(token.split(".")[1])
         snapshot, mjpeg = camera_urls(deps.base_url(ctx.session.host), params.device, token)
