@@ -23,15 +23,18 @@ from camera_service.auth.jwt import JwtAuthority
 from camera_service.auth.service import Authenticator, FailedAuthLimiter
 from camera_service.auth.stream_tokens import StreamTokens
 from camera_service.cameras.controls import V4L2IO
-from camera_service.cameras.discovery import Discovery, EventSource, Prober
+from camera_service.cameras.device_events import EventSource
+from camera_service.cameras.discovery import Discovery
 from camera_service.cameras.external import ExternalStreamStore
 from camera_service.cameras.model import Camera, CameraStatus
+from camera_service.cameras.probing import Prober
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.config import Config
 from camera_service.eventloop import running_loop_name
 from camera_service.events import DEFAULT_TOPICS, Event, EventBus
 from camera_service.health import ComponentStatus, Health
-from camera_service.media.ffmpeg import NotRecording, ProcessSupervisor
+from camera_service.media.errors import NotRecording
+from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.frames import FrameHub
 from camera_service.media.nvr import NvrManager
 from camera_service.media.segment_recordings import NvrRecordings

@@ -38,7 +38,8 @@ from camera_service.cameras.v4l2_controls import (
     read_values,
 )
 from camera_service.events import Event
-from camera_service.media.ffmpeg import ProcessHandle, ProcessSupervisor
+from camera_service.media.ffmpeg import ProcessSupervisor
+from camera_service.media.process import ProcessHandle
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camera_service.media.ffmpeg import InvalidTarget, MediaError, ProcessSupervisor
+from camera_service.media.errors import InvalidTarget, MediaError
+from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.storage.errors import ProbeFailed
 from camera_service.storage.mediainfo import run_ffprobe
 from camera_service.storage.segments import Segment

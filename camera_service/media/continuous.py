@@ -28,7 +28,8 @@ from typing import Protocol
 from camera_service.config import MotionConfig
 from camera_service.media.clips import media_duration
 from camera_service.media.encoders import EncodeOptions, encode_args, global_args
-from camera_service.media.ffmpeg import MediaError, ProcessHandle, ProcessSupervisor, StopPolicy
+from camera_service.media.errors import MediaError
+from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.motion import (
     MotionEventState,
     MotionScorer,
@@ -36,6 +37,7 @@ from camera_service.media.motion import (
     ffmpeg_motion_filter,
     open_receiver,
 )
+from camera_service.media.process import ProcessHandle, StopPolicy
 from camera_service.media.recordings import EncoderSettings
 from camera_service.media.source import CaptureSource
 from camera_service.storage import segments as seg

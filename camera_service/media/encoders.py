@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from camera_service.media.ffmpeg import MediaError, ProcessSupervisor
+from camera_service.media.errors import MediaError
+from camera_service.media.ffmpeg import ProcessSupervisor
 
 log = logging.getLogger(__name__)
 

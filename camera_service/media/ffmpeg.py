@@ -5,358 +5,32 @@ stderr captured (last lines kept for error messages, everything logged at debug)
 timeout, and is stopped by escalation: ``q`` on stdin → SIGINT → SIGTERM → SIGKILL to the group.
 Children are always reaped. A registry keyed by camera id records which processes read which
 device, so the single-reader rule can be enforced and checked.
+
+Here: the supervisor (registry, reader and exclusive-claim bookkeeping, watching, stopping).
+Elsewhere: the handle (``process.py``), spawning (``spawn.py``), output parsing
+(``ffmpeg_output.py``) and the errors (``errors.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import errno
-import itertools
 import logging
 import os
-import re
-import shutil
 import signal
-import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
+
+from camera_service.media.errors import DeviceBusy, MediaError
+from camera_service.media.ffmpeg_output import LineSplitter, ProgressParser, describe_returncode
+from camera_service.media.process import ProcessHandle, RunResult, StopPolicy
+from camera_service.media.spawn import spawn_process
 
 log = logging.getLogger(__name__)
 
-STDERR_TAIL_LINES = 50
-_MAX_LINE = 2000
 _DRAIN_TIMEOUT = 2.0
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class MediaServiceError(Exception):
-    """Base of every error the media layer raises on purpose."""
-
-    def __init__(self, message: str, detail: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail if detail is not None else message
-
-
-class MediaError(MediaServiceError):
-    """FFmpeg (or another child) failed or could not be started (→ dependency failed)."""
-
-
-class DeviceBusy(MediaServiceError):
-    """A single-reader device is held by another process (→ invalid state)."""
-
-
-class AlreadyRecording(MediaServiceError):
-    """The camera is already being recorded (→ invalid state)."""
-
-
-class NotRecording(MediaServiceError):
-    """The camera is not being recorded (→ invalid state)."""
-
-
-class InvalidTarget(MediaServiceError):
-    """The requested output filename is unsafe or already exists (→ invalid params)."""
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-class LineSplitter:
-    """Splits a byte-less text stream into lines on ``\\n`` or ``\\r`` (FFmpeg uses both)."""
-
-    def __init__(self, max_line: int = _MAX_LINE) -> None:
-        self._buf = ""
-        self._max = max_line
-
-    def feed(self, text: str) -> list[str]:
-        parts = re.split(r"[\r\n]", self._buf + text)
-        self._buf = parts.pop()
-        if len(self._buf) > self._max:
-            parts.append(self._buf)
-            self._buf = ""
-        return [p[: self._max] for p in parts if p.strip()]
-
-    def flush(self) -> list[str]:
-        rest, self._buf = self._buf, ""
-        return [rest[: self._max]] if rest.strip() else []
-
-
-_ERROR_HINT = re.compile(
-    r"error|invalid|no such|denied|cannot|could not|failed|not found|busy|unable|"
-    r"unrecognized|unknown|no space|broken",
-    re.IGNORECASE,
-)
-
-
-def describe_returncode(returncode: int | None) -> str:
-    if returncode is None:
-        return "process still running"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"process killed by {name}"
-    return f"process exited with code {returncode}"
-
-
-def summarize_stderr(lines: Iterable[str], returncode: int | None) -> str:
-    """The most telling stderr line: the last that looks like an error; else, when killed by a
-    signal, that signal; else the last line or the exit status."""
-    items = [line.strip() for line in lines if line.strip()]
-    for line in reversed(items):
-        if _ERROR_HINT.search(line):
-            return line
-    if items and (returncode is None or returncode >= 0):
-        return items[-1]
-    return describe_returncode(returncode)
-
-
-class ProgressParser:
-    """Parses FFmpeg ``-progress`` output (``key=value`` lines, blocks end with ``progress=``)."""
-
-    def __init__(self) -> None:
-        self._block: dict[str, str] = {}
-
-    def feed(self, line: str) -> dict[str, str] | None:
-        key, sep, value = line.strip().partition("=")
-        if not sep:
-            return None
-        self._block[key.strip()] = value.strip()
-        if key.strip() != "progress":
-            return None
-        block, self._block = self._block, {}
-        return block
-
-
-# --------------------------------------------------------------------------- child setup
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl: Callable[..., int] = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-_PRCTL = _load_prctl()
-# util-linux's setpriv sets PDEATHSIG and then execs the program. Using it instead of a
-# preexec_fn lets subprocess spawn with vfork: ~2 ms instead of ~10 ms of forking the daemon.
-_SETPRIV = shutil.which("setpriv")
-_SH = shutil.which("sh")
-# setpriv does not check that the daemon is still its parent once PDEATHSIG is set: a daemon
-# killed between the spawn and setpriv's prctl would leave the child running forever. So
-# setpriv execs a shell that makes that check (like _child_setup does) and then execs the
-# program; a death after prctl is delivered as SIGKILL, one before it is caught by the check.
-_PARENT_CHECK = '[ "$PPID" = {pid} ] || exit 127; exec "$0" "$@"'
-
-
-def with_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
-    """argv and preexec_fn that make the child get SIGKILL when the daemon dies."""
-    if _SETPRIV is not None and _SH is not None:
-        if shutil.which(argv[0]) is None:  # setpriv would start and then fail to exec
-            raise FileNotFoundError(errno.ENOENT, "no such program", argv[0])
-        check = _PARENT_CHECK.format(pid=os.getpid())
-        return [_SETPRIV, "--pdeathsig", "KILL", "--", _SH, "-c", check, *argv], None
-    return argv, _child_setup(os.getpid())
-
-
-def _child_setup(parent_pid: int) -> Callable[[], None] | None:
-    """``preexec_fn`` that makes the child receive SIGKILL when the daemon dies (Linux)."""
-    prctl = _PRCTL
-    if prctl is None:
-        return None
-    sigkill = int(signal.SIGKILL)
-
-    def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the daemon died before prctl took effect
-            os._exit(127)
-
-    return setup
-
-
-# --------------------------------------------------------------------------- handles
-
-
-@dataclass(frozen=True)
-class StopPolicy:
-    """Grace periods (seconds) of each step of the stop escalation."""
-
-    quit_grace: float = 5.0
-    int_grace: float = 3.0
-    term_grace: float = 3.0
-    kill_grace: float = 5.0
-
-
-@dataclass(frozen=True)
-class RunResult:
-    returncode: int
-    stderr_tail: list[str]
-    timed_out: bool
-    elapsed: float
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
-
-    def error_summary(self) -> str:
-        if self.timed_out:
-            return "timed out"
-        return summarize_stderr(self.stderr_tail, self.returncode)
-
-
-_ids = itertools.count(1)
-
-
-@dataclass(eq=False)
-class ProcessHandle:
-    """One supervised child. Created by :meth:`ProcessSupervisor.start`."""
-
-    argv: list[str]
-    camera_id: str | None
-    role: str
-    reader: bool
-    preemptible: bool = False  # an exclusive claim on the device stops it instead of waiting
-    raw_stdout: bool = False  # stdout is a pipe the owner reads (not -progress output)
-    id: int = field(default_factory=lambda: next(_ids))
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    started_monotonic: float = field(default_factory=time.monotonic)
-    ended_monotonic: float | None = None
-    returncode: int | None = None
-    stop_requested: bool = False
-    stop_step: str | None = None  # last escalation step used: q, SIGINT, SIGTERM, SIGKILL
-    timed_out: bool = False
-    progress: dict[str, str] = field(default_factory=dict)
-    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-    progress_seen: asyncio.Event = field(default_factory=asyncio.Event)
-    process: asyncio.subprocess.Process | None = None
-    _proc_done: asyncio.Event = field(default_factory=asyncio.Event)
-    _stop_task: asyncio.Task[int] | None = None
-    _line_waiters: list[tuple[re.Pattern[str], asyncio.Future[str]]] = field(default_factory=list)
-    _progress_waiters: list[
-        tuple[Callable[[dict[str, str]], bool], asyncio.Future[dict[str, str]]]
-    ] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return not self.exited.is_set()
-
-    @property
-    def elapsed(self) -> float:
-        end = self.ended_monotonic if self.ended_monotonic is not None else time.monotonic()
-        return end - self.started_monotonic
-
-    async def wait(self) -> int:
-        """Wait until the process exited and its pipes were drained; returns the exit code."""
-        await self.exited.wait()
-        assert self.returncode is not None
-        return self.returncode
-
-    async def _wait_process(self, grace: float) -> bool:
-        try:
-            await asyncio.wait_for(self._proc_done.wait(), grace)
-        except TimeoutError:
-            return False
-        return True
-
-    def error_summary(self) -> str:
-        if self.timed_out:
-            return "timed out"
-        return summarize_stderr(self.stderr_tail, self.returncode)
-
-    async def wait_for_line(self, pattern: str) -> str:
-        """First stderr line (already kept or still to come) matching the regex ``pattern``.
-
-        Raises :class:`MediaError` if the process exits first; bound it with a timeout.
-        """
-        regex = re.compile(pattern)
-        for line in self.stderr_tail:
-            if regex.search(line):
-                return line
-        if self.exited.is_set():
-            raise MediaError("process exited", self.error_summary())
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        entry = (regex, future)
-        self._line_waiters.append(entry)
-        try:
-            return await future
-        finally:
-            with contextlib.suppress(ValueError):
-                self._line_waiters.remove(entry)
-
-    @property
-    def media_time(self) -> float:
-        """Seconds of media FFmpeg reported writing (``-progress`` ``out_time_us``), else 0."""
-        try:
-            return int(self.progress.get("out_time_us", "0")) / 1e6
-        except ValueError:
-            return 0.0
-
-    async def wait_for_progress(
-        self, predicate: Callable[[dict[str, str]], bool] = lambda _block: True
-    ) -> dict[str, str]:
-        """Next ``-progress`` block (or the current one) satisfying ``predicate``.
-
-        Needs ``capture_progress=True``. Raises :class:`MediaError` if the process exits first.
-        """
-        if self.progress and predicate(self.progress):
-            return self.progress
-        if self.exited.is_set():
-            raise MediaError("process exited", self.error_summary())
-        future: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
-        entry = (predicate, future)
-        self._progress_waiters.append(entry)
-        try:
-            return await future
-        finally:
-            with contextlib.suppress(ValueError):
-                self._progress_waiters.remove(entry)
-
-    def _add_progress(self, block: dict[str, str]) -> None:
-        self.progress = block
-        self.progress_seen.set()
-        for predicate, future in self._progress_waiters:
-            if not future.done() and predicate(block):
-                future.set_result(block)
-
-    def _add_line(self, line: str) -> None:
-        self.stderr_tail.append(line)
-        for regex, future in self._line_waiters:
-            if not future.done() and regex.search(line):
-                future.set_result(line)
-
-    def _fail_waiters(self) -> None:
-        futures: list[asyncio.Future[Any]] = [f for _r, f in self._line_waiters]
-        futures += [f for _p, f in self._progress_waiters]
-        for future in futures:
-            if not future.done():
-                future.set_exception(MediaError("process exited", self.error_summary()))
-
-    def __repr__(self) -> str:
-        return (
-            f"<ProcessHandle #{self.id} pid={self.pid} camera={self.camera_id} "
-            f"role={self.role} rc={self.returncode}>"
-        )
 
 
 async def _wait_any(events: Sequence[asyncio.Event], limit: float) -> None:
@@ -474,7 +148,7 @@ class ProcessSupervisor:
         else:
             self._register(handle)
         try:
-            handle.process = await self._spawn(handle.argv, capture_progress or raw_stdout, env)
+            handle.process = await spawn_process(handle.argv, capture_progress or raw_stdout, env)
         except BaseException as exc:
             self._running.pop(handle.id, None)
             handle.returncode = -1
@@ -492,21 +166,6 @@ class ProcessSupervisor:
             except Exception:
                 log.exception("process start listener failed")
         return handle
-
-    @staticmethod
-    async def _spawn(
-        argv: list[str], capture_progress: bool, env: Mapping[str, str] | None
-    ) -> asyncio.subprocess.Process:
-        command, preexec = with_death_signal(argv)
-        return await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE if capture_progress else asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=preexec,
-            env=dict(env) if env is not None else None,
-        )
 
     def _track(self, coro: Coroutine[Any, Any, object]) -> None:
         task: asyncio.Task[object] = asyncio.create_task(coro)

@@ -20,7 +20,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camera_service.media.ffmpeg import MediaError, ProcessHandle, ProcessSupervisor
+from camera_service.media.errors import MediaError
+from camera_service.media.ffmpeg import ProcessSupervisor
+from camera_service.media.process import ProcessHandle
 from camera_service.media.recordings import RecordingManager
 from camera_service.media.snapshots import is_complete_jpeg
 from camera_service.media.source import CaptureSource

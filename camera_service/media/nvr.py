@@ -30,7 +30,7 @@ from camera_service.config import Config, MotionConfig
 from camera_service.events import Event, EventBus
 from camera_service.media import clips
 from camera_service.media.continuous import CameraRecorder, RecorderEnv, SourceFn, close_run
-from camera_service.media.ffmpeg import InvalidTarget
+from camera_service.media.errors import InvalidTarget
 from camera_service.media.motion import MotionEventState
 from camera_service.storage import segments as seg
 from camera_service.storage.errors import NotFound

@@ -14,7 +14,8 @@ from camera_service.media.encoders import (
     encode_args,
     global_args,
 )
-from camera_service.media.ffmpeg import InvalidTarget, summarize_stderr
+from camera_service.media.errors import InvalidTarget
+from camera_service.media.ffmpeg_output import summarize_stderr
 from camera_service.media.source import CaptureSource
 from camera_service.storage.errors import InvalidFilename
 from camera_service.storage.names import generated_filename, with_extension

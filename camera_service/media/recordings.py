@@ -20,15 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from camera_service.media import remux
-from camera_service.media.ffmpeg import (
-    AlreadyRecording,
-    InvalidTarget,
-    MediaError,
-    NotRecording,
-    ProcessHandle,
-    ProcessSupervisor,
-    StopPolicy,
-)
+from camera_service.media.errors import AlreadyRecording, InvalidTarget, MediaError, NotRecording
+from camera_service.media.ffmpeg import ProcessSupervisor
+from camera_service.media.process import ProcessHandle, StopPolicy
 from camera_service.media.recording_args import (
     EncoderSettings,
     build_recording_args,

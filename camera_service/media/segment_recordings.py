@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from camera_service.media.ffmpeg import AlreadyRecording, InvalidTarget, MediaError, NotRecording
+from camera_service.media.errors import AlreadyRecording, InvalidTarget, MediaError, NotRecording
 from camera_service.media.nvr import NvrManager
 from camera_service.media.recordings import (
     RECORDING_FORMATS,

@@ -20,12 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from camera_service.media.capture import warmup_filter
-from camera_service.media.ffmpeg import (
-    DeviceBusy,
-    InvalidTarget,
-    MediaError,
-    ProcessSupervisor,
-)
+from camera_service.media.errors import DeviceBusy, InvalidTarget, MediaError
+from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.recordings import RecordingManager, resolve_output_path
 from camera_service.media.source import CaptureSource
 

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from camera_service.media.ffmpeg import with_death_signal
+from camera_service.media.spawn import with_death_signal
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from camera_service.media.ffmpeg import AlreadyRecording, MediaError, NotRecording
+from camera_service.media.errors import AlreadyRecording, MediaError, NotRecording
 from camera_service.media.recordings import (
     RecordingInfo,
     RecordingManager,

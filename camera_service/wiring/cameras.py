@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from camera_service.cameras.discovery import Discovery, EventSource, Prober, create_discovery
+from camera_service.cameras.device_events import EventSource
+from camera_service.cameras.discovery import Discovery, create_discovery
 from camera_service.cameras.external import ExternalStreamStore
+from camera_service.cameras.probing import Prober
 from camera_service.cameras.registry import CameraIdError, CameraRegistry
 from camera_service.cameras.v4l2 import V4L2Prober
 

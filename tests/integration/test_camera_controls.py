@@ -15,7 +15,7 @@ import pytest
 
 from camera_service.cameras import v4l2_abi as abi
 from camera_service.client import CameraClient, RpcCallError
-from camera_service.media.ffmpeg import ProcessHandle
+from camera_service.media.process import ProcessHandle
 from tests.support.daemon import RunningDaemon, running_daemon
 from tests.support.fake_controls import FakeCameraRig
 from tests.support.fake_mediamtx import FakeMediaMTX

@@ -13,30 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from camera_service.cameras.discovery import (
-    DeviceEvent,
-    Discovery,
-    PollEventSource,
-    UdevEventSource,
-    create_discovery,
-    create_event_source,
-    diff_scans,
-    event_from_udev,
-    scan_nodes,
-    stable_key_from_sys_path,
-)
+from camera_service.cameras.device_events import DeviceEvent, diff_scans, stable_key_from_sys_path
+from camera_service.cameras.discovery import Discovery, create_discovery, create_event_source
 from camera_service.cameras.external import (
     ExternalStreamError,
     ExternalStreamNotFound,
     ExternalStreamStore,
 )
 from camera_service.cameras.model import Camera, CameraStatus
+from camera_service.cameras.poll_source import PollEventSource, scan_nodes
 from camera_service.cameras.registry import (
     TOPIC_CONNECTED,
     TOPIC_DISCONNECTED,
     TOPIC_STATUS_CHANGE,
     CameraRegistry,
 )
+from camera_service.cameras.udev_source import UdevEventSource, event_from_udev
 from tests.support.clock import ManualClock as Clock
 from tests.support.fake_devices import (
     FakeDevice,

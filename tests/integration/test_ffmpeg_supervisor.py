@@ -14,11 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
-from camera_service.media.ffmpeg import (
-    DeviceBusy,
-    MediaError,
-    ProcessSupervisor,
-)
+from camera_service.media.errors import DeviceBusy, MediaError
+from camera_service.media.ffmpeg import ProcessSupervisor
 from tests.support.media import FAST_STOP, LAVFI, ffprobe, no_leftover_children
 
 ROOT = Path(__file__).resolve().parents[2]

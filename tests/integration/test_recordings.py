@@ -12,14 +12,9 @@ from typing import Any
 
 import pytest
 
-from camera_service.media.ffmpeg import (
-    AlreadyRecording,
-    InvalidTarget,
-    MediaError,
-    NotRecording,
-    ProcessHandle,
-    ProcessSupervisor,
-)
+from camera_service.media.errors import AlreadyRecording, InvalidTarget, MediaError, NotRecording
+from camera_service.media.ffmpeg import ProcessSupervisor
+from camera_service.media.process import ProcessHandle
 from camera_service.media.recording_args import frames_written
 from camera_service.media.recordings import EncoderSettings, RecordingManager
 from camera_service.media.source import CaptureSource

@@ -10,12 +10,8 @@ from typing import Any
 
 import pytest
 
-from camera_service.media.ffmpeg import (
-    DeviceBusy,
-    InvalidTarget,
-    MediaError,
-    ProcessSupervisor,
-)
+from camera_service.media.errors import DeviceBusy, InvalidTarget, MediaError
+from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.recordings import EncoderSettings, RecordingManager
 from camera_service.media.snapshots import SnapshotService
 from camera_service.media.source import CaptureSource

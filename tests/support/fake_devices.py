@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camera_service.cameras.discovery import DeviceEvent, EventSourceError
+from camera_service.cameras.device_events import DeviceEvent, EventSourceError
 from camera_service.cameras.model import Capabilities
 from camera_service.cameras.v4l2 import (
     build_capabilities,

@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 import pytest
 
-from camera_service.media.ffmpeg import StopPolicy
+from camera_service.media.process import StopPolicy
 
 LAVFI = "testsrc2=size=320x240:rate=15"
 FAST_STOP = StopPolicy(quit_grace=0.3, int_grace=0.3, term_grace=0.5, kill_grace=2.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from camera_service.media.ffmpeg import InvalidTarget
+from camera_service.media.errors import InvalidTarget
 from camera_service.media.recording_args import frames_written
 from camera_service.media.recordings import (
     EncoderSettings,

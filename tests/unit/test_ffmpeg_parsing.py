@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from camera_service.media.ffmpeg import (
+from camera_service.media.ffmpeg_output import (
     LineSplitter,
     ProgressParser,
     describe_returncode,

@@ -11,7 +11,7 @@ import pytest
 
 from camera_service.config import ConfigError, MotionConfig, MotionZone, build_config
 from camera_service.media.clips import NoFootage, concat_list, keyframe_at_or_before, plan_clip
-from camera_service.media.ffmpeg import InvalidTarget
+from camera_service.media.errors import InvalidTarget
 from camera_service.media.motion import MotionScorer, MotionTracker, area_mask, min_area_fraction
 from camera_service.storage import segments as seg
 from camera_service.storage.events import EventStore, MotionEvent

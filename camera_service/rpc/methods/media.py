@@ -16,7 +16,7 @@ from camera_service.auth.roles import Role
 from camera_service.cameras.model import Camera, CameraStatus
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.events import Event, EventBus
-from camera_service.media import ffmpeg as media_errors
+from camera_service.media import errors as media_errors
 from camera_service.media.recordings import RecordingManager
 from camera_service.media.snapshots import SnapshotService
 from camera_service.media.source import capture_source_for

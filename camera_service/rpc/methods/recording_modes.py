@@ -14,7 +14,7 @@ from camera_service.auth.roles import Role
 from camera_service.cameras.model import CAMERA_ID_PATTERN
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.media import clips
-from camera_service.media import ffmpeg as media_errors
+from camera_service.media import errors as media_errors
 from camera_service.media.nvr import NvrManager, iso, settings_with
 from camera_service.rpc.errors import (
     DependencyFailed,
