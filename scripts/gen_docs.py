@@ -307,7 +307,7 @@ CONFIG_INTRO = """\
 {note}
 
 Every key of the daemon's configuration, generated from the configuration models
-(`camera_service/config.py`). `camera-service config schema` prints the same information as a
+(`camera_service/config/`). `camera-service config schema` prints the same information as a
 JSON Schema; `camera-service config check` validates a configuration and prints the effective
 values (secrets masked as `********`) and the file they came from.
 

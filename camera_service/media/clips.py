@@ -19,7 +19,8 @@ from typing import Any
 
 from camera_service.media.errors import InvalidTarget, MediaError
 from camera_service.media.ffmpeg import ProcessSupervisor
-from camera_service.storage.files import ProbeFailed, run_ffprobe
+from camera_service.storage.errors import ProbeFailed
+from camera_service.storage.mediainfo import run_ffprobe
 from camera_service.storage.segments import Segment
 
 CLIP_FORMATS = {"mp4": ".mp4", "mkv": ".mkv"}

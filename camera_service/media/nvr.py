@@ -33,9 +33,11 @@ from camera_service.media.continuous import CameraRecorder, RecorderEnv, SourceF
 from camera_service.media.errors import InvalidTarget
 from camera_service.media.motion import MotionEventState
 from camera_service.storage import segments as seg
+from camera_service.storage.errors import NotFound
 from camera_service.storage.events import EventStore, MotionEvent
-from camera_service.storage.files import FileStore, NotFound, generated_filename, with_extension
+from camera_service.storage.files import FileStore
 from camera_service.storage.modes import ModeSettings, ModeStore, RecordingMode
+from camera_service.storage.names import generated_filename, with_extension
 from camera_service.storage.usage import (
     DiskUsageFn,
     InsufficientStorage,

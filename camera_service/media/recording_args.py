@@ -17,7 +17,8 @@ from camera_service.media.encoders import (
 from camera_service.media.errors import InvalidTarget
 from camera_service.media.ffmpeg_output import summarize_stderr
 from camera_service.media.source import CaptureSource
-from camera_service.storage.files import InvalidFilename, generated_filename, with_extension
+from camera_service.storage.errors import InvalidFilename
+from camera_service.storage.names import generated_filename, with_extension
 
 
 def frames_written(block: dict[str, str]) -> int:

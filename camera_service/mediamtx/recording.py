@@ -144,8 +144,8 @@ class StreamRecordings(RecordingManager):
         :data:`FIRST_SEGMENT_TIMEOUT_S` of the stream being ready.
         """
         now = _utc_now()
-        placeholder = RecordingInfo(camera_id, "", self.recordings_dir, "fmp4", now, duration)
-        rec = _MtxRecording(placeholder)
+        pending = RecordingInfo(camera_id, "", self.recordings_dir, "fmp4", now, duration)
+        rec = _MtxRecording(pending)  # named once MediaMTX writes the file
         self._mtx[camera_id] = rec  # reserved before any await: no double start
         try:
             await asyncio.to_thread(segments.settle_staging, self.recordings_dir, camera_id)

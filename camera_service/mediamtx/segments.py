@@ -27,7 +27,7 @@ import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
-from camera_service.storage.files import generated_filename
+from camera_service.storage.names import generated_filename
 
 STAGING_DIR = ".mediamtx"
 STAGING_PATTERN = "%path_%s_%f"

@@ -24,13 +24,9 @@ from typing import Literal, Self, TypedDict
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from camera_service.fsutil import StateFileError, atomic_write, load_recoverable, load_required
-from camera_service.storage.files import (
-    KINDS,
-    FileEntry,
-    FileInUse,
-    FileStore,
-    NotFound,
-)
+from camera_service.storage.errors import FileInUse, NotFound
+from camera_service.storage.files import FileStore
+from camera_service.storage.listing import KINDS, FileEntry
 from camera_service.supervise import start_supervised
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, TypedDict
 
-from camera_service.storage.files import StorageError
+from camera_service.storage.errors import StorageError
 
 
 class DiskUsage(NamedTuple):

@@ -19,7 +19,8 @@ from aiohttp.abc import AbstractStreamWriter
 from camera_service.auth.identity import AuthError
 from camera_service.auth.service import Authenticator
 from camera_service.logging import audit
-from camera_service.storage import files as storage_files
+from camera_service.storage import errors as storage_errors
+from camera_service.storage import names as storage_names
 from camera_service.storage.files import FileStore
 from camera_service.storage.tokens import TokenExpired, TokenInvalid, verify_download_token
 from camera_service.transport.http_auth import record_failure, refuse_if_limited
@@ -87,8 +88,8 @@ class Downloads:
         if kind not in KINDS and kind not in self.resolvers:
             raise web.HTTPNotFound(text="unknown file kind")
         try:
-            storage_files.validate_filename(name)
-        except storage_files.InvalidFilename as exc:
+            storage_names.validate_filename(name)
+        except storage_errors.InvalidFilename as exc:
             raise web.HTTPBadRequest(text=f"invalid file name: {exc.rule}") from None
         self._authorize(request, kind, name)
         try:
@@ -97,9 +98,9 @@ class Downloads:
                 path = await resolver(name)
             else:
                 path = await self.files.path_for(kind, name)  # type: ignore[arg-type]
-        except storage_files.InvalidFilename:
+        except storage_errors.InvalidFilename:
             raise web.HTTPBadRequest(text="invalid file name") from None
-        except storage_files.NotFound:
+        except storage_errors.NotFound:
             raise web.HTTPNotFound(text="no such file") from None
         content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
         return _TrackedFileResponse(

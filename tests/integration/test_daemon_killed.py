@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 
 from camera_service.client import CameraClient
-from camera_service.storage.files import mp4_top_level_boxes
+from camera_service.storage.mediainfo import mp4_top_level_boxes
 from tests.support.daemon import DaemonProcess
 from tests.support.media import ffmpeg_children, ffprobe
 from tests.support.waiting import wait_until

@@ -40,7 +40,7 @@ from camera_service.mediamtx.pathconf import camera_path_conf
 from camera_service.mediamtx.paths import PathProvisioner, ProvisionAction
 from camera_service.mediamtx.segments import fmp4_finalized
 from camera_service.mediamtx.service import MediaMTXService
-from camera_service.storage.files import stamp_from_name
+from camera_service.storage.names import stamp_from_name
 from tests.support.daemon import RunningDaemon, running_daemon
 from tests.support.real_mediamtx import Ports, RealMediaMTX, free_port
 from tests.support.waiting import wait_until

@@ -16,7 +16,7 @@ import pytest
 from camera_service.client import RpcCallError
 from camera_service.media import remux
 from camera_service.rpc.errors import redact_paths
-from camera_service.storage.files import mp4_top_level_boxes
+from camera_service.storage.mediainfo import mp4_top_level_boxes
 from tests.support.daemon import RunningDaemon, running_daemon
 from tests.support.waiting import wait_until
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from camera_service.storage.files import FileEntry, FileStore
+from camera_service.storage.files import FileStore
+from camera_service.storage.listing import FileEntry
 from camera_service.storage.retention import (
     GB,
     POLICY_FILE,

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from camera_service.storage.files import (
-    INDEX_NAME,
-    FileInUse,
-    FileStore,
-    InvalidFilename,
-    NotFound,
-    ProbeFailed,
-    resolve_in,
-)
+from camera_service.storage.errors import FileInUse, InvalidFilename, NotFound, ProbeFailed
+from camera_service.storage.files import FileStore
+from camera_service.storage.listing import INDEX_NAME
+from camera_service.storage.names import resolve_in
 from camera_service.storage.usage import (
     DiskUsage,
     InsufficientStorage,

@@ -37,7 +37,7 @@ from camera_service.mediamtx.recording import (
 from camera_service.mediamtx.service import MediaMTXService
 from camera_service.mediamtx.snapshots import StreamSnapshots
 from camera_service.rpc.methods import streams as stream_methods
-from camera_service.storage.files import stamp_from_name
+from camera_service.storage.names import stamp_from_name
 from tests.support.daemon import RunningDaemon, make_config
 from tests.support.fake_devices import FakeEventSource, FakeProber, uvc_webcam
 from tests.support.fake_mediamtx import FakeMediaMTX

@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from camera_service.client import RpcCallError
-from camera_service.storage import files as storage_files
+from camera_service.storage import listing as storage_listing
 from camera_service.storage.usage import DiskUsage
 from tests.support.daemon import RunningDaemon, running_daemon
 
@@ -48,7 +48,7 @@ async def test_listing_skips_a_file_deleted_while_the_directory_is_read(
     snapshots = daemon.app.config.storage.snapshots_dir
     for n in range(3):
         (snapshots / f"cam_{n}.jpg").write_bytes(b"\xff\xd8\xff")
-    real_scan = storage_files._scan_dir
+    real_scan = storage_listing._scan_dir
 
     def scan_then_vanish(directory: Path) -> Iterator[tuple[str, Any]]:
         # delete_snapshot finishing between readdir and the stat of one entry
@@ -57,7 +57,7 @@ async def test_listing_skips_a_file_deleted_while_the_directory_is_read(
                 Path(entry.path).unlink()
             yield name, entry
 
-    monkeypatch.setattr(storage_files, "_scan_dir", scan_then_vanish)
+    monkeypatch.setattr(storage_listing, "_scan_dir", scan_then_vanish)
     async with daemon.client("viewer") as client:
         listing = await client.call("list_snapshots")
     assert sorted(f["filename"] for f in listing["files"]) == ["cam_0.jpg", "cam_2.jpg"]

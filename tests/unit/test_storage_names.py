@@ -1,4 +1,4 @@
-"""Pure naming rules of camera_service.storage.files (no media, no processes)."""
+"""Pure naming rules of camera_service.storage.names (no media, no processes)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from camera_service.storage.files import (
-    InvalidFilename,
-    container_format,
+from camera_service.storage.errors import InvalidFilename
+from camera_service.storage.mediainfo import container_format
+from camera_service.storage.names import (
     device_from_name,
     generated_filename,
     iso_utc,

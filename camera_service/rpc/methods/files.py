@@ -15,10 +15,12 @@ from camera_service.cameras.model import CAMERA_ID_PATTERN
 from camera_service.rpc.errors import DependencyFailed, InvalidParams, InvalidState, NotFound
 from camera_service.rpc.registry import NoParams, Params, Registry, Result
 from camera_service.rpc.session import CallContext
-from camera_service.storage import files as storage_files
+from camera_service.storage import errors as storage_errors
 from camera_service.storage import usage
-from camera_service.storage.files import FILENAME_PATTERN, FileKind, FileStore
+from camera_service.storage.files import FileStore
 from camera_service.storage.links import DownloadLinks
+from camera_service.storage.listing import FileKind
+from camera_service.storage.names import FILENAME_PATTERN
 from camera_service.storage.retention import PolicyStore, RetentionPolicy, cleanup
 
 
@@ -122,17 +124,17 @@ def translated_storage_errors(kind: str, filename: str) -> Iterator[None]:
     resource = "recording" if kind == "recordings" else "snapshot"
     try:
         yield
-    except storage_files.InvalidFilename as exc:
+    except storage_errors.InvalidFilename as exc:
         raise InvalidParams("filename", exc.rule, exc.hint) from None
-    except storage_files.NotFound:
+    except storage_errors.NotFound:
         raise NotFound(resource, filename) from None
-    except storage_files.FileInUse:
+    except storage_errors.FileInUse:
         raise InvalidState(
             f"{filename} belongs to an active recording; stop it first.",
             "RECORDING",
             ["STOPPED"],
         ) from None
-    except storage_files.ProbeFailed as exc:
+    except storage_errors.ProbeFailed as exc:
         raise DependencyFailed("ffprobe", exc.detail) from None
 
 

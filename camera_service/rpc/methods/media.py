@@ -32,11 +32,13 @@ from camera_service.rpc.errors import (
 from camera_service.rpc.methods.cameras import DeviceParams, camera_or_error
 from camera_service.rpc.registry import Registry, Result
 from camera_service.rpc.session import CallContext
-from camera_service.storage import files as storage_files
+from camera_service.storage import errors as storage_errors
+from camera_service.storage import names as storage_names
 from camera_service.storage import usage
 from camera_service.storage.faults import writable_problem
-from camera_service.storage.files import FILENAME_PATTERN, FileStore
+from camera_service.storage.files import FileStore
 from camera_service.storage.links import DownloadLinks
+from camera_service.storage.names import FILENAME_PATTERN
 
 
 class SnapshotParams(DeviceParams):
@@ -108,7 +110,7 @@ def translated_media_errors(device: str, directory: Path | None = None) -> Itera
         raise InvalidState(f"Camera {device} is not recording.", "IDLE", ["RECORDING"]) from None
     except media_errors.DeviceBusy as exc:
         raise InvalidState(f"Camera {device} is busy: {exc}.", "BUSY", ["IDLE"]) from None
-    except (media_errors.InvalidTarget, storage_files.InvalidFilename) as exc:
+    except (media_errors.InvalidTarget, storage_errors.InvalidFilename) as exc:
         raise InvalidParams("filename", str(exc), "choose another name") from None
     except media_errors.MediaError as exc:
         detail = exc.detail or str(exc)
@@ -177,7 +179,7 @@ def register(registry: Registry, deps: MediaDeps) -> None:
             translated_media_errors(params.device, snapshots_dir),
         ):
             if params.filename:
-                storage_files.validate_filename(params.filename)
+                storage_names.validate_filename(params.filename)
             shot = await deps.snapshots.take(source, params.filename, params.format)
         if params.filename:
             await deps.files.register("snapshots", shot.filename, params.device)

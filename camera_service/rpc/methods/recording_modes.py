@@ -25,7 +25,7 @@ from camera_service.rpc.errors import (
 from camera_service.rpc.methods.cameras import DeviceParams
 from camera_service.rpc.registry import Params, Registry, Result
 from camera_service.rpc.session import CallContext
-from camera_service.storage import files as storage_files
+from camera_service.storage import errors as storage_errors
 from camera_service.storage import usage
 from camera_service.storage.links import DownloadLinks
 from camera_service.storage.modes import ModeSettings
@@ -131,7 +131,7 @@ def _media_errors(device: str) -> Iterator[None]:
         yield
     except clips.NoFootage:  # data.id names the camera, as every other -32010 does
         raise NotFound("footage", device) from None
-    except (media_errors.InvalidTarget, storage_files.InvalidFilename) as exc:
+    except (media_errors.InvalidTarget, storage_errors.InvalidFilename) as exc:
         raise InvalidParams("end", str(exc)) from None
     except media_errors.MediaError as exc:
         raise DependencyFailed("ffmpeg", exc.detail or str(exc)) from None
