@@ -82,6 +82,10 @@ class HTTPTooManyRequests(HTTPException):
     status_code = 429
 
 
+class HTTPRequestHeaderFieldsTooLarge(HTTPException):
+    status_code = 431
+
+
 class HTTPInternalServerError(HTTPException):
     status_code = 500
 

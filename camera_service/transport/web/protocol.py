@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, cast
 
 import h11
 
-from camera_service.transport.web.errors import BodyTimeout, HTTPBadRequest, HTTPException
+from camera_service.transport.web.errors import (
+    BodyTimeout,
+    HTTPBadRequest,
+    HTTPException,
+    HTTPRequestHeaderFieldsTooLarge,
+)
 from camera_service.transport.web.messages import Body, Headers, Request, Response, StreamResponse
 
 if TYPE_CHECKING:
@@ -98,6 +103,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body: Body | None = None
         self._method = ""
         self._started = False  # the current response's head has gone out
+        self._close_after = False  # the current request was refused: no next one
         self.task: asyncio.Task[None] | None = None
 
     # -- admission and deadlines ------------------------------------------------------------
@@ -223,7 +229,12 @@ class HttpProtocol(asyncio.Protocol):
             text = value.decode("latin-1")
             headers[name] = f"{headers[name]}, {text}" if name in headers else text
         error: HTTPException | None = None
-        if "Content-Length" in headers and "Transfer-Encoding" in headers:
+        # h11 bounds a head still arriving; one that came whole in a read is measured here.
+        size = len(event.method) + len(event.target) + 12
+        size += sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
+        if size > MAX_HEAD_BYTES:
+            error = HTTPRequestHeaderFieldsTooLarge(text="request head too large\n")
+        elif "Content-Length" in headers and "Transfer-Encoding" in headers:
             error = HTTPBadRequest(text="both Content-Length and Transfer-Encoding\n")
         target = _origin_form(target)
         if not target.startswith("/"):
@@ -240,6 +251,7 @@ class HttpProtocol(asyncio.Protocol):
             event.http_version.decode("ascii", "replace"),
         )
         self._started = False
+        self._close_after = error is not None
         self.task = self._loop.create_task(self._respond(request, error))
 
     def _malformed(self, exc: h11.RemoteProtocolError) -> None:
@@ -326,7 +338,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         conn = self._conn
         if (
-            self._server.closing
+            self._close_after
+            or self._server.closing
             or conn.our_state is not h11.DONE
             or conn.their_state is not h11.DONE
         ):
@@ -353,7 +366,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._lost or self.transport is None:
             raise ConnectionResetError("client went away")
         self._server.on_prepare(request, response)
-        if self._server.closing or self._conn.their_state is not h11.DONE:
+        if self._close_after or self._server.closing or self._conn.their_state is not h11.DONE:
             response.headers["Connection"] = "close"  # the body was not read: no next request
         data = self._conn.send(self._head(response))
         self._started = True
