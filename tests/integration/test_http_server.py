@@ -500,6 +500,20 @@ async def test_file_validators_and_head(blob: Path) -> None:
         assert head.headers["content-length"] == "300000"
 
 
+async def test_file_of_several_sendfile_pieces_goes_out_whole_and_by_range(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    async with serving(file_router(path)) as server:
+        client = await RawClient.open(server.port)
+        client.send(get("/file") + get("/file", "Range: bytes=1500000-\r\n"))
+        whole, tail = await client.answer(), await client.answer()
+    assert whole.body == data
+    assert tail.status == 206 and tail.body == data[1500000:]
+
+
 def test_file_body_goes_out_on_uvloop_too(blob: Path) -> None:
     """uvloop has no loop.sendfile: the body is then read in a worker thread."""
     uvloop = pytest.importorskip("uvloop")

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("camera_service.transport.http")
 
 MAX_HEAD_BYTES = 16 * 1024
-FILE_CHUNK = 256 * 1024
+FILE_CHUNK = 256 * 1024  # read in a worker thread where the loop has no sendfile
+SENDFILE_CHUNK = 1024 * 1024
 DRAIN_TIMEOUT_S = 60.0  # a peer that takes no bytes this long is dropped
 
 
@@ -233,6 +234,8 @@ class HttpProtocol(asyncio.Protocol):
     def _malformed(self, exc: h11.RemoteProtocolError) -> None:
         """h11 refused what the peer sent: 4xx and close (or the handler's read fails)."""
         if self.task is not None:
+            self._close_after = True
+            self._pause_reading()  # nothing more is read from this peer
             if self._body is not None:
                 self._body.fail(HTTPBadRequest(text=f"malformed request body: {exc}\n"))
             return
@@ -240,6 +243,7 @@ class HttpProtocol(asyncio.Protocol):
         log.debug("malformed HTTP request from %s: %s", self.address, exc)
         response = Response(status=status, text=f"{status}: {exc}\n")
         self._server.on_prepare(None, response)
+        response.headers["Date"] = http_date()
         framing = response_head(
             status,
             response.reason,
@@ -393,13 +397,27 @@ class HttpProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         await self._drain()
+        position, left = offset, count
         try:
             with os.fdopen(fd, "rb", buffering=0, closefd=False) as file:
-                await self._loop.sendfile(transport, file, offset, count, fallback=False)
+                while left:  # in pieces, each with the drain deadline
+                    size = min(SENDFILE_CHUNK, left)
+                    try:
+                        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                            sent = await self._loop.sendfile(
+                                transport, file, position, size, fallback=False
+                            )
+                    except TimeoutError:
+                        raise ConnectionResetError("client took no data for too long") from None
+                    if sent < size:
+                        raise ConnectionResetError("file shrank while being sent")
+                    position += sent
+                    left -= sent
             return
         except (NotImplementedError, RuntimeError, asyncio.SendfileNotAvailableError):
-            pass  # e.g. uvloop: read in a worker thread instead
-        position, left = offset, count
+            if position != offset:
+                raise
+            # e.g. uvloop: read in a worker thread instead
         while left:
             chunk = await self._loop.run_in_executor(
                 None, os.pread, fd, min(FILE_CHUNK, left), position
