@@ -31,6 +31,8 @@ import contextlib
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Self, cast
 from urllib.parse import urlsplit
 
 import h11
@@ -110,6 +112,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_head: int) -> None:
         self._loop = loop
+        self._max_head = max_head
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
         self.transport: asyncio.Transport | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -122,6 +125,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
+        #: Resolved when the connection has closed.
+        self.closed: asyncio.Future[None] = loop.create_future()
         self.busy = False
         self.sent = False
         self.received = False
@@ -131,8 +136,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if not self.busy:
@@ -161,6 +166,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
+        if not self.closed.done():
+            self.closed.set_result(None)
         callback, self.on_idle_lost = self.on_idle_lost, None
         if callback is not None and not self.busy:
             callback(self)
@@ -234,6 +241,10 @@ class _Connection(asyncio.Protocol):
             except h11.RemoteProtocolError as exc:
                 if self._eof_fed and not self._chunks:
                     raise self.lost_error("before the response was complete") from exc
+                if len(self.h11.trailing_data[0]) > self._max_head:
+                    raise ProtocolViolation(
+                        f"response head larger than {self._max_head} bytes"
+                    ) from exc
                 raise ProtocolViolation(f"malformed response: {exc}") from exc
             if event is not h11.NEED_DATA:
                 return event
@@ -314,6 +325,17 @@ class HTTPClient:
     def open_connections(self) -> int:
         """Connections open (idle or busy)."""
         return len(self._open)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def close(self) -> None:
         """Close every connection (idempotent); requests in flight fail with ConnectionLost."""
