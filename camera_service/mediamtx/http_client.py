@@ -51,6 +51,8 @@ READ_LOW_WATER = 64 * 1024
 #: Methods retried after a connection closed with the request written but no answer.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Request heads without a body kept for reuse per client (the same polls, again and again).
+REQUEST_CACHE_SIZE = 32
 
 
 class HTTPError(Exception):
@@ -310,6 +312,7 @@ class HTTPClient:
         self.max_head = max_head
         self._idle: collections.deque[_Connection] = collections.deque()
         self._open: set[_Connection] = set()
+        self._events: dict[tuple[str, str, tuple[tuple[str, str], ...]], h11.Request] = {}
         self._closed = False
 
     @property
@@ -362,31 +365,43 @@ class HTTPClient:
         if self._closed:
             raise ClientClosed("the HTTP client is closed")
         method = method.upper()
-        fields = [("Host", self._host_header), *headers]
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            fields.append(("Content-Length", str(len(body or b""))))
+        event = self._request_event(method, target, tuple(headers), body)
         phase = [_PHASE_CONNECT]
         try:
             async with asyncio.timeout(timeout):
                 try:
-                    return await self._exchange(method, target, fields, body, phase, pooled=True)
+                    return await self._exchange(event, body, phase, pooled=True)
                 except ConnectionLost as exc:
                     if exc.received or (exc.sent and method not in IDEMPOTENT_METHODS):
                         raise
                 # Once more, on a connection of its own.
-                return await self._exchange(method, target, fields, body, phase, pooled=False)
+                return await self._exchange(event, body, phase, pooled=False)
         except TimeoutError as exc:
             raise RequestTimeout(f"timed out after {timeout:g} s {phase[0]}") from exc
 
+    def _request_event(
+        self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes | None
+    ) -> h11.Request:
+        """The validated request head; those without a body are kept for reuse (h11 events
+        are immutable), so a poll of the same URL is validated once."""
+        key = (method, target, headers) if body is None else None
+        if key is not None and (cached := self._events.get(key)) is not None:
+            return cached
+        fields = [("Host", self._host_header), *headers]
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            fields.append(("Content-Length", str(len(body or b""))))
+        try:
+            event = h11.Request(method=method, target=target, headers=fields)
+        except h11.LocalProtocolError as exc:
+            raise HTTPError(f"invalid request: {exc}") from exc
+        if key is not None:
+            if len(self._events) >= REQUEST_CACHE_SIZE:
+                self._events.clear()
+            self._events[key] = event
+        return event
+
     async def _exchange(
-        self,
-        method: str,
-        target: str,
-        fields: list[tuple[str, str]],
-        body: bytes | None,
-        phase: list[str],
-        *,
-        pooled: bool,
+        self, event: h11.Request, body: bytes | None, phase: list[str], *, pooled: bool
     ) -> Response:
         phase[0] = _PHASE_CONNECT
         conn = self._take_idle() if pooled else None
@@ -396,13 +411,10 @@ class HTTPClient:
         conn.sent = conn.received = False
         try:
             phase[0] = _PHASE_WRITE
-            try:
-                data = conn.h11.send(h11.Request(method=method, target=target, headers=fields))
-                if body:
-                    data += conn.h11.send(h11.Data(data=body))
-                data += conn.h11.send(h11.EndOfMessage())
-            except h11.LocalProtocolError as exc:
-                raise HTTPError(f"invalid request: {exc}") from exc
+            data = conn.h11.send(event)
+            if body:
+                data += conn.h11.send(h11.Data(data=body))
+            data += conn.h11.send(h11.EndOfMessage())
             await conn.send(data)
             phase[0] = _PHASE_HEAD
             response = await self._read_response(conn, phase)

@@ -10,6 +10,10 @@ import asyncio
 import base64
 import json
 import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +29,7 @@ from camera_service.mediamtx.http_client import (
     RequestTimeout,
 )
 from camera_service.mediamtx.models import PathConf
+from tests.support.mosquitto import make_tls_files
 from tests.support.raw_http_server import WAIT, RawConnection, RawHTTPServer, keep_alive
 
 CHUNKED_HEAD = (
@@ -350,6 +355,23 @@ async def test_closed_client_refuses_requests() -> None:
             await client.request("GET", "/", timeout=WAIT)
 
 
+async def test_https(tmp_path: Path) -> None:
+    """TLS with the certificate checked: trusted CA given → answers; default trust → the
+    handshake fails as ConnectFailed."""
+    ca, cert, key = make_tls_files(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    async with RawHTTPServer(keep_alive(b'{"tls": 1}'), tls=server_tls) as server:
+        trusting = ssl.create_default_context(cafile=str(ca))
+        async with HTTPClient(server.url, ssl_context=trusting) as client:
+            for _ in range(2):
+                assert (await client.request("GET", "/", timeout=WAIT)).body == b'{"tls": 1}'
+            assert len(server.connections) == 1
+        async with HTTPClient(server.url) as client:
+            with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.request("GET", "/", timeout=WAIT)
+
+
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError, match="unsupported URL scheme 'ftp'"):
         HTTPClient("ftp://127.0.0.1:21")
@@ -410,3 +432,17 @@ async def test_requests_as_sent_to_mediamtx() -> None:
         assert patch.headers["content-type"] == "application/json"
         assert json.loads(patch.body) == conf.to_body()
         assert len(server.connections) == 1
+
+
+def test_mediamtx_package_does_not_load_aiohttp() -> None:
+    """Every module of camera_service.mediamtx imports without aiohttp (its ~10 MB)."""
+    script = (
+        "import pkgutil, importlib, sys, camera_service.mediamtx as p\n"
+        "for m in pkgutil.iter_modules(p.__path__):\n"
+        "    importlib.import_module(f'camera_service.mediamtx.{m.name}')\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'aiohttp'))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == "[]"

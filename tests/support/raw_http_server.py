@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -98,8 +99,9 @@ def keep_alive(body: bytes = b"{}") -> Handler:
 class RawHTTPServer:
     """``async with RawHTTPServer(handler) as server``: listening on 127.0.0.1, a free port."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections: list[RawConnection] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -113,14 +115,17 @@ class RawHTTPServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def requests(self) -> list[RawRequest]:
         return [request for conn in self.connections for request in conn.requests]
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, limit=HEAD_LIMIT)
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", 0, limit=HEAD_LIMIT, ssl=self.tls
+        )
         return self
 
     async def __aexit__(
