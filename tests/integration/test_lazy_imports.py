@@ -25,6 +25,8 @@ PROBE_TIMEOUT_S = 90
 LAZY_MODULES = {
     "jwt": "the first JWT issued or verified",
     "urllib.request": "PyJWT's JWKS client",
+    "prometheus_client": "the first /metrics scrape",
+    "camera_service.metrics_export": "the first /metrics scrape",
     "camera_service.mqtt.topics": "mqtt.enabled",
     "camera_service.auth.stream_access": "mediamtx.stream_auth with MediaMTX on",
     "camera_service.transport.mediamtx_auth": "mediamtx.stream_auth with MediaMTX on",
