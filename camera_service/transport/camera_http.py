@@ -16,8 +16,6 @@ import logging
 import re
 from collections.abc import Callable
 
-from aiohttp import web
-
 from camera_service.auth.api_keys import looks_like_api_key
 from camera_service.auth.identity import AuthError
 from camera_service.auth.service import Authenticator
@@ -30,6 +28,7 @@ from camera_service.cameras.model import CAMERA_ID_PATTERN
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.logging import audit
 from camera_service.media.frames import FrameError, FrameHub, TooManyViewers, Viewer
+from camera_service.transport import web
 from camera_service.transport.http_auth import record_failure, refuse_if_limited
 
 log = logging.getLogger(__name__)

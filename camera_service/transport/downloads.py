@@ -13,9 +13,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-
 from camera_service.auth.identity import AuthError
 from camera_service.auth.service import Authenticator
 from camera_service.logging import audit
@@ -23,6 +20,7 @@ from camera_service.storage import errors as storage_errors
 from camera_service.storage import names as storage_names
 from camera_service.storage.files import FileStore
 from camera_service.storage.tokens import TokenExpired, TokenInvalid, verify_download_token
+from camera_service.transport import web
 from camera_service.transport.http_auth import record_failure, refuse_if_limited
 
 log = logging.getLogger(__name__)
@@ -122,11 +120,11 @@ class _TrackedFileResponse(web.FileResponse):
         self._tracked_path = path
         self._tracked_in = serving
 
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+    async def prepare(self, request: web.Request) -> None:
         serving, path = self._tracked_in, self._tracked_path
         serving[path] += 1
         try:
-            return await super().prepare(request)
+            await super().prepare(request)
         finally:
             serving[path] -= 1
             if serving[path] <= 0:

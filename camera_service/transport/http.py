@@ -1,33 +1,29 @@
-"""HTTP server on 8003 (aiohttp): health probes, Prometheus metrics, downloads, browser client.
+"""HTTP server on 8003: health probes, Prometheus metrics, downloads, browser client.
 
-Every response carries security headers. Other components add routes through `routes`
-before `start()` (e.g. file downloads).
+Every response carries security headers. Other components add routes to `app.router`
+before `start()` (e.g. file downloads). The server itself is `transport.web` (h11).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from camera_service import __version__
 from camera_service.config import HttpConfig
 from camera_service.health import Health, utc_now_iso
-from camera_service.logging import redact
 from camera_service.metrics import Metrics
+from camera_service.transport import web
 from camera_service.transport.admission import AddressCap, RateLimitedLog
-from camera_service.transport.http_guard import GuardedSite, WaitingHeads, body_deadline
+from camera_service.transport.web.protocol import WaitingHeads
+from camera_service.transport.web.server import Server
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 2.0  # requests still running at stop() get this long
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CLIENT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -39,39 +35,16 @@ COMPONENT_ALIASES = {"cameras": "camera_monitor", "websocket": "websocket_server
 DEFAULT_CLIENT_DIR = Path(__file__).resolve().parent.parent.parent / "client"
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        response = exc
+def security_headers(request: web.Request | None, response: web.StreamResponse) -> None:
+    """On every response, error answers included."""
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cache-Control", "no-store")
-    is_client = not request.path.startswith(("/health", "/metrics", "/files", "/mediamtx"))
+    path = request.path if request is not None else "/health"
+    is_client = not path.startswith(("/health", "/metrics", "/files", "/mediamtx"))
     headers.setdefault("Content-Security-Policy", CLIENT_CSP if is_client else API_CSP)
-    if isinstance(response, web.HTTPException):
-        raise response
-    return response
-
-
-class AccessLogger(AbstractAccessLogger):
-    """aiohttp access log with query strings redacted (download tokens live there)."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %s",
-            request.method,
-            redact(request.path_qs),
-            response.status,
-            extra={"remote": request.remote, "ms": round(time * 1000, 2)},
-        )
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
 
 
 class HttpServer:
@@ -79,21 +52,17 @@ class HttpServer:
         self.config = config
         self.health = health
         self.metrics = metrics
-        self.app = web.Application(
-            middlewares=[security_headers, body_deadline(config.body_timeout)]
-        )
-        self._runner: web.AppRunner | None = None
-        self._site: GuardedSite | None = None
+        self.app = web.Application()
         self.cap = AddressCap(config.max_connections_per_address, config.max_connections)
         self.waiting = WaitingHeads()
         self._limited_log = RateLimitedLog(log)
+        self._server: Server | None = None
         self._add_core_routes()
 
     @property
     def port(self) -> int:
-        assert self._site is not None and self._site._server is not None
-        sockets = getattr(self._site._server, "sockets", [])
-        return int(sockets[0].getsockname()[1])
+        assert self._server is not None
+        return self._server.port
 
     def _add_core_routes(self) -> None:
         router = self.app.router
@@ -118,27 +87,17 @@ class HttpServer:
         self.app.router.add_static("/", directory, show_index=False, follow_symlinks=False)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(
-            self.app,
-            access_log_class=AccessLogger,
+        self._server = Server(
+            self.app.router,
+            cap=self.cap,
+            waiting=self.waiting,
+            header_timeout=self.config.header_timeout,
+            body_timeout=self.config.body_timeout,
+            on_refused=self._dropped,
+            on_prepare=security_headers,
             access_log=logging.getLogger("http.access"),
-            handle_signals=False,
-            # Idle or half-sent next requests on kept-alive connections close after this
-            # (the first head is timed by GuardedSite); a slow download delays stop() 2 s.
-            keepalive_timeout=self.config.header_timeout,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         )
-        await self._runner.setup()
-        self._site = GuardedSite(
-            self._runner,
-            self.config.host,
-            self.config.port,
-            self.cap,
-            self.config.header_timeout,
-            self._dropped,
-            self.waiting,
-        )
-        await self._site.start()
+        await self._server.start(self.config.host, self.config.port)
 
     def _dropped(self, address: str, reason: str) -> None:
         self._limited_log.warning(
@@ -146,8 +105,8 @@ class HttpServer:
         )
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.stop(SHUTDOWN_TIMEOUT_S)
 
     def _status_body(self, status: str) -> dict[str, Any]:
         return {

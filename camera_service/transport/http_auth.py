@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from camera_service.auth.service import Authenticator
 from camera_service.logging import audit
+from camera_service.transport import web
 
 
 def refuse_if_limited(auth: Authenticator, remote: str, what: str, **fields: Any) -> None:

@@ -25,8 +25,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
-from aiohttp import web
-
 from camera_service.auth.api_keys import ApiKeyStore
 from camera_service.auth.service import FailedAuthLimiter
 from camera_service.auth.stream_access import (
@@ -38,6 +36,7 @@ from camera_service.auth.stream_access import (
 )
 from camera_service.logging import AUDIT_LOGGER, audit
 from camera_service.metrics import Metrics
+from camera_service.transport import web
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +141,8 @@ class StreamAuthEndpoint:
         return web.Response(status=401, text=f"{decision.reason}\n")
 
     async def _read(self, request: web.Request) -> AccessRequest:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
-        # request.read(): the body-deadline middleware may already have buffered the body
-        # (reading request.content again would then find it empty); bounded by the app's
-        # client_max_size, and by MAX_BODY_BYTES just below.
-        raw = await request.read()
-        if len(raw) > MAX_BODY_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, len(raw))
+        # At most MAX_BODY_BYTES: a larger declared length is refused before reading any.
+        raw = await request.read(MAX_BODY_BYTES)
         try:
             body = json.loads(raw)
         except ValueError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from camera_service.transport import web
 
 if TYPE_CHECKING:
     from camera_service.app import Application

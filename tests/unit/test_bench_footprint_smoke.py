@@ -4,10 +4,13 @@ numbers and report sane figures (no timing assertions: CI machines are too noisy
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,5 +57,16 @@ def test_idle_bench_reports_cpu_memory_and_the_import_profile() -> None:
     assert 0 <= idle["cpu_percent"] < 100
     assert idle["rss_mb"] > idle["uss_mb"] > 5
     assert idle["event_loop"] in ("asyncio", "uvloop")
+    assert idle["mediamtx"] is False
+    assert report["target_rss_mb"] == 47
+    assert report["rss_target_met"] == (idle["rss_mb"] < 47)
     modules = [row["module"] for row in report["imports"]["top_cumulative_ms"]]
     assert "camera_service.app" in modules
+
+
+@pytest.mark.skipif(shutil.which("mediamtx") is None, reason="skipped: mediamtx not on PATH")
+def test_idle_bench_runs_beside_a_real_mediamtx_with_stream_auth() -> None:
+    report = _bench("bench.idle", "--window", "1", "--mediamtx")
+    idle = report["idle"]
+    assert idle["mediamtx"] is True
+    assert idle["rss_mb"] > idle["uss_mb"] > 5
