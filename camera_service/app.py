@@ -56,7 +56,6 @@ from camera_service.supervise import start_supervised
 from camera_service.transport.camera_http import CameraHttp
 from camera_service.transport.downloads import Downloads
 from camera_service.transport.http import HttpServer
-from camera_service.transport.mediamtx_auth import StreamAuthEndpoint
 from camera_service.transport.websocket import WebSocketServer
 from camera_service.tuning import CameraTuning
 from camera_service.wiring import cameras as camera_wiring
@@ -79,6 +78,7 @@ from camera_service.wiring.stream_auth import build_stream_auth
 
 if TYPE_CHECKING:
     from camera_service.mqtt.bridge import MqttBridge
+    from camera_service.transport.mediamtx_auth import StreamAuthEndpoint
 
 __all__ = ["Application", "ReloadReport", "StartupError", "secret_bytes"]
 

@@ -1,17 +1,20 @@
-"""Process and RPC metrics: Prometheus collectors for /metrics, figures for get_metrics."""
+"""Process and RPC metrics: the figures of /metrics and get_metrics."""
 
 from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_left
 from collections import Counter, deque
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client import Counter as PromCounter
 
 from camera_service.rpc_stats import RpcCallStats
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 _STREAM_AUTH_ACTIONS = frozenset({"publish", "read", "playback", "api", "metrics", "pprof"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -24,47 +27,59 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
+class LabelledCounts:
+    """A labelled Prometheus counter as plain numbers: count and creation time per label
+    values, in first-seen order (what prometheus_client's children expose)."""
+
+    __slots__ = ("counts", "created")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, ...], float] = {}
+        self.created: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *labels: str) -> None:
+        if labels not in self.counts:
+            self.counts[labels] = 0.0
+            self.created[labels] = time.time()
+        self.counts[labels] += 1.0
+
+
+class LatencyHistogram:
+    """An unlabelled Prometheus histogram as plain numbers (per-bucket counts, sum)."""
+
+    __slots__ = ("bounds", "buckets", "created", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = (*(float(bound) for bound in bounds), float("inf"))
+        self.buckets = [0.0] * len(self.bounds)
+        self.total = 0.0
+        self.created = time.time()
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        self.buckets[bisect_left(self.bounds, seconds)] += 1.0
+
+
+class FamilySource(Protocol):
+    """What /metrics asks for Prometheus families when it is scraped (a collector)."""
+
+    def collect(self) -> Iterator[Metric]: ...
+
+
 class Metrics:
+    """The node's own figures as plain numbers, turned into Prometheus text only when
+    /metrics is scraped (camera_service/metrics_export.py, imported then): prometheus_client
+    and its exposition helpers (~1.6 MB of RSS) stay out of nodes nobody scrapes."""
+
     def __init__(self, window: int = 2048) -> None:
         self.started = time.time()
         self._started_mono = time.monotonic()
-        self.registry = CollectorRegistry()
-        self._calls = RpcCallStats(LATENCY_BUCKETS)
-        self.registry.register(self._calls)
-        self._connections = Gauge(
-            "camera_service_ws_connections", "Open WebSocket connections", registry=self.registry
-        )
-        self._connections_total = PromCounter(
-            "camera_service_ws_connections_opened",
-            "WebSocket connections opened",
-            registry=self.registry,
-        )
-        self._rejected = PromCounter(
-            "camera_service_ws_handshakes_rejected",
-            "Handshakes refused",
-            ["reason"],
-            registry=self.registry,
-        )
-        self._stream_auth = PromCounter(
-            "camera_service_stream_auth_decisions",
-            "MediaMTX authentication requests decided",
-            ["action", "outcome"],
-            registry=self.registry,
-        )
-        self._stream_auth_latency = Histogram(
-            "camera_service_stream_auth_seconds",
-            "Time to decide one MediaMTX authentication request",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        uptime = Gauge(
-            "camera_service_uptime_seconds", "Seconds since start", registry=self.registry
-        )
-        uptime.set_function(self.uptime)
-        self._rss = Gauge(
-            "camera_service_process_rss_bytes", "Resident memory", registry=self.registry
-        )
-        self._rss.set_function(lambda: float(self._process.memory_info().rss))
+        self.calls = RpcCallStats(LATENCY_BUCKETS)
+        self.collectors: list[FamilySource] = []
+        self.connections_created = time.time()
+        self.rejected = LabelledCounts()  # by reason
+        self.stream_auth_decisions = LabelledCounts()  # by action, outcome
+        self.stream_auth_seconds = LatencyHistogram(LATENCY_BUCKETS)
         self._recent: deque[float] = deque(maxlen=window)
         self.by_method: Counter[str] = Counter()
         self.by_error: Counter[int] = Counter()
@@ -74,28 +89,32 @@ class Metrics:
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)
 
+    def add_collector(self, collector: FamilySource) -> None:
+        """Families exposed after the node's own, in the order added."""
+        self.collectors.append(collector)
+
+    def rss_bytes(self) -> float:
+        return float(self._process.memory_info().rss)
+
     def uptime(self) -> float:
         return time.monotonic() - self._started_mono
 
     def connection_opened(self) -> None:
         self.open_connections += 1
         self.total_connections += 1
-        self._connections.inc()
-        self._connections_total.inc()
 
     def connection_closed(self) -> None:
         self.open_connections -= 1
-        self._connections.dec()
 
     def handshake_rejected(self, reason: str) -> None:
-        self._rejected.labels(reason).inc()
+        self.rejected.inc(reason)
 
     def stream_auth(self, action: str, allowed: bool) -> None:
         action = action if action in _STREAM_AUTH_ACTIONS else "other"
-        self._stream_auth.labels(action, "allow" if allowed else "deny").inc()
+        self.stream_auth_decisions.inc(action, "allow" if allowed else "deny")
 
     def stream_auth_latency(self, seconds: float) -> None:
-        self._stream_auth_latency.observe(seconds)
+        self.stream_auth_seconds.observe(seconds)
 
     def observe(self, method: str, seconds: float, error_code: int | None) -> None:
         self.total_requests += 1
@@ -104,7 +123,7 @@ class Metrics:
         outcome = "ok" if error_code is None else str(error_code)
         if error_code is not None:
             self.by_error[error_code] += 1
-        self._calls.observe(method, seconds, outcome)
+        self.calls.observe(method, seconds, outcome)
 
     def latency_ms(self) -> dict[str, float]:
         values = sorted(self._recent)
@@ -141,4 +160,7 @@ class Metrics:
         }
 
     def prometheus_text(self) -> bytes:
-        return generate_latest(self.registry)
+        # Imported at the first scrape, see the class's doc.
+        from camera_service.metrics_export import prometheus_text
+
+        return prometheus_text(self)

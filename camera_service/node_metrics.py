@@ -1,6 +1,7 @@
 """Per-camera, storage, MediaMTX, MQTT and event figures for ``/metrics``.
 
-A prometheus-client collector: figures are read from the components when Prometheus scrapes
+A prometheus-client collector (prometheus_client imported when /metrics is first scraped,
+see camera_service/metrics.py): figures are read from the components when Prometheus scrapes
 (nothing to keep in sync), except the counters, which follow the event bus. The only
 per-series label is the camera id (``camera``); event counts are labelled by topic, a fixed
 set. Series of a forgotten camera disappear with it.
@@ -14,10 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any
 
 from camera_service.cameras.model import Camera, CameraStatus
 from camera_service.cameras.registry import CameraRegistry
@@ -25,6 +23,9 @@ from camera_service.events import Event, EventBus
 from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.frames import FrameHub
 from camera_service.media.recordings import RecordingManager
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 STATUS_VALUE = {
     CameraStatus.CONNECTED: 1.0,
@@ -45,7 +46,7 @@ class NodeSources:
     mqtt: Callable[[], dict[str, float] | None]  # None: MQTT disabled
 
 
-class NodeCollector(Collector):
+class NodeCollector:
     def __init__(self, sources: NodeSources, bus: EventBus) -> None:
         self._s = sources
         self.events: Counter[str] = Counter()
@@ -81,6 +82,9 @@ class NodeCollector(Collector):
     # -- scrape ------------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
+        # prometheus_client is imported at the first scrape (camera_service/metrics.py).
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         s = self._s
         cams = s.cameras.list()
         status = GaugeMetricFamily(
@@ -155,6 +159,8 @@ class NodeCollector(Collector):
         yield from self._mqtt()
 
     def _storage(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         try:
             usage = shutil.disk_usage(self._s.recordings_dir)  # one statvfs call
         except OSError:
@@ -177,6 +183,8 @@ class NodeCollector(Collector):
         )
 
     def _mqtt(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         figures = self._s.mqtt()
         if figures is None:
             return

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 
-def _le(bound: float) -> str:
+def le_label(bound: float) -> str:
     """A bucket bound as Prometheus spells it (`1.0`, `0.0005`, `+Inf`)."""
     return "+Inf" if bound == float("inf") else repr(bound)
 
@@ -30,7 +31,7 @@ class _MethodStats:
         self.total = 0.0
 
 
-class RpcCallStats(Collector):
+class RpcCallStats:
     def __init__(self, bounds: Sequence[float]) -> None:
         self._bounds = tuple(float(b) for b in bounds)
         self._methods: dict[str, _MethodStats] = {}
@@ -44,6 +45,9 @@ class RpcCallStats(Collector):
         stats.total += seconds
 
     def collect(self) -> Iterator[Metric]:
+        # prometheus_client is imported at the first scrape (camera_service/metrics.py).
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
         requests = CounterMetricFamily(
             "camera_service_rpc_requests", "JSON-RPC calls handled", labels=["method", "outcome"]
         )
@@ -56,7 +60,7 @@ class RpcCallStats(Collector):
             cumulative, buckets = 0, []
             for bound, count in zip((*self._bounds, float("inf")), stats.buckets, strict=True):
                 cumulative += count
-                buckets.append((_le(bound), cumulative))
+                buckets.append((le_label(bound), cumulative))
             latency.add_metric([method], buckets, stats.total)
         yield requests
         yield latency

@@ -41,12 +41,14 @@ DURATION_FIELDS: frozenset[str] = frozenset(
 
 
 class MediaMTXModel(BaseModel):
-    """Base: camelCase aliases, population by field name, unknown fields kept."""
+    """Base: camelCase aliases, population by field name, unknown fields kept. Built on first
+    use (`defer_build`): nodes with MediaMTX off never validate one."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="allow",
+        defer_build=True,
     )
 
 

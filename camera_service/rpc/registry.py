@@ -24,9 +24,12 @@ Handler = Callable[["CallContext", Any], Awaitable[Any]]
 
 
 class Params(BaseModel):
-    """Base of every params model: by-name members only, unknown members are errors."""
+    """Base of every params model: by-name members only, unknown members are errors.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Built on first use (`defer_build`): the validator and schema of a method nobody calls
+    cost memory on every node, so pydantic builds them at its first call or `rpc.discover`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class NoParams(Params):
@@ -34,9 +37,10 @@ class NoParams(Params):
 
 
 class Result(BaseModel):
-    """Base of result models; extra members allowed so results can grow compatibly."""
+    """Base of result models; extra members allowed so results can grow compatibly. Built on
+    first use, like `Params`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 @dataclass(frozen=True, slots=True)

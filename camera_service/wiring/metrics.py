@@ -1,5 +1,5 @@
 """The node's Prometheus collector (cameras, recordings, FFmpeg, frames, streams, MQTT),
-registered on the metrics registry and fed by camera and snapshot events."""
+added to the node's metrics and fed by camera and snapshot events."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def build_node_metrics(app: Application) -> NodeCollector:
         ),
         app.bus,
     )
-    app.metrics.registry.register(collector)
+    app.metrics.add_collector(collector)
     app.cameras.add_forget_listener(lambda camera: collector.forget(camera.id))
     app.camera_http.on_snapshot = collector.snapshot_served
     return collector
