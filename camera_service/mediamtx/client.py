@@ -1,11 +1,13 @@
 """Typed asyncio client for the MediaMTX v3 control API.
 
-One :class:`aiohttp.ClientSession` per client (created lazily inside the running loop,
-closed by :meth:`MediaMTXClient.close`), a timeout on every request, and a small
-exception hierarchy so callers never see aiohttp or pydantic exceptions:
+Requests go through one :class:`~camera_service.mediamtx.http_client.HTTPClient` per client
+(h11 over a bounded pool of keep-alive connections; created lazily on the first request,
+closed by :meth:`MediaMTXClient.close`), a deadline on every request, and a small exception
+hierarchy so callers never see transport or pydantic exceptions:
 
 ``MediaMTXError``
-    ``MediaMTXUnavailable``   connection refused/reset, timeout, unreadable response
+    ``MediaMTXUnavailable``   connection refused/reset, timeout, unreadable or oversized
+                              response
     ``MediaMTXNotFound``      404 (``error`` message of the server in ``message``)
     ``MediaMTXRequestError``  400 (``error`` message of the server in ``message``)
     ``MediaMTXServerError``   5xx
@@ -20,11 +22,11 @@ import json
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
-import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from camera_service.mediamtx.http_client import HTTPClient, HTTPError
 from camera_service.mediamtx.models import (
     Info,
     Path,
@@ -122,7 +124,8 @@ class MediaMTXClient:
 
     ``base_url`` is the API root, e.g. ``http://127.0.0.1:9997``. ``timeout`` (seconds)
     bounds each request as a whole; every method also takes its own ``request_timeout``.
-    An externally created ``session`` is used as is and not closed by :meth:`close`.
+    An externally created ``session`` (an :class:`HTTPClient` for the same origin) is used
+    as is and not closed by :meth:`close`.
     """
 
     def __init__(
@@ -130,16 +133,18 @@ class MediaMTXClient:
         base_url: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        session: aiohttp.ClientSession | None = None,
+        session: HTTPClient | None = None,
         auth: tuple[str, str] | None = None,
     ) -> None:
         """``auth``: user and password sent as HTTP Basic auth on every request (MediaMTX
         passes them to its authentication: the daemon's API credential)."""
-        self._headers: dict[str, str] = {}
+        self._headers: list[tuple[str, str]] = [("Accept", "application/json")]
         if auth is not None:
             basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
-            self._headers["Authorization"] = f"Basic {basic}"
+            self._headers.append(("Authorization", f"Basic {basic}"))
         self._base_url = base_url.rstrip("/")
+        #: The path part of ``base_url`` (MediaMTX behind a prefix), prepended to targets.
+        self._prefix = urlsplit(self._base_url).path
         self._timeout = timeout
         self._session = session
         self._owns_session = session is None
@@ -160,19 +165,16 @@ class MediaMTXClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the owned session (idempotent)."""
+        """Close the owned session (idempotent); the next request opens a new one."""
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_session(self) -> HTTPClient:
         if self._session is None or self._session.closed:
             if not self._owns_session:
-                raise MediaMTXError("the injected aiohttp session is closed")
-            self._session = aiohttp.ClientSession(
-                headers={"Accept": "application/json"},
-                raise_for_status=False,
-            )
+                raise MediaMTXError("the injected HTTP client is closed")
+            self._session = HTTPClient(self._base_url)
         return self._session
 
     # -- transport ---------------------------------------------------------------------
@@ -187,28 +189,33 @@ class MediaMTXClient:
         request_timeout: float | None = None,
     ) -> str:
         """Send one request; return the response text or raise a MediaMTXError."""
-        url = self._base_url + path
         what = f"{method} {path}"
-        client_timeout = aiohttp.ClientTimeout(
-            total=request_timeout if request_timeout is not None else self._timeout
-        )
+        target = self._prefix + path
+        if params:
+            target += "?" + urlencode(params)
+        headers = self._headers
+        data: bytes | None = None
+        if body is not None:
+            data = json.dumps(dict(body)).encode()
+            headers = [*headers, ("Content-Type", "application/json")]
         try:
-            async with self._get_session().request(
+            response = await self._get_session().request(
                 method,
-                url,
-                json=dict(body) if body is not None else None,
-                params=dict(params) if params else None,
-                timeout=client_timeout,
-                headers=self._headers,
-            ) as resp:
-                text = await resp.text()
-                status = resp.status
+                target,
+                headers=headers,
+                body=data,
+                timeout=request_timeout if request_timeout is not None else self._timeout,
+            )
         except TimeoutError as exc:
-            raise MediaMTXUnavailable(f"{what}: timed out") from exc
-        except aiohttp.ClientError as exc:
+            raise MediaMTXUnavailable(f"{what}: timed out ({exc})") from exc
+        except HTTPError as exc:
             raise MediaMTXUnavailable(f"{what}: {exc.__class__.__name__}: {exc}") from exc
-        if status >= 300:
-            raise _status_error(status, text, what)
+        try:
+            text = response.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MediaMTXUnavailable(f"{what}: response is not UTF-8: {exc}") from exc
+        if response.status >= 300:
+            raise _status_error(response.status, text, what)
         return text
 
     async def _get_model(

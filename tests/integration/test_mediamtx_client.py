@@ -16,6 +16,7 @@ from camera_service.mediamtx.client import (
     MediaMTXServerError,
     MediaMTXUnavailable,
 )
+from camera_service.mediamtx.http_client import HTTPClient
 from camera_service.mediamtx.models import PathConf
 from camera_service.mediamtx.pathconf import (
     camera_path_conf,
@@ -296,8 +297,12 @@ async def test_close_is_idempotent_and_reopens(fake: FakeMediaMTX) -> None:
 
 
 async def test_injected_session_is_not_closed(fake: FakeMediaMTX) -> None:
-    async with aiohttp.ClientSession() as session:
-        mtx = MediaMTXClient(fake.url, session=session)
+    session = HTTPClient(fake.url)
+    mtx = MediaMTXClient(fake.url, session=session)
+    await mtx.info()
+    await mtx.close()
+    assert not session.closed
+    assert (await mtx.info()).version
+    await session.close()
+    with pytest.raises(MediaMTXError, match="injected HTTP client is closed"):
         await mtx.info()
-        await mtx.close()
-        assert not session.closed
