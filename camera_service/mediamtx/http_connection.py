@@ -37,6 +37,8 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._eof = False
         self._eof_fed = False
+        #: h11 has parsed everything it was given: the next received chunk goes in at once.
+        self._hungry = True
         self.lost = False
         self._lost_reason: str | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -143,6 +145,7 @@ class Connection(asyncio.Protocol):
         if self.lost or self.transport is None or self.transport.is_closing():
             raise self.lost_error("before the request was written")
         self.sent = True
+        self._hungry = True  # h11's receive buffer is empty between exchanges
         self.transport.write(data)
         while self._writing_paused and not self.lost:
             self._drain_waiter = self._loop.create_future()
@@ -150,9 +153,21 @@ class Connection(asyncio.Protocol):
         # A connection lost meanwhile shows when the response is read (an answer may have
         # arrived before the close).
 
-    async def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
-        """The next h11 event of the response, reading from the socket as needed."""
+    def poll(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """The next h11 event from what has been received, or ``h11.NEED_DATA`` when the
+        socket must deliver more first (then :meth:`wait_data`)."""
         while True:
+            if self._hungry:
+                # h11's buffer is spent: hand it one received chunk (or the end of file) at
+                # a time, so what waits unparsed stays in this protocol's bounded queue.
+                if self._chunks:
+                    self._feed()
+                elif self._eof and not self._eof_fed:
+                    self._eof_fed = True
+                    self.h11.receive_data(b"")
+                else:
+                    return h11.NEED_DATA
+                self._hungry = False
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -165,20 +180,29 @@ class Connection(asyncio.Protocol):
                 raise ProtocolViolation(f"malformed response: {exc}") from exc
             if event is not h11.NEED_DATA:
                 return event
-            if self._chunks:
-                data = self._chunks.popleft()
-                self._buffered -= len(data)
-                if self._reading_paused and self._buffered <= READ_LOW_WATER and not self.lost:
-                    self._reading_paused = False
-                    assert self.transport is not None
-                    self.transport.resume_reading()
-                self.h11.receive_data(data)
-            elif self._eof and not self._eof_fed:
-                self._eof_fed = True
-                self.h11.receive_data(b"")
-            else:
-                self._waiter = self._loop.create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+            self._hungry = True
+
+    def _feed(self) -> None:
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._reading_paused and self._buffered <= READ_LOW_WATER and not self.lost:
+            self._reading_paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        self.h11.receive_data(data)
+
+    async def wait_data(self) -> None:
+        """Until something more arrives (data, end of file or the close)."""
+        if self._chunks or (self._eof and not self._eof_fed):
+            return
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def next_event(self) -> h11.Event | type[h11.PAUSED]:
+        """The next h11 event of the response, reading from the socket as needed."""
+        while (event := self.poll()) is h11.NEED_DATA:
+            await self.wait_data()
+        return cast("h11.Event | type[h11.PAUSED]", event)
