@@ -20,8 +20,9 @@ one origin (``scheme://host:port``) per :class:`HTTPClient`, small JSON requests
 * Content-Length, chunked and close-delimited bodies; ``Connection: close`` (and HTTP/1.0)
   from the server is honoured: that connection is not reused.
 
-Every failure is an :class:`HTTPError` (defined, with the connection protocol, in
-:mod:`camera_service.mediamtx.http_connection`); nothing else escapes (bar cancellation).
+Every failure is an :class:`HTTPError` (:mod:`camera_service.mediamtx.http_errors`); nothing
+else escapes (bar cancellation). The connection protocol is
+:mod:`camera_service.mediamtx.http_connection`.
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ from urllib.parse import urlsplit
 
 import h11
 
-from camera_service.mediamtx.http_connection import (
-    READ_HIGH_WATER,
+from camera_service.mediamtx.http_connection import READ_HIGH_WATER, Connection
+from camera_service.mediamtx.http_errors import (
     BodyTooLarge,
     ClientClosed,
     ConnectFailed,
-    Connection,
     ConnectionLost,
     HTTPError,
     ProtocolViolation,

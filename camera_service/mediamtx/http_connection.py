@@ -1,5 +1,5 @@
 """One client connection of :mod:`camera_service.mediamtx.http_client`: an asyncio Protocol
-feeding an ``h11.Connection`` in the CLIENT role, and the errors of that client.
+feeding an ``h11.Connection`` in the CLIENT role.
 
 The protocol buffers what the socket delivers until the exchange parses it, pausing the
 socket while :data:`READ_HIGH_WATER` bytes wait (resuming below :data:`READ_LOW_WATER`), and
@@ -16,47 +16,12 @@ from typing import cast
 
 import h11
 
+from camera_service.mediamtx.http_errors import ConnectionLost, ProtocolViolation
+
 #: Reading from the socket pauses while this many received bytes wait to be parsed, and
 #: resumes below :data:`READ_LOW_WATER`.
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
-
-
-class HTTPError(Exception):
-    """The exchange failed: no (complete, acceptable) response."""
-
-
-class ConnectFailed(HTTPError):
-    """The TCP (or TLS) connection could not be opened."""
-
-
-class ConnectionLost(HTTPError):
-    """The connection closed before the response was complete.
-
-    ``sent``: some of the request had been written; ``received``: some of the response had
-    arrived. Only a loss with nothing received is worth a retry.
-    """
-
-    def __init__(self, message: str, *, sent: bool, received: bool) -> None:
-        super().__init__(message)
-        self.sent = sent
-        self.received = received
-
-
-class ProtocolViolation(HTTPError):
-    """The server's answer is not HTTP/1.1 (bad status line, head too large, bad framing)."""
-
-
-class BodyTooLarge(HTTPError):
-    """The response body is longer than the client's ``max_body``."""
-
-
-class RequestTimeout(HTTPError, TimeoutError):
-    """The request's deadline passed; the message names the phase."""
-
-
-class ClientClosed(HTTPError):
-    """The :class:`HTTPClient` was closed."""
 
 
 class Connection(asyncio.Protocol):
