@@ -2,12 +2,17 @@
 
 The registry drives dispatch (lookup, role check, params validation), the OpenRPC document
 served by `rpc.discover`, the method table in docs/api.md, and the generated auth-matrix tests.
+
+A group of methods can be registered lazily (:meth:`Registry.add_lazy`): its names are known
+from the start and its loader (which imports the handler module and registers the methods)
+runs at the first lookup of one of them, or when the whole list is needed (`rpc.discover`,
+the docs). Calls, errors and the OpenRPC document are the same either way.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +65,46 @@ class MethodSpec:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
 
+@dataclass(frozen=True, slots=True)
+class LazyGroup:
+    """Methods whose handler module is imported when one of them is first looked up."""
+
+    label: str
+    names: frozenset[str]
+    load: Callable[[Registry], None]  # registers exactly `names` on the registry
+
+
 class Registry:
     def __init__(self) -> None:
         self._methods: dict[str, MethodSpec] = {}
+        self._pending: dict[str, LazyGroup] = {}
         self._openrpc_text: str | None = None
+
+    def add_lazy(self, label: str, names: Iterable[str], load: Callable[[Registry], None]) -> None:
+        """Declare methods that `load` registers at the first lookup of one of them."""
+        group = LazyGroup(label, frozenset(names), load)
+        for name in group.names:
+            if name in self._methods or name in self._pending:
+                raise ValueError(f"method {name} registered twice")
+        self._pending.update(dict.fromkeys(group.names, group))
+        self._openrpc_text = None
+
+    def _load(self, group: LazyGroup) -> None:
+        for name in group.names:
+            del self._pending[name]
+        before = set(self._methods)
+        group.load(self)
+        added = set(self._methods) - before
+        if added != group.names:
+            raise RuntimeError(
+                f"lazy method group {group.label} registered {sorted(added)}, "
+                f"declared {sorted(group.names)}"
+            )
+
+    def load_all(self) -> None:
+        """Import every lazily registered group (what needs the whole list calls this)."""
+        while self._pending:
+            self._load(next(iter(self._pending.values())))
 
     def add(
         self,
@@ -76,7 +117,7 @@ class Registry:
         doc: str | None = None,
         inline: bool = False,
     ) -> MethodSpec:
-        if name in self._methods:
+        if name in self._methods or name in self._pending:
             raise ValueError(f"method {name} registered twice")
         description = doc if doc is not None else inspect.getdoc(handler) or ""
         if not description.strip():
@@ -113,20 +154,26 @@ class Registry:
         return decorate
 
     def get(self, name: str) -> MethodSpec | None:
-        return self._methods.get(name)
+        spec = self._methods.get(name)
+        if spec is None and name in self._pending:
+            self._load(self._pending[name])
+            spec = self._methods.get(name)
+        return spec
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[MethodSpec]:
+        self.load_all()
         return iter(sorted(self._methods.values(), key=lambda spec: spec.name))
 
     def __len__(self) -> int:
-        return len(self._methods)
+        return len(self._methods) + len(self._pending)
 
     def names(self) -> list[str]:
-        return sorted(self._methods)
+        return sorted([*self._methods, *self._pending])
 
     def openrpc_text(self) -> str:
         """The OpenRPC document as JSON text, built once (methods are registered at start)."""
         if self._openrpc_text is None:
+            self.load_all()
             self._openrpc_text = encode(openrpc_document(self))
         return self._openrpc_text
 

@@ -21,7 +21,6 @@ from camera_service.media.recordings import EncoderSettings
 from camera_service.media.segment_recordings import NvrRecordings
 from camera_service.media.source import CaptureSource, capture_source_for
 from camera_service.mediamtx.snapshots import StreamSnapshots
-from camera_service.rpc.methods import controls as control_methods
 from camera_service.storage.events import EventStore
 from camera_service.storage.files import FileStore
 from camera_service.storage.guard import StorageGuard
@@ -35,6 +34,15 @@ from camera_service.wiring.storage import configured_policy, storage_critical
 
 if TYPE_CHECKING:
     from camera_service.app import Application
+    from camera_service.rpc.registry import Registry
+
+CONTROL_METHODS = (
+    "get_camera_controls",
+    "set_camera_controls",
+    "reset_camera_controls",
+    "get_camera_settings",
+    "set_camera_settings",
+)
 
 
 def build_media(app: Application, master_secret: bytes) -> None:
@@ -161,9 +169,15 @@ def build_capture(app: Application, v4l2_io: V4L2IO | None) -> None:
         v4l2_io,
         app.nvr,
     )
-    control_methods.register(
-        app.registry, control_methods.ControlDeps(app.tuning.controls, app.tuning.settings)
-    )
+    controls, settings = app.tuning.controls, app.tuning.settings
+
+    def load_control_methods(registry: Registry) -> None:
+        # Imported at the first control or settings call (see wiring/methods.py).
+        from camera_service.rpc.methods import controls as control_methods
+
+        control_methods.register(registry, control_methods.ControlDeps(controls, settings))
+
+    app.registry.add_lazy("controls", CONTROL_METHODS, load_control_methods)
 
 
 def continuous_source(app: Application, camera_id: str) -> tuple[CaptureSource, bool] | None:

@@ -1,24 +1,56 @@
 """The JSON-RPC methods of the node: each domain's handlers registered with the components
-they use (the control methods are registered with the tuning, in ``media.py``)."""
+they use (the control methods are registered with the tuning, in ``media.py``).
+
+What every client calls at once (system, auth, events, cameras, media) is registered at
+start. The other domains are registered lazily (``Registry.add_lazy``): their handler module
+is imported at the first call of one of their methods, or by ``rpc.discover``, so a node
+whose clients never list files, stream or set a recording mode does not load them. Their
+method names are listed here; the registry checks each loader registers exactly those."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from camera_service.cameras.model import MAX_CAMERAS
 from camera_service.rpc.methods import auth as auth_methods
 from camera_service.rpc.methods import cameras as camera_methods
 from camera_service.rpc.methods import events as event_methods
-from camera_service.rpc.methods import files as file_methods
-from camera_service.rpc.methods import integrations as integration_methods
 from camera_service.rpc.methods import media as media_methods
-from camera_service.rpc.methods import recording_modes as recording_mode_methods
-from camera_service.rpc.methods import streams as stream_methods
 from camera_service.rpc.methods import system as system_methods
 from camera_service.status import HostUsage
 
 if TYPE_CHECKING:
     from camera_service.app import Application
+    from camera_service.rpc.registry import Registry
+
+FILE_METHODS = (
+    "list_recordings",
+    "list_snapshots",
+    "get_recording_info",
+    "get_snapshot_info",
+    "delete_recording",
+    "delete_snapshot",
+    "get_storage_info",
+    "set_retention_policy",
+    "get_retention_policy",
+    "cleanup_old_files",
+)
+STREAM_METHODS = (
+    "get_streams",
+    "get_stream_url",
+    "get_stream_status",
+    "start_streaming",
+    "stop_streaming",
+)
+RECORDING_MODE_METHODS = (
+    "set_recording_mode",
+    "get_recording_mode",
+    "list_segments",
+    "list_events",
+    "export_clip",
+)
+INTEGRATION_METHODS = ("get_camera_urls",)
 
 SUPPORTED_FORMATS = {"snapshot": ["jpg", "png"], "recording": ["fmp4", "mp4", "mkv"]}
 
@@ -64,37 +96,74 @@ def register_methods(app: Application) -> media_methods.MediaDeps:
         block_percent=app.config.storage.block_percent,
     )
     media_methods.register(app.registry, media_deps)
-    stream_methods.register(app.registry, app.mediamtx, app.cameras)
-    recording_mode_methods.register(
-        app.registry,
-        recording_mode_methods.NvrDeps(
-            nvr=app.nvr,
-            cameras=app.cameras,
-            links=app.links,
-            block_percent=app.config.storage.block_percent,
-        ),
-    )
-    integration_methods.register(
-        app.registry,
-        integration_methods.IntegrationDeps(
-            cameras=app.cameras,
-            secret=app.camera_url_secret,
-            default_ttl=app.config.http.download_token_ttl,
-            base_url=app.links.base_url,
-        ),
-    )
-    file_methods.register(
-        app.registry,
-        file_methods.FileDeps(
-            files=app.files,
-            links=app.links,
-            policies=app.policies,
-            active_files=app.recordings.active_files,
-            warn_percent=app.config.storage.warn_percent,
-            block_percent=app.config.storage.block_percent,
-        ),
-    )
+    app.registry.add_lazy("streams", STREAM_METHODS, _streams(app))
+    app.registry.add_lazy("recording modes", RECORDING_MODE_METHODS, _recording_modes(app))
+    app.registry.add_lazy("integrations", INTEGRATION_METHODS, _integrations(app))
+    app.registry.add_lazy("files", FILE_METHODS, _files(app))
     return media_deps
+
+
+# The loaders: the components are taken now (at registration), the handler module is
+# imported when the loader runs (see the module's doc).
+
+
+def _streams(app: Application) -> Callable[[Registry], None]:
+    mediamtx, cameras = app.mediamtx, app.cameras
+
+    def load(registry: Registry) -> None:
+        from camera_service.rpc.methods import streams
+
+        streams.register(registry, mediamtx, cameras)
+
+    return load
+
+
+def _recording_modes(app: Application) -> Callable[[Registry], None]:
+    nvr, cameras, links = app.nvr, app.cameras, app.links
+    block_percent = app.config.storage.block_percent
+
+    def load(registry: Registry) -> None:
+        from camera_service.rpc.methods import recording_modes as modes
+
+        deps = modes.NvrDeps(nvr=nvr, cameras=cameras, links=links, block_percent=block_percent)
+        modes.register(registry, deps)
+
+    return load
+
+
+def _integrations(app: Application) -> Callable[[Registry], None]:
+    cameras, secret = app.cameras, app.camera_url_secret
+    default_ttl, base_url = app.config.http.download_token_ttl, app.links.base_url
+
+    def load(registry: Registry) -> None:
+        from camera_service.rpc.methods import integrations
+
+        deps = integrations.IntegrationDeps(
+            cameras=cameras, secret=secret, default_ttl=default_ttl, base_url=base_url
+        )
+        integrations.register(registry, deps)
+
+    return load
+
+
+def _files(app: Application) -> Callable[[Registry], None]:
+    files, links, policies = app.files, app.links, app.policies
+    active_files, storage = app.recordings.active_files, app.config.storage
+
+    def load(registry: Registry) -> None:
+        from camera_service.rpc.methods import files as file_methods
+
+        deps = file_methods.FileDeps(
+            files=files,
+            links=links,
+            policies=policies,
+            active_files=active_files,
+            warn_percent=storage.warn_percent,
+            block_percent=storage.block_percent,
+        )
+        file_methods.register(registry, deps)
+
+    return load
 
 
 def capabilities(app: Application) -> list[str]:

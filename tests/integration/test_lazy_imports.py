@@ -28,6 +28,11 @@ LAZY_MODULES = {
     "prometheus_client": "the first /metrics scrape",
     "camera_service.metrics_export": "the first /metrics scrape",
     "camera_service.mqtt.topics": "mqtt.enabled",
+    "camera_service.rpc.methods.files": "the first file or retention method call",
+    "camera_service.rpc.methods.streams": "the first streaming method call",
+    "camera_service.rpc.methods.recording_modes": "the first recording-mode method call",
+    "camera_service.rpc.methods.integrations": "the first get_camera_urls call",
+    "camera_service.rpc.methods.controls": "the first control or settings method call",
     "camera_service.auth.stream_access": "mediamtx.stream_auth with MediaMTX on",
     "camera_service.transport.mediamtx_auth": "mediamtx.stream_auth with MediaMTX on",
 }
@@ -41,6 +46,7 @@ def minimal_config(tmp_path: Path) -> dict[str, Any]:
 
 
 def probe(tmp_path: Path, config: dict[str, Any], *calls: str, auth: str = "key") -> dict[str, Any]:
+    tmp_path.mkdir(exist_ok=True)
     config_file = tmp_path / "probe.yaml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     args = [sys.executable, "-m", "tests.support.module_probe", str(config_file), "--auth", auth]
@@ -74,3 +80,37 @@ def test_pyjwt_is_loaded_by_the_first_jwt_and_verifies_it(tmp_path: Path) -> Non
     assert authenticated["result"]["role"] == "admin"
     assert authenticated["result"]["expires_at"] is not None  # the JWT's exp
     assert [c["device"] for c in camera_list["result"]["cameras"]] == ["cam0"]
+
+
+# First calls of lazily registered methods: bad params, unknown cameras and good calls.
+LAZY_CALLS = (
+    'set_recording_mode:{"device": "cam0", "mode": "sometimes"}',
+    'get_recording_mode:{"device": "cam0"}',
+    'list_recordings:{"limit": 0}',
+    "list_snapshots",
+    'get_camera_controls:{"device": "cam0"}',
+    'set_camera_settings:{"device": "cam0", "fps": "fast"}',
+    "get_streams",
+    'get_camera_urls:{"device": "nope"}',
+)
+
+
+def test_lazily_registered_methods_answer_their_first_call_as_once_loaded(
+    tmp_path: Path,
+) -> None:
+    first = probe(tmp_path / "first", minimal_config(tmp_path / "first"), *LAZY_CALLS)
+    # rpc.discover first loads every handler module: the same calls then meet loaded ones.
+    loaded_config = minimal_config(tmp_path / "loaded")
+    loaded = probe(tmp_path / "loaded", loaded_config, "rpc.discover", *LAZY_CALLS)
+    for name in LAZY_MODULES:
+        if name.startswith("camera_service.rpc.methods."):
+            assert name not in first["started_modules"]
+            assert name in first["modules"]
+
+    def bare(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in answer.items() if k != "id"} for answer in answers]
+
+    assert bare(first["answers"][1:]) == bare(loaded["answers"][2:])
+    assert "error" in first["answers"][1]  # the bad mode
+    assert first["answers"][2]["result"]["mode"] == "off"
+    assert "result" in first["answers"][4]  # list_snapshots

@@ -7,7 +7,7 @@ stops. Runs in its own interpreter so the test process's imports do not count:
         [--call METHOD[:JSON_PARAMS]] ...
 
 With calls, the probe authenticates first (an admin API key, or a JWT issued after the
-start-up modules were listed) and reports every answer, the authenticate one first.
+start-up modules were listed) and reports every answer and its round-trip time, the authenticate one first.
 
 Used by tests/integration/test_lazy_imports.py."""
 
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 CALL_TIMEOUT_S = 30.0
@@ -35,7 +36,9 @@ def _rss_mb() -> float:
     return 0.0
 
 
-async def _call_all(port: int, key: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+async def _call_all(
+    port: int, key: str, calls: list[tuple[str, dict[str, Any]]], call_ms: list[float]
+) -> list[Any]:
     import websockets
 
     answers: list[Any] = []
@@ -43,11 +46,13 @@ async def _call_all(port: int, key: str, calls: list[tuple[str, dict[str, Any]]]
         requests = [("authenticate", {"auth_token": key}), *calls]
         for number, (method, params) in enumerate(requests, 1):
             message = {"jsonrpc": "2.0", "id": number, "method": method, "params": params}
+            started = time.perf_counter()
             await ws.send(json.dumps(message))
             while True:
                 reply = json.loads(await asyncio.wait_for(ws.recv(), CALL_TIMEOUT_S))
                 if reply.get("id") == number:
                     break
+            call_ms.append(round((time.perf_counter() - started) * 1000, 3))
             answers.append(reply)
     return answers
 
@@ -76,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             report["started_rss_mb"] = round(_rss_mb(), 2)
             if args.auth == "jwt":
                 key = app.jwt.issue("probe", Role.ADMIN, 600)
-            report["answers"] = await _call_all(app.ws.port, key, args.call) if args.call else []
+            call_ms: list[float] = []
+            calls = await _call_all(app.ws.port, key, args.call, call_ms) if args.call else []
+            report["answers"], report["call_ms"] = calls, call_ms
             report["modules"] = sorted(sys.modules)
         finally:
             await asyncio.wait_for(app.stop(), CALL_TIMEOUT_S)
