@@ -326,6 +326,28 @@ async def test_stream_without_length_is_chunked_and_keeps_the_connection() -> No
     assert first.body == second.body == b"one two three"
 
 
+async def test_client_that_half_closes_after_its_request_still_gets_the_answer() -> None:
+    router = web.Router()
+    entered = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        entered.set()
+        await asyncio.wait_for(gate.wait(), 5)
+        return web.Response(text="late")
+
+    router.add_get("/slow", slow)
+    async with serving(router) as server:
+        client = await RawClient.open(server.port)
+        client.send(get("/slow"))
+        client.writer.write_eof()
+        await asyncio.wait_for(entered.wait(), 5)
+        gate.set()
+        answer = await client.answer()
+        assert answer.status == 200 and answer.body == b"late"
+        assert await client.closed_by_server()
+
+
 # -- failures -------------------------------------------------------------------------------
 
 

@@ -14,8 +14,9 @@ A head over `MAX_HEAD_BYTES` gets 431; anything h11 finds malformed (a bad chunk
 different Content-Lengths, ...) and a request with both Content-Length and
 Transfer-Encoding get 400; the connection is then closed.
 
-Requests are answered one at a time, in order: once a request's body is in, reading pauses
-until its response has gone out, so pipelined requests wait in the socket, not in memory.
+Requests are answered one at a time, in order: data arriving after a request's body while
+it is answered pauses reading until the response has gone out, so pipelined requests wait
+in the socket, not in memory.
 A body nobody reads yet is buffered up to 64 KiB before reading pauses. A response whose
 handler did not read the whole body closes the connection. Writes wait for the transport to
 drain (`pause_writing` / `resume_writing`); a peer that takes nothing for
@@ -138,6 +139,9 @@ class HttpProtocol(asyncio.Protocol):
         if not self._admitted or self._lost:
             return
         self._conn.receive_data(data)
+        if self.task is not None and self._conn.their_state is h11.DONE:
+            # The next request arrives while this one is answered: it waits in the socket.
+            self._pause_reading()
         self._process()
 
     def eof_received(self) -> bool | None:
@@ -156,8 +160,7 @@ class HttpProtocol(asyncio.Protocol):
                 return
             if event is h11.NEED_DATA:
                 return
-            if event is h11.PAUSED:
-                self._pause_reading()
+            if event is h11.PAUSED:  # this request is in; reading pauses if more comes
                 return
             if isinstance(event, h11.Request):
                 self._begin(event)
