@@ -275,6 +275,8 @@ class CameraRecorder:
                 capture_progress=True,
                 env={**os.environ, "TZ": "UTC"},
             )
+            if self._stopping.is_set():  # stop() came while FFmpeg was being spawned
+                await env.supervisor.stop(handle, env.stop_policy)
             await self._pin_t0(handle, record)
             await handle.wait()
             if handle.returncode not in (0, None) and not handle.stop_requested:
