@@ -1,8 +1,9 @@
 """Typed asyncio client for the MediaMTX v3 control API.
 
 Requests go through one :class:`~camera_service.mediamtx.http_client.HTTPClient` per client
-(h11 over a bounded pool of keep-alive connections; created lazily on the first request,
-closed by :meth:`MediaMTXClient.close`), a deadline on every request, and a small exception
+(h11 over a bounded pool of keep-alive connections; created, and h11 imported, with the
+first request, so a daemon with MediaMTX off never loads them; closed by
+:meth:`MediaMTXClient.close`), a deadline on every request, and a small exception
 hierarchy so callers never see transport or pydantic exceptions:
 
 ``MediaMTXError``
@@ -21,12 +22,12 @@ import base64
 import json
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from camera_service.mediamtx.http_client import HTTPClient, HTTPError
+from camera_service.mediamtx.http_errors import HTTPError
 from camera_service.mediamtx.models import (
     Info,
     Path,
@@ -36,6 +37,9 @@ from camera_service.mediamtx.models import (
     Recording,
     RecordingList,
 )
+
+if TYPE_CHECKING:
+    from camera_service.mediamtx.http_client import HTTPClient
 
 DEFAULT_TIMEOUT = 5.0
 #: Page size used by the ``*_all`` helpers (MediaMTX's own default is 100).
@@ -174,6 +178,8 @@ class MediaMTXClient:
         if self._session is None or self._session.closed:
             if not self._owns_session:
                 raise MediaMTXError("the injected HTTP client is closed")
+            from camera_service.mediamtx.http_client import HTTPClient
+
             self._session = HTTPClient(self._base_url)
         return self._session
 

@@ -20,8 +20,9 @@ one origin (``scheme://host:port``) per :class:`HTTPClient`, small JSON requests
 * Content-Length, chunked and close-delimited bodies; ``Connection: close`` (and HTTP/1.0)
   from the server is honoured: that connection is not reused.
 
-Every failure is an :class:`HTTPError` (defined, with the connection protocol, in
-:mod:`camera_service.mediamtx.http_connection`); nothing else escapes (bar cancellation).
+Every failure is an :class:`HTTPError` (:mod:`camera_service.mediamtx.http_errors`); nothing
+else escapes (bar cancellation). The connection protocol is
+:mod:`camera_service.mediamtx.http_connection`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import asyncio
 import collections
 import contextlib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -38,12 +39,11 @@ from urllib.parse import urlsplit
 
 import h11
 
-from camera_service.mediamtx.http_connection import (
-    READ_HIGH_WATER,
+from camera_service.mediamtx.http_connection import READ_HIGH_WATER, Connection
+from camera_service.mediamtx.http_errors import (
     BodyTooLarge,
     ClientClosed,
     ConnectFailed,
-    Connection,
     ConnectionLost,
     HTTPError,
     ProtocolViolation,
@@ -84,16 +84,16 @@ REQUEST_CACHE_SIZE = 32
 class Response:
     status: int
     reason: str
-    #: Header names in lower case, values as sent, in order.
-    headers: tuple[tuple[str, str], ...]
+    #: As h11 parsed them: names in lower case, values as sent, in order (bytes).
+    headers: Sequence[tuple[bytes, bytes]]
     body: bytes
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), else None."""
-        wanted = name.lower()
+        wanted = name.lower().encode("latin-1")
         for key, value in self.headers:
             if key == wanted:
-                return value
+                return value.decode("latin-1")
         return None
 
 
@@ -263,10 +263,7 @@ class HTTPClient:
             if isinstance(event, h11.ConnectionClosed):
                 raise conn.lost_error("before the response head")
             raise ProtocolViolation(f"unexpected {event!r} before the response head")
-        headers = tuple(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
-        )
-        length = next((int(v) for k, v in headers if k == "content-length"), None)
+        length = next((int(v) for k, v in event.headers if k == b"content-length"), None)
         if length is not None and length > self.max_body:
             raise BodyTooLarge(
                 f"response body of {length} bytes is over the limit of {self.max_body} bytes"
@@ -275,7 +272,10 @@ class HTTPClient:
         parts: list[bytes] = []
         size = 0
         while True:
-            item = await conn.next_event()
+            item = conn.poll()
+            if item is h11.NEED_DATA:
+                await conn.wait_data()
+                continue
             if isinstance(item, h11.Data):
                 size += len(item.data)
                 if size > self.max_body:
@@ -290,8 +290,8 @@ class HTTPClient:
         return Response(
             status=event.status_code,
             reason=event.reason.decode("latin-1"),
-            headers=headers,
-            body=b"".join(parts),
+            headers=event.headers,
+            body=parts[0] if len(parts) == 1 else b"".join(parts),
         )
 
     async def _connect(self) -> Connection:

@@ -1,5 +1,5 @@
 """One client connection of :mod:`camera_service.mediamtx.http_client`: an asyncio Protocol
-feeding an ``h11.Connection`` in the CLIENT role, and the errors of that client.
+feeding an ``h11.Connection`` in the CLIENT role.
 
 The protocol buffers what the socket delivers until the exchange parses it, pausing the
 socket while :data:`READ_HIGH_WATER` bytes wait (resuming below :data:`READ_LOW_WATER`), and
@@ -16,47 +16,12 @@ from typing import cast
 
 import h11
 
+from camera_service.mediamtx.http_errors import ConnectionLost, ProtocolViolation
+
 #: Reading from the socket pauses while this many received bytes wait to be parsed, and
 #: resumes below :data:`READ_LOW_WATER`.
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
-
-
-class HTTPError(Exception):
-    """The exchange failed: no (complete, acceptable) response."""
-
-
-class ConnectFailed(HTTPError):
-    """The TCP (or TLS) connection could not be opened."""
-
-
-class ConnectionLost(HTTPError):
-    """The connection closed before the response was complete.
-
-    ``sent``: some of the request had been written; ``received``: some of the response had
-    arrived. Only a loss with nothing received is worth a retry.
-    """
-
-    def __init__(self, message: str, *, sent: bool, received: bool) -> None:
-        super().__init__(message)
-        self.sent = sent
-        self.received = received
-
-
-class ProtocolViolation(HTTPError):
-    """The server's answer is not HTTP/1.1 (bad status line, head too large, bad framing)."""
-
-
-class BodyTooLarge(HTTPError):
-    """The response body is longer than the client's ``max_body``."""
-
-
-class RequestTimeout(HTTPError, TimeoutError):
-    """The request's deadline passed; the message names the phase."""
-
-
-class ClientClosed(HTTPError):
-    """The :class:`HTTPClient` was closed."""
 
 
 class Connection(asyncio.Protocol):
@@ -72,6 +37,8 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._eof = False
         self._eof_fed = False
+        #: h11 has parsed everything it was given: the next received chunk goes in at once.
+        self._hungry = True
         self.lost = False
         self._lost_reason: str | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -178,6 +145,7 @@ class Connection(asyncio.Protocol):
         if self.lost or self.transport is None or self.transport.is_closing():
             raise self.lost_error("before the request was written")
         self.sent = True
+        self._hungry = True  # h11's receive buffer is empty between exchanges
         self.transport.write(data)
         while self._writing_paused and not self.lost:
             self._drain_waiter = self._loop.create_future()
@@ -185,9 +153,21 @@ class Connection(asyncio.Protocol):
         # A connection lost meanwhile shows when the response is read (an answer may have
         # arrived before the close).
 
-    async def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
-        """The next h11 event of the response, reading from the socket as needed."""
+    def poll(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """The next h11 event from what has been received, or ``h11.NEED_DATA`` when the
+        socket must deliver more first (then :meth:`wait_data`)."""
         while True:
+            if self._hungry:
+                # h11's buffer is spent: hand it one received chunk (or the end of file) at
+                # a time, so what waits unparsed stays in this protocol's bounded queue.
+                if self._chunks:
+                    self._feed()
+                elif self._eof and not self._eof_fed:
+                    self._eof_fed = True
+                    self.h11.receive_data(b"")
+                else:
+                    return h11.NEED_DATA
+                self._hungry = False
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -200,20 +180,29 @@ class Connection(asyncio.Protocol):
                 raise ProtocolViolation(f"malformed response: {exc}") from exc
             if event is not h11.NEED_DATA:
                 return event
-            if self._chunks:
-                data = self._chunks.popleft()
-                self._buffered -= len(data)
-                if self._reading_paused and self._buffered <= READ_LOW_WATER and not self.lost:
-                    self._reading_paused = False
-                    assert self.transport is not None
-                    self.transport.resume_reading()
-                self.h11.receive_data(data)
-            elif self._eof and not self._eof_fed:
-                self._eof_fed = True
-                self.h11.receive_data(b"")
-            else:
-                self._waiter = self._loop.create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+            self._hungry = True
+
+    def _feed(self) -> None:
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._reading_paused and self._buffered <= READ_LOW_WATER and not self.lost:
+            self._reading_paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        self.h11.receive_data(data)
+
+    async def wait_data(self) -> None:
+        """Until something more arrives (data, end of file or the close)."""
+        if self._chunks or (self._eof and not self._eof_fed):
+            return
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def next_event(self) -> h11.Event | type[h11.PAUSED]:
+        """The next h11 event of the response, reading from the socket as needed."""
+        while (event := self.poll()) is h11.NEED_DATA:
+            await self.wait_data()
+        return cast("h11.Event | type[h11.PAUSED]", event)

@@ -446,3 +446,17 @@ def test_mediamtx_package_does_not_load_aiohttp() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_http_client_loads_with_the_first_request() -> None:
+    """A daemon with MediaMTX off builds a MediaMTXClient but never loads the HTTP client."""
+    script = (
+        "import sys\n"
+        "from camera_service.mediamtx.client import MediaMTXClient\n"
+        "MediaMTXClient('http://127.0.0.1:9997')\n"
+        "print(sorted(n for n in sys.modules if n.startswith('camera_service.mediamtx.http')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == "['camera_service.mediamtx.http_errors']"
