@@ -8,7 +8,9 @@ its socket. `slot_decision` applies the WebSocket rules to a handshake: at most
 stay for clients that authenticate. When a newcomer finds the unauthenticated share full, the
 oldest unauthenticated connection makes room for it: a client that authenticates promptly
 always gets in, and one that just holds a slot does so only until someone needs it.
-`RateLimitedLog` keeps a flood from turning into one log line per event.
+`WaitingHeads` keeps the HTTP connections still waiting for their first request head, so at
+the total cap the one waiting longest can make room. `RateLimitedLog` keeps a flood from
+turning into one log line per event.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 
 class AddressCap:
@@ -53,6 +56,38 @@ class AddressCap:
     @property
     def open(self) -> int:
         return self._open
+
+
+EVICT_MIN_AGE_S = 1.0  # a connection still waiting for its head this young is not evicted
+
+
+class Sheddable(Protocol):
+    def shed(self) -> None:
+        """Give up the connection now (its place in the cap is free at once)."""
+
+
+class WaitingHeads:
+    """Connections still waiting for their first request head, oldest first."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._since: dict[Sheddable, float] = {}
+        self.clock = clock
+
+    def add(self, connection: Sheddable) -> None:
+        self._since[connection] = self.clock()
+
+    def discard(self, connection: Sheddable) -> None:
+        self._since.pop(connection, None)
+
+    def evict_oldest(self) -> bool:
+        """Drop the oldest waiting connection if it waited long enough; True when one went."""
+        for connection, since in self._since.items():
+            if self.clock() - since < EVICT_MIN_AGE_S:
+                return False
+            del self._since[connection]
+            connection.shed()
+            return True
+        return False
 
 
 class Slot(Enum):

@@ -157,7 +157,8 @@ class CameraHttp:
                         text=f"{exc.message}: {exc.detail}", headers={"Retry-After": "2"}
                     ) from None
                 await response.prepare(request)
-                await self._stream(response, viewer, frame, device)
+                if request.method != "HEAD":  # (a HEAD answer has no body to stream)
+                    await self._stream(response, viewer, frame, device)
         except TooManyViewers as exc:
             raise web.HTTPServiceUnavailable(
                 text=f"{exc.message} ({exc.detail})", headers={"Retry-After": "10"}

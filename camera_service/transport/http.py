@@ -16,8 +16,7 @@ from camera_service.config import HttpConfig
 from camera_service.health import Health, utc_now_iso
 from camera_service.metrics import Metrics
 from camera_service.transport import web
-from camera_service.transport.admission import AddressCap, RateLimitedLog
-from camera_service.transport.web.protocol import WaitingHeads
+from camera_service.transport.admission import AddressCap, RateLimitedLog, WaitingHeads
 from camera_service.transport.web.server import Server
 
 log = logging.getLogger(__name__)

@@ -366,3 +366,15 @@ async def test_camera_urls_never_outlive_the_jwt_that_made_them(daemon: RunningD
     by_key = await camera_urls(daemon, "cam0", ttl=86_400)
     expires = datetime.fromisoformat(by_key["expires_at"].replace("Z", "+00:00")).timestamp()
     assert expires > time.time() + 86_000
+
+
+async def test_head_of_the_mjpeg_url_answers_without_holding_a_viewer(
+    daemon: RunningDaemon,
+) -> None:
+    """A HEAD answer has no body: the handler must not stream frames nobody receives
+    (nor keep the viewer once the head is out)."""
+    urls = await camera_urls(daemon, "cam0")
+    async with aiohttp.ClientSession() as http, http.head(urls["mjpeg_url"]) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        await wait_until(lambda: daemon.app.frames.viewers("cam0") == 0, what="viewer released")

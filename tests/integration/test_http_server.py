@@ -17,9 +17,8 @@ import h11
 import pytest
 
 from camera_service.transport import web
-from camera_service.transport.admission import AddressCap
+from camera_service.transport.admission import AddressCap, WaitingHeads
 from camera_service.transport.http import security_headers
-from camera_service.transport.web.protocol import WaitingHeads
 from camera_service.transport.web.server import Server
 from tests.support.waiting import wait_until
 
@@ -286,6 +285,47 @@ async def test_connection_close_from_the_client_is_honoured() -> None:
         assert await client.closed_by_server()
 
 
+async def test_http10_client_gets_its_answer_and_the_connection_closes() -> None:
+    async with serving(echo_router()) as server:
+        client = await RawClient.open(server.port)
+        client.send(b"GET /hello/old HTTP/1.0\r\n\r\n")
+        data = await asyncio.wait_for(client.reader.read(), 5)  # to EOF
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Connection: close\r\n" in data and data.endswith(b"\r\n\r\nhello old")
+
+
+async def test_expect_100_continue_is_answered_before_the_body() -> None:
+    async with serving(echo_router()) as server:
+        client = await RawClient.open(server.port)
+        client.send(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"ping")
+        answer = await client.answer()
+        assert answer.status == 200 and answer.body == b"ping"
+
+
+async def test_stream_without_length_is_chunked_and_keeps_the_connection() -> None:
+    router = web.Router()
+
+    async def parts(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        for piece in (b"one ", b"two ", b"three"):
+            await response.write(piece)
+        return response
+
+    router.add_get("/parts", parts)
+    async with serving(router) as server:
+        client = await RawClient.open(server.port)
+        client.send(get("/parts") + get("/parts"))
+        first, second = await client.answer(), await client.answer()
+    assert first.headers["transfer-encoding"] == "chunked"
+    assert first.body == second.body == b"one two three"
+
+
 # -- failures -------------------------------------------------------------------------------
 
 
@@ -458,6 +498,20 @@ async def test_file_validators_and_head(blob: Path) -> None:
         head = await client.answer(b"HEAD")
         assert head.status == 200 and head.body == b""
         assert head.headers["content-length"] == "300000"
+
+
+async def test_file_of_several_sendfile_pieces_goes_out_whole_and_by_range(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    async with serving(file_router(path)) as server:
+        client = await RawClient.open(server.port)
+        client.send(get("/file") + get("/file", "Range: bytes=1500000-\r\n"))
+        whole, tail = await client.answer(), await client.answer()
+    assert whole.body == data
+    assert tail.status == 206 and tail.body == data[1500000:]
 
 
 def test_file_body_goes_out_on_uvloop_too(blob: Path) -> None:

@@ -2,7 +2,8 @@
 handlers use (`web.Request`, `web.json_response`, `web.HTTPNotFound`, ...).
 
 Modules: `messages` (requests, responses), `errors` (HTTP error answers), `files` (file
-responses, static lookup), `routing` (router), `protocol` (one connection), `server`.
+responses, static lookup), `routing` (router), `framing` (response heads and body framing),
+`protocol` (one connection), `server`.
 """
 
 from camera_service.transport.web.errors import (

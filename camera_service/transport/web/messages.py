@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import Iterator, Mapping, MutableMapping
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 from urllib.parse import parse_qsl, unquote
 
 from camera_service.transport.web.errors import (
@@ -41,8 +41,34 @@ class Headers(MutableMapping[str, str]):
             for name, value in items.items():
                 self[name] = value
 
+    @classmethod
+    def adopt(cls, items: dict[str, tuple[str, str]]) -> Headers:
+        """Headers over `items` (lower-case name → (name, value)), taken as they are."""
+        headers = cls()
+        headers._items = items
+        return headers
+
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()][1]
+
+    # Native get / setdefault / pop: Mapping's versions go through KeyError.
+    @overload  # type: ignore[override]
+    def get(self, name: str) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        item = self._items.get(name.lower())
+        return default if item is None else item[1]
+
+    def setdefault(self, name: str, default: str = "") -> str:
+        item = self._items.setdefault(name.lower(), (name, default))
+        return item[1]
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        item = self._items.pop(name.lower(), None)
+        return default if item is None else item[1]
 
     def __setitem__(self, name: str, value: str) -> None:
         self._items[name.lower()] = (name, value)
@@ -69,15 +95,21 @@ class Headers(MutableMapping[str, str]):
 class Channel(Protocol):
     """What a response needs from its connection."""
 
-    def start_response(self, request: Request, response: StreamResponse) -> None: ...
+    def start_response(
+        self, request: Request, response: StreamResponse, body: bytes | None = None
+    ) -> None: ...
 
     async def send_body(self, data: bytes) -> None: ...
 
     async def end_response(self) -> None: ...
 
+    async def drain(self) -> None: ...
+
     async def send_file(self, fd: int, offset: int, count: int) -> None: ...
 
     def want_body(self) -> None: ...
+
+    def send_continue(self) -> None: ...
 
 
 class Body:
@@ -189,6 +221,8 @@ class Request:
         if declared is not None and declared > limit:
             raise HTTPRequestEntityTooLarge(limit, declared)
         body = self._body
+        if not body.complete and self.headers.get("Expect", "").lower() == "100-continue":
+            self.channel.send_continue()
         body.reading = True
         try:
             while not body.complete:
@@ -278,11 +312,18 @@ class Response(StreamResponse):
         self.body = body or b""
         self.headers["Content-Length"] = str(len(self.body))
 
+    async def prepare(self, request: Request) -> None:
+        """Sends the whole response (head and body in one write)."""
+        if self.prepared:
+            return
+        self._request = request
+        request.channel.start_response(request, self, self.body)
+        self.prepared = self.finished = True
+        await request.channel.drain()
+
     async def write_eof(self) -> None:
         if self.finished:
             return
-        if self.body:
-            await self.write(self.body)
         await super().write_eof()
 
 

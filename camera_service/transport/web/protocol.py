@@ -1,4 +1,5 @@
-"""One HTTP/1.1 connection: `h11.Connection(h11.SERVER)` under an asyncio Protocol.
+"""One HTTP/1.1 connection: h11 parses the requests (`h11.Connection(h11.SERVER)`, a fresh
+one per request), `framing` writes the responses, under an asyncio Protocol.
 
 Admission: over `max_connections_per_address` a connection is aborted as soon as it is
 accepted. At `max_connections` the connection that has waited longest for its first request
@@ -28,7 +29,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import h11
@@ -39,6 +39,7 @@ from camera_service.transport.web.errors import (
     HTTPException,
     HTTPRequestHeaderFieldsTooLarge,
 )
+from camera_service.transport.web.framing import Framing, http_date, keeps_alive, response_head
 from camera_service.transport.web.messages import Body, Headers, Request, Response, StreamResponse
 
 if TYPE_CHECKING:
@@ -47,49 +48,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("camera_service.transport.http")
 
 MAX_HEAD_BYTES = 16 * 1024
-EVICT_MIN_AGE_S = 1.0  # a connection still waiting for its head this young is not evicted
-FILE_CHUNK = 256 * 1024
+FILE_CHUNK = 256 * 1024  # read in a worker thread where the loop has no sendfile
+SENDFILE_CHUNK = 1024 * 1024
 DRAIN_TIMEOUT_S = 60.0  # a peer that takes no bytes this long is dropped
-
-
-class WaitingHeads:
-    """Connections still waiting for their first request head, oldest first."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._since: dict[HttpProtocol, float] = {}
-        self.clock = clock
-
-    def add(self, protocol: HttpProtocol) -> None:
-        self._since[protocol] = self.clock()
-
-    def discard(self, protocol: HttpProtocol) -> None:
-        self._since.pop(protocol, None)
-
-    def evict_oldest(self) -> bool:
-        """Drop the oldest waiting connection if it waited long enough; True when one went."""
-        for protocol, since in self._since.items():
-            if self.clock() - since < EVICT_MIN_AGE_S:
-                return False
-            del self._since[protocol]
-            protocol.shed()
-            return True
-        return False
-
-
-class _Span:
-    """Stands for `count` body bytes sent past h11 (sendfile), so h11 can count them."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def __len__(self) -> int:
-        return self.count
 
 
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self._server = server
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._conn = _parser()
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.address = ""
@@ -104,6 +71,11 @@ class HttpProtocol(asyncio.Protocol):
         self._method = ""
         self._started = False  # the current response's head has gone out
         self._close_after = False  # the current request was refused: no next one
+        self._keep_alive = False  # the current request's peer allows a next request
+        self._http11 = False
+        self._framing: Framing | None = None  # of the response under way
+        self._ended = False  # the current response is complete
+        self._continue_sent = False
         self.task: asyncio.Task[None] | None = None
 
     # -- admission and deadlines ------------------------------------------------------------
@@ -223,15 +195,17 @@ class HttpProtocol(asyncio.Protocol):
         self._server.waiting.discard(self)
         self._method = event.method.decode("ascii", "replace")
         target = event.target.decode("ascii", "replace")
-        headers = Headers()
-        for raw_name, value in event.headers.raw_items():
-            name = raw_name.decode("latin-1")
-            text = value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {text}" if name in headers else text
-        error: HTTPException | None = None
+        items: dict[str, tuple[str, str]] = {}
         # h11 bounds a head still arriving; one that came whole in a read is measured here.
         size = len(event.method) + len(event.target) + 12
-        size += sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
+        for raw_name, raw_value in event.headers.raw_items():
+            size += len(raw_name) + len(raw_value) + 4
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            key = name.lower()
+            seen = items.get(key)
+            items[key] = (name, f"{seen[1]}, {value}" if seen else value)
+        headers = Headers.adopt(items)
+        error: HTTPException | None = None
         if size > MAX_HEAD_BYTES:
             error = HTTPRequestHeaderFieldsTooLarge(text="request head too large\n")
         elif "Content-Length" in headers and "Transfer-Encoding" in headers:
@@ -250,13 +224,18 @@ class HttpProtocol(asyncio.Protocol):
             self._body,
             event.http_version.decode("ascii", "replace"),
         )
-        self._started = False
+        self._started = self._ended = self._continue_sent = False
+        self._framing = None
+        self._http11 = request.version == "1.1"
+        self._keep_alive = keeps_alive(request.version, headers.get("Connection"))
         self._close_after = error is not None
         self.task = self._loop.create_task(self._respond(request, error))
 
     def _malformed(self, exc: h11.RemoteProtocolError) -> None:
         """h11 refused what the peer sent: 4xx and close (or the handler's read fails)."""
         if self.task is not None:
+            self._close_after = True
+            self._pause_reading()  # nothing more is read from this peer
             if self._body is not None:
                 self._body.fail(HTTPBadRequest(text=f"malformed request body: {exc}\n"))
             return
@@ -264,15 +243,18 @@ class HttpProtocol(asyncio.Protocol):
         log.debug("malformed HTTP request from %s: %s", self.address, exc)
         response = Response(status=status, text=f"{status}: {exc}\n")
         self._server.on_prepare(None, response)
-        response.headers["Connection"] = "close"
-        try:
-            assert self.transport is not None
-            self.transport.write(self._conn.send(self._head(response)) or b"")
-            self.transport.write(self._conn.send(h11.Data(data=response.body)) or b"")
-            self.transport.write(self._conn.send(h11.EndOfMessage()) or b"")
-            self.transport.close()
-        except h11.LocalProtocolError:
-            self.abort()
+        response.headers["Date"] = http_date()
+        framing = response_head(
+            status,
+            response.reason,
+            response.headers.pairs(),
+            method="GET",
+            http11=True,
+            keep_alive=False,
+        )
+        assert self.transport is not None
+        self.transport.writelines([framing.head, response.body])
+        self.transport.close()
 
     # -- answering --------------------------------------------------------------------------
 
@@ -336,68 +318,106 @@ class HttpProtocol(asyncio.Protocol):
     def _cycle_done(self) -> None:
         if self._lost or self.transport is None:
             return
-        conn = self._conn
+        framing, conn = self._framing, self._conn
         if (
             self._close_after
             or self._server.closing
-            or conn.our_state is not h11.DONE
+            or framing is None
+            or framing.close
+            or not self._ended
             or conn.their_state is not h11.DONE
         ):
             self.transport.close()
             return
-        conn.start_next_cycle()
+        # A fresh parser for the next request, fed what already arrived of it.
+        data, closed = conn.trailing_data
+        self._conn = conn = _parser()
+        if data:
+            conn.receive_data(data)
+        if closed:
+            conn.receive_data(b"")
         self._timer = self._loop.call_later(self._server.header_timeout, self._head_overdue, False)
         self._resume_reading()
         self._process()
 
     # -- the Channel a response writes through ---------------------------------------------
 
-    def _head(self, response: StreamResponse) -> h11.Response:
-        return h11.Response(
-            status_code=response.status,
-            reason=response.reason.encode("latin-1", "replace"),
-            headers=[
-                (name.encode("latin-1"), value.encode("latin-1"))
-                for name, value in response.headers.pairs()
-            ],
-        )
-
-    def start_response(self, request: Request, response: StreamResponse) -> None:
+    def start_response(
+        self, request: Request, response: StreamResponse, body: bytes | None = None
+    ) -> None:
+        """Send the head; with `body`, the whole response in one write."""
         if self._lost or self.transport is None:
             raise ConnectionResetError("client went away")
         self._server.on_prepare(request, response)
+        headers = response.headers
+        headers["Date"] = http_date()
         if self._close_after or self._server.closing or self._conn.their_state is not h11.DONE:
-            response.headers["Connection"] = "close"  # the body was not read: no next request
-        data = self._conn.send(self._head(response))
+            headers["Connection"] = "close"  # e.g. the body was not read: no next request
+        framing = response_head(
+            response.status,
+            response.reason,
+            headers.pairs(),
+            method=self._method,
+            http11=self._http11,
+            keep_alive=self._keep_alive,
+        )
+        self._framing = framing
         self._started = True
-        self.transport.write(data or b"")
+        if body is None:
+            self.transport.write(framing.head)
+            return
+        out = [framing.head, *framing.body(body)] if body else [framing.head]
+        out.append(framing.end())
+        self._ended = True
+        self.transport.writelines(out)
+
+    def _live_framing(self) -> Framing:
+        if self._lost or self.transport is None:
+            raise ConnectionResetError("client went away")
+        assert self._framing is not None, "response not started"
+        return self._framing
 
     async def send_body(self, data: bytes) -> None:
-        if self._lost or self.transport is None:
-            raise ConnectionResetError("client went away")
-        if self._method == "HEAD":
-            return
-        self.transport.write(self._conn.send(h11.Data(data=data)) or b"")
-        await self._drain()
+        out = self._live_framing().body(data)
+        if out:
+            assert self.transport is not None
+            self.transport.writelines(out)
+            await self._drain()
 
     async def end_response(self) -> None:
-        if self._lost or self.transport is None:
-            raise ConnectionResetError("client went away")
-        self.transport.write(self._conn.send(h11.EndOfMessage()) or b"")
+        tail = self._live_framing().end()
+        self._ended = True
+        if tail:
+            assert self.transport is not None
+            self.transport.write(tail)
         await self._drain()
 
     async def send_file(self, fd: int, offset: int, count: int) -> None:
-        if self._lost or self.transport is None:
-            raise ConnectionResetError("client went away")
-        self._conn.send_with_data_passthrough(h11.Data(data=cast(bytes, _Span(count))))
+        self._live_framing().count(count)
+        transport = self.transport
+        assert transport is not None
         await self._drain()
+        position, left = offset, count
         try:
             with os.fdopen(fd, "rb", buffering=0, closefd=False) as file:
-                await self._loop.sendfile(self.transport, file, offset, count, fallback=False)
+                while left:  # in pieces, each with the drain deadline
+                    size = min(SENDFILE_CHUNK, left)
+                    try:
+                        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                            sent = await self._loop.sendfile(
+                                transport, file, position, size, fallback=False
+                            )
+                    except TimeoutError:
+                        raise ConnectionResetError("client took no data for too long") from None
+                    if sent < size:
+                        raise ConnectionResetError("file shrank while being sent")
+                    position += sent
+                    left -= sent
             return
         except (NotImplementedError, RuntimeError, asyncio.SendfileNotAvailableError):
-            pass  # e.g. uvloop: read in a worker thread instead
-        position, left = offset, count
+            if position != offset:
+                raise
+            # e.g. uvloop: read in a worker thread instead
         while left:
             chunk = await self._loop.run_in_executor(
                 None, os.pread, fd, min(FILE_CHUNK, left), position
@@ -406,10 +426,21 @@ class HttpProtocol(asyncio.Protocol):
                 raise ConnectionResetError("file shrank while being sent")
             if self._lost:
                 raise ConnectionResetError("client went away")
-            self.transport.write(chunk)
+            transport.write(chunk)
             position += len(chunk)
             left -= len(chunk)
             await self._drain()
+
+    def send_continue(self) -> None:
+        """`100 Continue` to a peer waiting for it before sending the body (once)."""
+        if self._continue_sent or self._started or self.transport is None or self._lost:
+            return
+        self._continue_sent = True
+        if self._http11:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def drain(self) -> None:
+        await self._drain()
 
     async def _drain(self) -> None:
         if self._lost:
@@ -451,6 +482,10 @@ class HttpProtocol(asyncio.Protocol):
             waiter.set_exception(gone)
         if self._body is not None:
             self._body.fail(gone)
+
+
+def _parser() -> h11.Connection:
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
 
 def error_response(exc: HTTPException) -> Response:

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable
 
 from camera_service.logging import redact
-from camera_service.transport.admission import AddressCap
+from camera_service.transport.admission import AddressCap, WaitingHeads
 from camera_service.transport.web.messages import Request, StreamResponse
-from camera_service.transport.web.protocol import HttpProtocol, WaitingHeads
+from camera_service.transport.web.protocol import HttpProtocol
 from camera_service.transport.web.routing import Router
 
 PrepareHook = Callable[[Request | None, StreamResponse], None]
