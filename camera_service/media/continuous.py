@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +28,6 @@ from camera_service.config import MotionConfig
 from camera_service.media.clips import media_duration
 from camera_service.media.encoders import EncodeOptions, encode_args, global_args
 from camera_service.media.errors import MediaError
-from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.motion import (
     MotionEventState,
     MotionScorer,
@@ -37,7 +35,8 @@ from camera_service.media.motion import (
     ffmpeg_motion_filter,
     open_receiver,
 )
-from camera_service.media.process import ProcessHandle, StopPolicy
+from camera_service.media.process import ProcessHandle
+from camera_service.media.recorder_env import RecorderEnv, SourceFn
 from camera_service.media.recordings import EncoderSettings
 from camera_service.media.source import CaptureSource
 from camera_service.storage import segments as seg
@@ -48,28 +47,6 @@ log = logging.getLogger(__name__)
 
 STABLE_AFTER_S = 30.0  # a run this long resets the restart backoff
 T0_SAMPLES = 8  # progress blocks used to pin media time 0 to the wall clock
-
-
-@dataclass(frozen=True)
-class RecorderEnv:
-    """What every camera's recorder shares (built by the manager)."""
-
-    supervisor: ProcessSupervisor
-    root: Path
-    ffmpeg: str
-    ffprobe: str
-    encoder: EncoderSettings
-    frames_dir: Path
-    backoff_base: float
-    backoff_max: float
-    stop_policy: StopPolicy | None = None
-    busy_timeout: float = 5.0
-    start_wait: float = 10.0
-    frame_rate: float = 1.0
-
-
-# source of a camera: (what FFmpeg opens, whether that is the device itself), None when away
-SourceFn = Callable[[str], tuple[CaptureSource, bool] | None]
 
 
 def build_continuous_args(
@@ -275,6 +252,8 @@ class CameraRecorder:
                 capture_progress=True,
                 env={**os.environ, "TZ": "UTC"},
             )
+            if self._stopping.is_set():  # stop() came while FFmpeg was being spawned
+                await env.supervisor.stop(handle, env.stop_policy)
             await self._pin_t0(handle, record)
             await handle.wait()
             if handle.returncode not in (0, None) and not handle.stop_requested:

@@ -9,6 +9,10 @@
   threshold (``storage.when_full: delete_oldest``).
 * Nothing is deleted while it is written (a segment not closed yet), cut into a clip or
   downloaded (``in_use``).
+
+The recorder (media/continuous.py, with motion.py) and the clip cutter (clips.py) are
+imported when the first recorder starts, a killed run is closed or a clip is exported: a
+node where no camera has a recording mode does not load them.
 """
 
 from __future__ import annotations
@@ -24,14 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camera_service.config import Config, MotionConfig
 from camera_service.events import Event, EventBus
-from camera_service.media import clips
-from camera_service.media.continuous import CameraRecorder, RecorderEnv, SourceFn, close_run
 from camera_service.media.errors import InvalidTarget
-from camera_service.media.motion import MotionEventState
+from camera_service.media.recorder_env import RecorderEnv, SourceFn
 from camera_service.storage import segments as seg
 from camera_service.storage.errors import NotFound
 from camera_service.storage.events import EventStore, MotionEvent
@@ -45,6 +47,11 @@ from camera_service.storage.usage import (
     system_disk_usage,
 )
 from camera_service.supervise import start_supervised
+
+if TYPE_CHECKING:
+    from camera_service.media import clips
+    from camera_service.media.continuous import CameraRecorder
+    from camera_service.media.motion import MotionEventState
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +166,8 @@ class NvrManager:
         for camera_id in await asyncio.to_thread(seg.cameras_with_segments, self.root):
             directory = seg.camera_dir(self.root, camera_id)
             for run in await asyncio.to_thread(seg.runs_in, directory):
+                from camera_service.media.continuous import close_run  # lazily, see above
+
                 await close_run(self.env.ffprobe, directory, run)
 
     # -- modes -----------------------------------------------------------------------------
@@ -180,6 +189,8 @@ class NvrManager:
     def _ensure(self, camera_id: str, settings: ModeSettings) -> None:
         if camera_id in self._recorders or self.paused_for_storage:
             return
+        from camera_service.media.continuous import CameraRecorder  # lazily, see the module doc
+
         recorder = CameraRecorder(
             self.env,
             camera_id,
@@ -300,6 +311,8 @@ class NvrManager:
         fmt: str = "mp4",
         filename: str | None = None,
     ) -> clips.ClipResult:
+        from camera_service.media import clips  # lazily, see the module doc
+
         if fmt not in clips.CLIP_FORMATS:
             raise InvalidTarget(f"unsupported clip format: {fmt!r}")
         plan = clips.plan_clip(await self.segments(camera_id), start, end)

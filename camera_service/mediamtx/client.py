@@ -213,7 +213,8 @@ class MediaMTXClient:
                 timeout=request_timeout if request_timeout is not None else self._timeout,
             )
         except TimeoutError as exc:
-            raise MediaMTXUnavailable(f"{what}: timed out ({exc})") from exc
+            # RequestTimeout: "timed out after 3 s waiting for the response head"
+            raise MediaMTXUnavailable(f"{what}: {exc or 'timed out'}") from exc
         except HTTPError as exc:
             raise MediaMTXUnavailable(f"{what}: {exc.__class__.__name__}: {exc}") from exc
         try:

@@ -245,7 +245,7 @@ class HTTPClient:
             data += conn.h11.send(h11.EndOfMessage())
             await conn.send(data)
             phase[0] = _PHASE_HEAD
-            response = await self._read_response(conn, phase)
+            response = await self._read_response(conn, phase, head_only=event.method == b"HEAD")
         except BaseException:
             conn.abort()
             self._open.discard(conn)
@@ -253,7 +253,9 @@ class HTTPClient:
         self._release(conn)
         return response
 
-    async def _read_response(self, conn: Connection, phase: list[str]) -> Response:
+    async def _read_response(
+        self, conn: Connection, phase: list[str], *, head_only: bool
+    ) -> Response:
         while True:
             event = await conn.next_event()
             if isinstance(event, h11.InformationalResponse):
@@ -263,8 +265,10 @@ class HTTPClient:
             if isinstance(event, h11.ConnectionClosed):
                 raise conn.lost_error("before the response head")
             raise ProtocolViolation(f"unexpected {event!r} before the response head")
+        # A HEAD answer, 204 and 304 have no body whatever their Content-Length says.
+        no_body = head_only or event.status_code in (204, 304)
         length = next((int(v) for k, v in event.headers if k == b"content-length"), None)
-        if length is not None and length > self.max_body:
+        if length is not None and length > self.max_body and not no_body:
             raise BodyTooLarge(
                 f"response body of {length} bytes is over the limit of {self.max_body} bytes"
             )

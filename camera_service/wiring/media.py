@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 from camera_service.auth.url_tokens import derive_camera_url_secret
 from camera_service.cameras.controls import V4L2IO
 from camera_service.cameras.model import CameraStatus
-from camera_service.media.continuous import RecorderEnv
 from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.frames import FrameHub
 from camera_service.media.nvr import NvrManager
 from camera_service.media.process import StopPolicy
+from camera_service.media.recorder_env import RecorderEnv
 from camera_service.media.recordings import EncoderSettings
 from camera_service.media.segment_recordings import NvrRecordings
 from camera_service.media.source import CaptureSource, capture_source_for

@@ -122,6 +122,25 @@ async def test_segments_meet_without_lost_frames_and_all_play(tmp_path: Path) ->
         assert n == round(s.duration * FPS)
 
 
+async def test_a_recorder_stopped_while_its_ffmpeg_spawns_stops_at_once(tmp_path: Path) -> None:
+    """Regression: stop() found no handle yet, so the recorder's FFmpeg, once spawned, ran
+    on and nvr.stop() (the daemon's shutdown) waited for it forever."""
+    async with running_daemon(tmp_path, OVERRIDES) as daemon:
+        supervisor, spawning = daemon.app.supervisor, asyncio.Event()
+        real_start = supervisor.start
+
+        async def start(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("role") == "continuous":
+                spawning.set()
+            return await real_start(*args, **kwargs)
+
+        supervisor.start = start  # type: ignore[method-assign]
+        await daemon.app.nvr.set_mode("lab0", ModeSettings("continuous", 10, 1.0, 1.0))
+        await asyncio.wait_for(spawning.wait(), 10)
+        await asyncio.wait_for(daemon.app.nvr.stop(), 10)
+        assert [h for h in supervisor.running("lab0") if h.running] == []
+
+
 async def test_ffmpeg_crash_restarts_and_the_killed_segment_plays(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, OVERRIDES) as daemon:
         nvr = daemon.app.nvr

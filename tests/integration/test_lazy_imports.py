@@ -28,6 +28,9 @@ LAZY_MODULES = {
     "prometheus_client": "the first /metrics scrape",
     "camera_service.metrics_export": "the first /metrics scrape",
     "camera_service.mqtt.topics": "mqtt.enabled",
+    "camera_service.media.continuous": "the first continuous or motion recorder",
+    "camera_service.media.motion": "the first motion recorder",
+    "camera_service.media.clips": "the first clip export or recorder",
     "camera_service.rpc.methods.files": "the first file or retention method call",
     "camera_service.rpc.methods.streams": "the first streaming method call",
     "camera_service.rpc.methods.recording_modes": "the first recording-mode method call",
@@ -114,3 +117,17 @@ def test_lazily_registered_methods_answer_their_first_call_as_once_loaded(
     assert "error" in first["answers"][1]  # the bad mode
     assert first["answers"][2]["result"]["mode"] == "off"
     assert "result" in first["answers"][4]  # list_snapshots
+
+
+def test_the_recorder_loads_when_a_recording_mode_is_set(tmp_path: Path) -> None:
+    report = probe(
+        tmp_path,
+        minimal_config(tmp_path),
+        'set_recording_mode:{"device": "cam0", "mode": "continuous", "segment_seconds": 10}',
+        'get_recording_mode:{"device": "cam0"}',
+    )
+    assert "camera_service.media.continuous" not in report["started_modules"]
+    assert "camera_service.media.continuous" in report["modules"]
+    _, set_mode, get_mode = report["answers"]
+    assert set_mode["result"]["mode"] == "continuous", set_mode
+    assert get_mode["result"]["mode"] == "continuous", get_mode

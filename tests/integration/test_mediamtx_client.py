@@ -272,8 +272,8 @@ async def test_connection_drop_is_unavailable(fake: FakeMediaMTX, client: MediaM
     fake.drop_next(1, operation="configPathsAdd")
     with pytest.raises(MediaMTXUnavailable):
         await client.add_config_path("camsvc_a", PathConf())
-    # aiohttp retries an idempotent request once on a dropped keep-alive connection,
-    # so two drops in a row are needed to surface on a GET.
+    # The client sends an idempotent request once more on a new connection when one closes
+    # without an answer, so two drops in a row are needed to surface on a GET.
     fake.drop_next(2, operation="info")
     with pytest.raises(MediaMTXUnavailable):
         await client.info()

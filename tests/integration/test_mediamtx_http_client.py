@@ -160,6 +160,21 @@ async def test_oversized_content_length_is_refused_before_the_body() -> None:
         await wait_closed(server.connections[0])
 
 
+async def test_bodiless_answers_may_announce_any_length() -> None:
+    """HEAD and 304 answers carry the length of a body they do not send."""
+
+    async def handler(conn: RawConnection) -> None:
+        while await conn.read_request() is not None:
+            status = "304 Not Modified" if conn.requests[-1].method == "GET" else "200 OK"
+            conn.write(f"HTTP/1.1 {status}\r\nContent-Length: 1000000000\r\n\r\n".encode())
+
+    async with RawHTTPServer(handler) as server, HTTPClient(server.url) as client:
+        for method, status in (("HEAD", 200), ("GET", 304), ("HEAD", 200)):
+            response = await client.request(method, "/", timeout=WAIT)
+            assert (response.status, response.body) == (status, b"")
+        assert len(server.connections) == 1
+
+
 async def test_response_head_too_large() -> None:
     async def handler(conn: RawConnection) -> None:
         await conn.read_request()
