@@ -9,11 +9,11 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-import psutil
-
+from camera_service.cpu_baseline import ProcessCpuBaseline
 from camera_service.rpc_stats import RpcCallStats
 
 if TYPE_CHECKING:
+    import psutil
     from prometheus_client.metrics_core import Metric
 
 _STREAM_AUTH_ACTIONS = frozenset({"publish", "read", "playback", "api", "metrics", "pprof"})
@@ -86,12 +86,28 @@ class Metrics:
         self.open_connections = 0
         self.total_connections = 0
         self.total_requests = 0
-        self._process = psutil.Process(os.getpid())
-        self._process.cpu_percent(None)
+        # psutil is imported at the first call that reports usage (cpu_baseline.py).
+        self._cpu_baseline: ProcessCpuBaseline | None = ProcessCpuBaseline()
+        self._psutil_process: psutil.Process | None = None
 
     def add_collector(self, collector: FamilySource) -> None:
         """Families exposed after the node's own, in the order added."""
         self.collectors.append(collector)
+
+    @property
+    def _process(self) -> psutil.Process:
+        if self._psutil_process is None:
+            import psutil
+
+            self._psutil_process = psutil.Process(os.getpid())
+        return self._psutil_process
+
+    def _cpu_percent(self) -> float:
+        """Percent of one core since the previous call (the first: since start)."""
+        cpu = self._process.cpu_percent(None)  # the first call only primes psutil
+        if self._cpu_baseline is not None:
+            cpu, self._cpu_baseline = self._cpu_baseline.percent(), None
+        return cpu
 
     def rss_bytes(self) -> float:
         return float(self._process.memory_info().rss)
@@ -135,12 +151,14 @@ class Metrics:
         }
 
     def system(self) -> dict[str, Any]:
+        import psutil
+
         proc = self._process
         with proc.oneshot():
             memory = proc.memory_info()
             return {
                 "pid": proc.pid,
-                "cpu_percent": proc.cpu_percent(None),
+                "cpu_percent": self._cpu_percent(),
                 "rss_bytes": memory.rss,
                 "threads": proc.num_threads(),
                 "open_fds": proc.num_fds(),

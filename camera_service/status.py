@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from camera_service.auth.identity import Identity
 from camera_service.cameras.discovery import Discovery
 from camera_service.cameras.model import Camera, CameraStatus
 from camera_service.cameras.registry import CameraRegistry
+from camera_service.cpu_baseline import HostCpuBaseline
 from camera_service.health import ComponentStatus
 from camera_service.media.ffmpeg import ProcessSupervisor
 from camera_service.media.recordings import RecordingManager
@@ -132,15 +131,28 @@ class HostUsage:
     def __init__(self, disk_path: Path, disk_usage: DiskUsageFn = system_disk_usage) -> None:
         self.disk_path = disk_path
         self.disk_usage = disk_usage
-        psutil.cpu_percent(None)  # the first reading only starts the measurement
+        # psutil is imported at the first call; until then this baseline measures (the
+        # first psutil reading only starts its measurement).
+        self._cpu_baseline: HostCpuBaseline | None = HostCpuBaseline()
+
+    def _cpu_percent(self) -> float:
+        import psutil
+
+        cpu = psutil.cpu_percent(None)
+        if self._cpu_baseline is not None:
+            first, self._cpu_baseline = self._cpu_baseline.percent(), None
+            cpu = first if first is not None else cpu
+        return float(cpu)
 
     def __call__(self) -> dict[str, float]:
+        import psutil
+
         try:
             disk = usage_percent(self.disk_usage(self.disk_path))
         except OSError:
             disk = 100.0
         return {
-            "cpu_usage": float(psutil.cpu_percent(None)),
+            "cpu_usage": self._cpu_percent(),
             "memory_usage": float(psutil.virtual_memory().percent),
             "disk_usage": disk,
         }

@@ -25,6 +25,7 @@ PROBE_TIMEOUT_S = 90
 LAZY_MODULES = {
     "jwt": "the first JWT issued or verified",
     "urllib.request": "PyJWT's JWKS client",
+    "psutil": "the first get_metrics, get_system_status or /metrics",
     "prometheus_client": "the first /metrics scrape",
     "camera_service.metrics_export": "the first /metrics scrape",
     "camera_service.mqtt.topics": "mqtt.enabled",
@@ -131,3 +132,13 @@ def test_the_recorder_loads_when_a_recording_mode_is_set(tmp_path: Path) -> None
     _, set_mode, get_mode = report["answers"]
     assert set_mode["result"]["mode"] == "continuous", set_mode
     assert get_mode["result"]["mode"] == "continuous", get_mode
+
+
+def test_psutil_loads_with_the_first_usage_report(tmp_path: Path) -> None:
+    report = probe(tmp_path, minimal_config(tmp_path), "get_metrics")
+    assert "psutil" not in report["started_modules"]
+    assert "psutil" in report["modules"]
+    _, metrics = report["answers"]
+    system = metrics["result"]["system_metrics"]
+    assert system["memory_usage"] > 0
+    assert 0 <= system["cpu_usage"] <= 100
