@@ -13,6 +13,7 @@ from camera_service.transport.admission import (
     RateLimitedLog,
     Slot,
     SlotLimits,
+    WaitingHeads,
     slot_decision,
 )
 from tests.support.clock import ManualClock
@@ -85,3 +86,30 @@ def test_accept_errors_are_rate_limited_and_other_reports_pass(
         loop.close()
     assert len(caplog.records) == 1
     assert seen == ["something else"]
+
+
+class _Conn:
+    def __init__(self, name: str, gone: list[str]) -> None:
+        self.name, self.gone = name, gone
+
+    def shed(self) -> None:
+        self.gone.append(self.name)
+
+
+def test_waiting_heads_evicts_the_oldest_once_it_waited_a_second() -> None:
+    clock = ManualClock()
+    waiting = WaitingHeads(clock)
+    gone: list[str] = []
+    first, second, third = (_Conn(n, gone) for n in ("first", "second", "third"))
+    waiting.add(first)
+    clock.advance(0.5)
+    waiting.add(second)
+    waiting.add(third)
+    assert not waiting.evict_oldest() and gone == []  # the oldest waited only 0.5 s
+    clock.advance(0.6)
+    waiting.discard(first)  # its head arrived: no longer waiting
+    assert not waiting.evict_oldest()  # second waited 0.6 s
+    clock.advance(0.5)
+    assert waiting.evict_oldest() and gone == ["second"]
+    assert waiting.evict_oldest() and gone == ["second", "third"]
+    assert not waiting.evict_oldest()

@@ -341,7 +341,8 @@ class HttpProtocol(asyncio.Protocol):
             conn.receive_data(b"")
         self._timer = self._loop.call_later(self._server.header_timeout, self._head_overdue, False)
         self._resume_reading()
-        self._process()
+        if data or closed:
+            self._process()
 
     # -- the Channel a response writes through ---------------------------------------------
 
