@@ -53,7 +53,12 @@ _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
 
 def import_profile() -> dict[str, Any]:
     """Top-level import cost of the package: cumulative µs per module, and the RSS it leaves."""
-    probe = "import camera_service.app, psutil; print(psutil.Process().memory_info().rss)"
+    # /proc rather than psutil: the daemon imports psutil only at its first usage report
+    probe = (
+        "import camera_service.app\n"
+        "for line in open('/proc/self/status'):\n"
+        "    if line.startswith('VmRSS:'): print(int(line.split()[1]) * 1024)"
+    )
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", probe],
         cwd=REPO_ROOT,

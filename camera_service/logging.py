@@ -79,8 +79,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     set_level(level)
-    for noisy in ("websockets", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 def set_level(level: str) -> None:
