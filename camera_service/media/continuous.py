@@ -86,6 +86,11 @@ def build_continuous_args(
         *before_input,
         *source.input_args(),
         *("-map", "0:v:0", "-an", *video),
+        # No shift of the segment output's timestamps to make B-frame dts non-negative: the
+        # shift (two frames with libx264 veryfast) would put every listed start but the first
+        # that much after the input's media time, which t0 is pinned to. The MP4 muxer in each
+        # segment still makes its own dts non-negative.
+        *("-avoid_negative_ts", "disabled"),
         *("-f", "segment", "-segment_time", str(segment_seconds), "-reset_timestamps", "1"),
         *("-segment_format", "mp4", "-segment_format_options", fragments),
         *("-segment_list", str(segment_list), "-segment_list_type", "csv"),
@@ -94,6 +99,7 @@ def build_continuous_args(
         *("-pix_fmt", "yuv420p", "-strict", "unofficial", "-c:v", "mjpeg", "-q:v", "3"),
         *("-update", "1", "-atomic_writing", "1", "-f", "image2", str(frame_path)),
     ]
+    argv += progress_clock_args()
     if motion is not None and motion_port is not None:
         size = motion.width * motion.height
         argv += [
@@ -101,6 +107,20 @@ def build_continuous_args(
             *("-f", "rawvideo", f"udp://127.0.0.1:{motion_port}?pkt_size={size}"),
         ]
     return argv
+
+
+def progress_clock_args() -> list[str]:
+    """An output that only sets the progress time: every decoded frame, as it is, to the null
+    muxer, in a millisecond time base.
+
+    FFmpeg's progress ``out_time`` is the furthest end time of its outputs; without this one it
+    is the latest-frame JPEG's, a whole 1/frame_rate tick that leads or lags the input by up
+    to that much, so t0 (now - out_time) was off by as much (and the encoded segments lag by
+    the encoder's look-ahead). This one ends 1 ms after the newest frame."""
+    return [
+        *("-map", "0:v:0", "-an", "-c:v", "wrapped_avframe", "-enc_time_base", "1:1000"),
+        *("-f", "null", "-"),
+    ]
 
 
 class MotionHooks(Protocol):

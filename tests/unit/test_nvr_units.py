@@ -282,6 +282,11 @@ def test_continuous_argv_follows_the_encoder_and_copies_h264(tmp_path: Path) -> 
     assert argv[argv.index("-force_key_frames") + 1] == "expr:gte(t,n_forced*30)"
     assert argv[argv.index("-segment_time") + 1] == "30"
     assert "udp://" not in " ".join(argv)
+    # The progress clock: decoded frames to the null muxer in a millisecond time base.
+    clock = argv.index("wrapped_avframe")
+    assert argv[clock + 1 : clock + 6] == ["-enc_time_base", "1:1000", "-f", "null", "-"]
+    # Listed segment times stay on the input's media time (no B-frame shift).
+    assert argv.index("-avoid_negative_ts") < argv.index("segment") < argv.index("p.mp4")
     h264 = CaptureSource("cam", "rtsp://127.0.0.1/cam", "rtsp", is_h264=True)
     copied = build_continuous_args(
         "ffmpeg", h264, "p.mp4", tmp_path / "l.csv", 30, hw, tmp_path / "f.jpg", 1.0, None, None
