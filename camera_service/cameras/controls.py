@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from camera_service.cameras.model import Camera, CameraKind, CameraStatus
-from camera_service.cameras.registry import TOPIC_CONNECTED, CameraRegistry
+from camera_service.cameras.notifications import TOPIC_CONNECTED
+from camera_service.cameras.registry import CameraRegistry
 from camera_service.cameras.state_store import CameraStateStore
 from camera_service.cameras.v4l2_abi import CTRL_FLAG_READ_ONLY
 from camera_service.cameras.v4l2_controls import (

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from camera_service.cameras.registry import node_number
+from camera_service.cameras.ids import node_number
 
 
 @dataclass(frozen=True, slots=True)

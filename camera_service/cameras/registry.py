@@ -1,11 +1,8 @@
 """The camera registry: every known camera, its id, status and change notifications.
 
-Ids. A V4L2 camera is ``camera<N>`` after the node number of its first capture node. The
-registry remembers identity → id (``stable_key``: the sysfs path of the USB interface, i.e. the
-port; ``serial_key``: vendor:product:serial:interface when the device has a serial) so a replug
-gets the same id back even if the kernel hands out another node number. Listed cameras own their
-id; remembered ids of forgotten devices are a preference that a new device at that node number
-may take over.
+Ids (:mod:`.ids`). A V4L2 camera is ``camera<N>`` after the node number of its first
+capture node; a replug gets its id back. Configured sources and external streams
+(:mod:`.sources`) bring their own ids, checked here.
 
 One camera per physical device: a second capture-capable node with the same ``stable_key`` as an
 active camera is not listed (metadata nodes never reach the registry as cameras at all).
@@ -15,11 +12,9 @@ Lifecycle: CONNECTED/ERROR → (node removed) DISCONNECTED, still listed → for
 ``now`` (tests call it with an injected clock); when an event loop runs, a ``call_later`` timer
 calls it automatically.
 
-Notifications: listeners ``(camera, topic)`` get immutable snapshots with topic
-``camera.connected`` (became CONNECTED), ``camera.disconnected`` (became DISCONNECTED) or
-``camera.status_change`` (became ERROR, or details of a connected camera changed). Forget
-listeners ``(camera)`` are the internal ``camera.forgotten`` hook (e.g. MediaMTX path removal).
-Listener exceptions are logged and swallowed.
+Notifications (:mod:`.notifications`): listeners ``(camera, topic)`` get immutable snapshots
+on ``camera.connected``, ``camera.disconnected`` and ``camera.status_change``; forget
+listeners ``(camera)`` hear ``camera.forgotten``.
 """
 
 from __future__ import annotations
@@ -27,70 +22,38 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from camera_service.cameras.ids import IdMemory, natural_key
 from camera_service.cameras.model import (
     Camera,
     CameraKind,
     CameraStatus,
     Capabilities,
-    SourceSpec,
     is_valid_camera_id,
-    parse_resolution,
 )
+from camera_service.cameras.notifications import (
+    TOPIC_DISCONNECTED,
+    TOPIC_STATUS_CHANGE,
+    CameraListeners,
+    ChangeListener,
+    ForgetListener,
+    topic_for,
+)
+from camera_service.cameras.sources import configured_camera, external_camera
 from camera_service.cameras.v4l2 import choose_default_mode
 
 log = logging.getLogger(__name__)
 
-TOPIC_CONNECTED = "camera.connected"
-TOPIC_DISCONNECTED = "camera.disconnected"
-TOPIC_STATUS_CHANGE = "camera.status_change"
-TOPIC_FORGOTTEN = "camera.forgotten"  # internal only, delivered to forget listeners
-PUBLIC_TOPICS = frozenset({TOPIC_CONNECTED, TOPIC_DISCONNECTED, TOPIC_STATUS_CHANGE})
-
-ChangeListener = Callable[[Camera, str], None]
 # (camera id, capabilities, stable_key, serial_key) → (pixel format, resolution, fps)
 ModeChooser = Callable[[str, Capabilities, str, str | None], tuple[str | None, str, int]]
-ForgetListener = Callable[[Camera], None]
-
-_NODE_RE = re.compile(r"video(\d+)$")
-_LAVFI_SIZE_RE = re.compile(r"(?:^|[:=,])(?:size|s)=(\d+x\d+)")
-_LAVFI_RATE_RE = re.compile(r"(?:^|[:=,])(?:rate|r)=(\d+)")
 
 
 class CameraIdError(ValueError):
     """A configured/external id is malformed or already used."""
-
-
-def node_number(device_path: str) -> int | None:
-    """``/dev/video12`` → 12; None for other names."""
-    match = _NODE_RE.search(device_path)
-    return int(match.group(1)) if match else None
-
-
-def _natural_key(cam_id: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", cam_id)]
-
-
-def source_mode(
-    source: Mapping[str, Any], default_resolution: str, default_fps: int
-) -> tuple[str, int]:
-    """Resolution/fps of a configured source: explicit keys, else lavfi ``size=``/``rate=``."""
-    text = str(source.get("input", ""))
-    resolution = source.get("resolution")
-    if not isinstance(resolution, str) or parse_resolution(resolution) is None:
-        match = _LAVFI_SIZE_RE.search(text)
-        resolution = match.group(1) if match else default_resolution
-    fps = source.get("fps")
-    if not isinstance(fps, int) or isinstance(fps, bool) or fps <= 0:
-        match = _LAVFI_RATE_RE.search(text)
-        fps = int(match.group(1)) if match else default_fps
-    return resolution, fps
 
 
 class CameraRegistry:
@@ -115,36 +78,20 @@ class CameraRegistry:
         self._default_resolution = default_resolution
         self._default_fps = default_fps
         self._schedule_expiry = schedule_expiry
-        self._max_remembered = max_remembered
         self._cameras: dict[str, Camera] = {}
         self._gone_since: dict[str, float] = {}
-        self._memory: OrderedDict[str, str] = OrderedDict()
+        self._ids = IdMemory(max_remembered)
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._listeners: list[ChangeListener] = [on_change] if on_change else []
-        self._forget_listeners: list[ForgetListener] = [on_forgotten] if on_forgotten else []
+        self._listeners = CameraListeners(on_change, on_forgotten)
         self.mode_chooser: ModeChooser | None = None  # capture settings (cameras/capture_settings)
 
     # --- listeners ---------------------------------------------------------------------------
 
     def add_listener(self, listener: ChangeListener) -> None:
-        self._listeners.append(listener)
+        self._listeners.add(listener)
 
     def add_forget_listener(self, listener: ForgetListener) -> None:
-        self._forget_listeners.append(listener)
-
-    def _notify(self, camera: Camera, topic: str) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(camera, topic)
-            except Exception:
-                log.exception("camera listener failed on %s for %s", topic, camera.id)
-
-    def _notify_forgotten(self, camera: Camera) -> None:
-        for listener in list(self._forget_listeners):
-            try:
-                listener(camera)
-            except Exception:
-                log.exception("camera forget listener failed for %s", camera.id)
+        self._listeners.add_forget(listener)
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -152,7 +99,7 @@ class CameraRegistry:
         return self._cameras.get(camera_id)
 
     def list(self) -> builtins.list[Camera]:
-        return [self._cameras[i] for i in sorted(self._cameras, key=_natural_key)]
+        return [self._cameras[i] for i in sorted(self._cameras, key=natural_key)]
 
     def ids(self) -> set[str]:
         return set(self._cameras)
@@ -209,31 +156,8 @@ class CameraRegistry:
             return True, None
         return False, owner
 
-    # --- ids ---------------------------------------------------------------------------------
-
-    def _remember(self, camera_id: str, *keys: str | None) -> None:
-        for stale in [k for k, v in self._memory.items() if v == camera_id and k not in keys]:
-            del self._memory[stale]
-        for key in keys:
-            if key:
-                self._memory[key] = camera_id
-                self._memory.move_to_end(key)
-        while len(self._memory) > self._max_remembered:
-            self._memory.popitem(last=False)
-
     def _allocate_id(self, device_path: str, stable_key: str, serial_key: str | None) -> str:
-        for key in (stable_key, serial_key):
-            remembered = self._memory.get(key) if key else None
-            if remembered and remembered not in self._cameras:
-                return remembered
-        number = node_number(device_path)
-        if number is not None and f"camera{number}" not in self._cameras:
-            return f"camera{number}"
-        taken = set(self._cameras) | set(self._memory.values())
-        index = number if number is not None else 0
-        while f"camera{index}" in taken:
-            index += 1
-        return f"camera{index}"
+        return self._ids.allocate(device_path, stable_key, serial_key, listed=self._cameras)
 
     # --- V4L2 devices ------------------------------------------------------------------------
 
@@ -312,7 +236,7 @@ class CameraRegistry:
         if cam == current:
             return current
         self._cameras[camera_id] = cam
-        self._notify(cam, TOPIC_STATUS_CHANGE)
+        self._listeners.notify(cam, TOPIC_STATUS_CHANGE)
         return cam
 
     def device_error(
@@ -367,7 +291,7 @@ class CameraRegistry:
         self._gone_since[cam.id] = self._clock()
         self._cameras[cam.id] = cam
         self._arm_timer(cam.id)
-        self._notify(cam, TOPIC_DISCONNECTED)
+        self._listeners.notify(cam, TOPIC_DISCONNECTED)
         return cam
 
     def _store(
@@ -376,10 +300,10 @@ class CameraRegistry:
         self._cameras[cam.id] = cam
         self._gone_since.pop(cam.id, None)
         self._cancel_timer(cam.id)
-        self._remember(cam.id, key, serial_key)
-        topic = _topic_for(previous, cam)
+        self._ids.remember(cam.id, key, serial_key)
+        topic = topic_for(previous, cam)
         if topic is not None:
-            self._notify(cam, topic)
+            self._listeners.notify(cam, topic)
         return cam
 
     # --- forgetting --------------------------------------------------------------------------
@@ -398,7 +322,7 @@ class CameraRegistry:
             if cam is not None:
                 log.info("camera %s forgotten after %.0f s disconnected", cam_id, self.forget_after)
                 forgotten.append(cam)
-                self._notify_forgotten(cam)
+                self._listeners.notify_forgotten(cam)
         return forgotten
 
     def _arm_timer(self, cam_id: str) -> None:
@@ -452,43 +376,14 @@ class CameraRegistry:
         return [self._add_configured(src) for src in items]
 
     def _add_configured(self, src: Mapping[str, Any]) -> Camera:
-        resolution, fps = source_mode(src, self._default_resolution, self._default_fps)
-        input_format = src.get("input_format")
-        cam = Camera(
-            id=str(src["id"]),
-            kind=CameraKind.CONFIGURED,
-            status=CameraStatus.CONNECTED,
-            name=str(src.get("name") or src["id"]),
-            resolution=resolution,
-            fps=fps,
-            capabilities=Capabilities(
-                formats=[str(input_format)] if input_format else [],
-                resolutions=[resolution],
-                fps_options={resolution: [fps]},
-            ),
-            source=SourceSpec(
-                input=str(src["input"]),
-                input_format=str(input_format) if input_format else None,
-                exclusive=bool(src.get("exclusive", False)),
-                pixel_format=str(src["pixel_format"]) if src.get("pixel_format") else None,
-            ),
-            connected_at=self._wall(),
-        )
+        cam = configured_camera(src, self._default_resolution, self._default_fps, self._wall())
         return self._store(cam, None, f"configured:{cam.id}", None)
 
     def add_external(self, stream_name: str, stream_url: str, stream_type: str) -> Camera:
         """An external stream becomes a CONNECTED camera with id = stream_name."""
         cam_id = self._check_new_id(stream_name)
-        cam = Camera(
-            id=cam_id,
-            kind=CameraKind.EXTERNAL,
-            status=CameraStatus.CONNECTED,
-            name=cam_id,
-            resolution=self._default_resolution,
-            fps=self._default_fps,
-            # stream_type (rtsp/http…) is a label; FFmpeg and MediaMTX read the URL's scheme.
-            source=SourceSpec(input=stream_url, input_format=None),
-            connected_at=self._wall(),
+        cam = external_camera(
+            cam_id, stream_url, self._default_resolution, self._default_fps, self._wall()
         )
         return self._store(cam, None, f"external:{cam_id}", None)
 
@@ -499,27 +394,6 @@ class CameraRegistry:
             return None
         gone = replace(cam, status=CameraStatus.DISCONNECTED, disconnected_at=self._wall())
         del self._cameras[stream_name]
-        self._notify(gone, TOPIC_DISCONNECTED)
-        self._notify_forgotten(gone)
+        self._listeners.notify(gone, TOPIC_DISCONNECTED)
+        self._listeners.notify_forgotten(gone)
         return gone
-
-
-def _topic_for(previous: Camera | None, cam: Camera) -> str | None:
-    if cam.status is CameraStatus.CONNECTED:
-        if previous is None or previous.status is not CameraStatus.CONNECTED:
-            return TOPIC_CONNECTED
-        return TOPIC_STATUS_CHANGE if _visible_change(previous, cam) else None
-    if cam.status is CameraStatus.ERROR:
-        if previous is None or previous.status is not CameraStatus.ERROR:
-            return TOPIC_STATUS_CHANGE
-        return TOPIC_STATUS_CHANGE if previous.error != cam.error else None
-    return TOPIC_DISCONNECTED
-
-
-def _visible_change(old: Camera, new: Camera) -> bool:
-    return (old.name, old.resolution, old.fps, old.capabilities) != (
-        new.name,
-        new.resolution,
-        new.fps,
-        new.capabilities,
-    )

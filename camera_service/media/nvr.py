@@ -7,8 +7,9 @@
   segments; in motion mode the segment buffer keeps only what a pre-roll or an event needs.
 * :meth:`NvrManager.rollover` frees the oldest segments when the disk reaches the blocking
   threshold (``storage.when_full: delete_oldest``).
-* Nothing is deleted while it is written (a segment not closed yet), cut into a clip or
-  downloaded (``in_use``).
+* Nothing is deleted while it is written (a segment not closed yet), cut into a clip,
+  held for an event or a recording (:mod:`.footage`) or downloaded (``in_use``).
+* Motion events are logged, published and cut into clips by :mod:`.motion_events`.
 
 The recorder (media/continuous.py, with motion.py) and the clip cutter (clips.py) are
 imported when the first recorder starts, a killed run is closed or a clip is exported: a
@@ -31,12 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camera_service.config import Config, MotionConfig
-from camera_service.events import Event, EventBus
+from camera_service.events import EventBus
 from camera_service.media.errors import InvalidTarget
+from camera_service.media.footage import Footage
+from camera_service.media.motion_events import FRAGMENT_SLACK_S, MotionEvents
 from camera_service.media.recorder_env import RecorderEnv, SourceFn
 from camera_service.storage import segments as seg
 from camera_service.storage.errors import NotFound
-from camera_service.storage.events import EventStore, MotionEvent
+from camera_service.storage.events import EventStore
 from camera_service.storage.files import FileStore
 from camera_service.storage.modes import ModeSettings, ModeStore, RecordingMode
 from camera_service.storage.names import generated_filename, with_extension
@@ -51,28 +54,12 @@ from camera_service.supervise import start_supervised
 if TYPE_CHECKING:
     from camera_service.media import clips
     from camera_service.media.continuous import CameraRecorder
-    from camera_service.media.motion import MotionEventState
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 3.0
 CLIP_TIMEOUT_S = 300.0
-FRAGMENT_SLACK_S = 1.5
 STOP_GRACE_S = 1.0  # a fragment reaches the disk within about a second
-
-
-def iso(when: float) -> str:
-    stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-@dataclass
-class _Pending:
-    """Footage an event still needs (its clip is not cut yet): [start, end] in epoch s."""
-
-    device: str
-    start: float
-    end: float | None
 
 
 @dataclass
@@ -89,13 +76,16 @@ class NvrManager:
     in_use: Callable[[], set[Path]] = field(default=lambda: set())
     on_reader_change: Callable[[str], None] = field(default=lambda camera_id: None)
     _recorders: dict[str, CameraRecorder] = field(default_factory=dict)
-    _reading: dict[Path, int] = field(default_factory=dict)
-    _pending: dict[str, _Pending] = field(default_factory=dict)
-    _open_ids: dict[int, str] = field(default_factory=dict)
+    _footage: Footage = field(default_factory=Footage)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _housekeeper: asyncio.Task[None] | None = None
     paused_for_storage: bool = False
     deleted_segments: int = 0
+
+    def __post_init__(self) -> None:
+        self._motion = MotionEvents(
+            self.events, self.bus, self._footage, self.settings, self.export_clip, self._spawn
+        )
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -132,7 +122,7 @@ class NvrManager:
 
     def protected(self) -> set[Path]:
         """Files that must not be deleted now: being read (clips) or downloaded."""
-        return {*self._reading, *self.in_use()}
+        return {*self._footage.reading(), *self.in_use()}
 
     def motion_config(self, camera_id: str, mode: RecordingMode) -> MotionConfig | None:
         cfg = self.config.motion_for(camera_id)
@@ -197,7 +187,7 @@ class NvrManager:
             settings,
             self.source_for,
             self.motion_config(camera_id, settings.mode),
-            self,
+            self._motion,
             on_state=lambda: self._state_changed(camera_id),
         )
         self._recorders[camera_id] = recorder
@@ -262,19 +252,11 @@ class NvrManager:
         """Keep the camera's footage from ``start`` on (a recording cut from segments at its
         end); returns the key for :meth:`release_footage`."""
         key = f"hold-{camera_id}-{secrets.token_hex(4)}"
-        self._pending[key] = _Pending(camera_id, start, None)
+        self._footage.hold(key, camera_id, start)
         return key
 
     def release_footage(self, key: str) -> None:
-        self._pending.pop(key, None)
-
-    def _held(self, segment: seg.Segment) -> bool:
-        return any(
-            w.device == segment.device
-            and segment.end > w.start
-            and (w.end is None or segment.start < w.end)
-            for w in self._pending.values()
-        )
+        self._footage.release(key)
 
     async def wait_footage(self, camera_id: str, until: float, timeout: float) -> None:
         """Wait (at most ``timeout`` s) until the camera's segments reach ``until`` on disk,
@@ -292,7 +274,9 @@ class NvrManager:
 
     async def rollover(self, need_bytes: int) -> tuple[int, int]:
         """Delete the oldest closed segments of any camera until ``need_bytes`` are freed."""
-        segments = [s for s in await self.all_segments() if s.complete and not self._held(s)]
+        segments = [
+            s for s in await self.all_segments() if s.complete and not self._footage.held(s)
+        ]
         protected = self.protected()
         doomed = seg.plan_rollover(segments, need_bytes, protected)
         count, freed = await asyncio.to_thread(seg.delete_segments, doomed, self.protected())
@@ -329,9 +313,7 @@ class NvrManager:
         output = directory / name
         if await asyncio.to_thread(output.exists):
             raise InvalidTarget(f"file already exists: {name}")
-        for part in plan.segments:
-            self._reading[part.path] = self._reading.get(part.path, 0) + 1
-        try:
+        with self._footage.read(part.path for part in plan.segments):
             result = await clips.export(
                 self.env.supervisor,
                 self.env.ffmpeg,
@@ -341,88 +323,8 @@ class NvrManager:
                 fmt,
                 CLIP_TIMEOUT_S,
             )
-        finally:
-            for part in plan.segments:
-                left = self._reading.get(part.path, 1) - 1
-                if left <= 0:
-                    self._reading.pop(part.path, None)
-                else:
-                    self._reading[part.path] = left
         await self.files.register("recordings", name, camera_id)
         return result
-
-    # -- motion ----------------------------------------------------------------------------
-
-    def motion_started(self, camera_id: str, state: MotionEventState, score: float) -> None:
-        event_id = f"{camera_id}-{int(state.start * 1000)}-{secrets.token_hex(2)}"
-        state_key = id(state)
-        self._open_ids[state_key] = event_id
-        event = MotionEvent(event_id, camera_id, state.start, None, round(state.peak, 4))
-        self.events.opened(event)
-        settings = self.settings(camera_id)
-        if settings.mode == "motion":
-            self._pending[event_id] = _Pending(camera_id, state.start - settings.pre_roll, None)
-        self._publish("motion.start", event, round(score, 4))
-
-    def motion_ended(self, camera_id: str, state: MotionEventState) -> None:
-        event_id = self._open_ids.pop(id(state), None)
-        if event_id is None:
-            return
-        end = state.end if state.end is not None else state.last_active
-        event = MotionEvent(event_id, camera_id, state.start, end, round(state.peak, 4))
-        self._publish("motion.end", event, event.peak_score)
-        settings = self.settings(camera_id)
-        pending = self._pending.get(event_id)
-        if pending is not None:
-            pending.end = end + settings.post_roll
-        self._spawn(self._finish_event(event, settings))
-
-    def _publish(self, topic: str, event: MotionEvent, score: float) -> None:
-        params: dict[str, Any] = {
-            "device": event.device,
-            "event_id": event.id,
-            "score": score,
-            "start_time": iso(event.start),
-        }
-        if event.end is not None:
-            params["end_time"] = iso(event.end)
-        self.bus.publish(Event(topic, "motion_event", params, device=event.device))
-
-    async def _finish_event(self, event: MotionEvent, settings: ModeSettings) -> None:
-        await asyncio.to_thread(self.events.close_sync, event)
-        if settings.mode != "motion" or event.end is None:
-            return
-        try:
-            clip_end = event.end + settings.post_roll
-            wait = clip_end + FRAGMENT_SLACK_S - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)  # the post-roll has to be recorded first
-            stamp = datetime.fromtimestamp(event.start, UTC).strftime("%Y-%m-%d_%H-%M-%S")
-            name = f"{event.device}_motion_{stamp}_{event.id[-4:]}.mp4"
-            result = await self.export_clip(
-                event.device, event.start - settings.pre_roll, clip_end, "mp4", name
-            )
-            updated = await asyncio.to_thread(
-                self.events.attach_clip_sync, event.id, result.path.name
-            )
-            log.info("motion clip of %s: %s", event.device, result.path.name)
-            if updated is not None:
-                self._publish_clip(updated)
-        except Exception as exc:
-            log.warning("motion clip of %s not cut: %s", event.device, exc)
-        finally:
-            self._pending.pop(event.id, None)
-
-    def _publish_clip(self, event: MotionEvent) -> None:
-        params: dict[str, Any] = {
-            "device": event.device,
-            "event_id": event.id,
-            "score": event.peak_score,
-            "start_time": iso(event.start),
-            "end_time": iso(event.end or event.start),
-            "clip": event.clip,
-        }
-        self.bus.publish(Event("motion.end", "motion_event", params, device=event.device))
 
     # -- housekeeping ----------------------------------------------------------------------
 
@@ -445,7 +347,9 @@ class NvrManager:
                 self._resume_all()
         for camera_id in await asyncio.to_thread(seg.cameras_with_segments, self.root):
             segments = [
-                s for s in await self.segments(camera_id) if s.complete and not self._held(s)
+                s
+                for s in await self.segments(camera_id)
+                if s.complete and not self._footage.held(s)
             ]
             protected = self.protected()
             limits = self.config.continuous.for_camera(camera_id)
@@ -469,17 +373,8 @@ class NvrManager:
         self, camera_id: str, segments: list[seg.Segment], now: float, chosen: set[Path]
     ) -> list[seg.Segment]:
         """Motion-mode buffer segments no pre-roll or pending clip can need any more."""
-        settings = self.settings(camera_id)
-        horizon = now - settings.pre_roll - FRAGMENT_SLACK_S
-        windows = [p for p in self._pending.values() if p.device == camera_id]
-        expired = []
-        for s in segments:
-            if s.run[0] != "m" or s.path in chosen or s.end >= horizon:
-                continue
-            needed = any(s.end > w.start and (w.end is None or s.start < w.end) for w in windows)
-            if not needed:
-                expired.append(s)
-        return expired
+        horizon = now - self.settings(camera_id).pre_roll - FRAGMENT_SLACK_S
+        return self._footage.buffer_expired(camera_id, segments, horizon, chosen)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[Any] = asyncio.create_task(coro)

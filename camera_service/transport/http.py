@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,17 @@ CLIENT_CSP = (
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 COMPONENT_ALIASES = {"cameras": "camera_monitor", "websocket": "websocket_server"}
-DEFAULT_CLIENT_DIR = Path(__file__).resolve().parent.parent.parent / "client"
+# The checkout's client/ (running from source or an editable install); a wheel installs a copy
+# under <prefix>/share/camera-service/client (pyproject.toml's data-files).
+SOURCE_CLIENT_DIR = Path(__file__).resolve().parent.parent.parent / "client"
+INSTALLED_CLIENT_DIR = Path(sys.prefix) / "share" / "camera-service" / "client"
+
+
+def bundled_client_dir() -> Path:
+    """Where the browser client is when `http.client_dir` is not set."""
+    if (SOURCE_CLIENT_DIR / "index.html").is_file():
+        return SOURCE_CLIENT_DIR
+    return INSTALLED_CLIENT_DIR
 
 
 def security_headers(request: web.Request | None, response: web.StreamResponse) -> None:
@@ -74,8 +85,11 @@ class HttpServer:
 
     def add_client_routes(self) -> None:
         """Serve the browser client at / (call last: the static route matches broadly)."""
-        directory = self.config.client_dir or DEFAULT_CLIENT_DIR
-        if not self.config.serve_client or not (directory / "index.html").is_file():
+        if not self.config.serve_client:
+            return
+        directory = self.config.client_dir or bundled_client_dir()
+        if not (directory / "index.html").is_file():
+            log.warning("browser client not served: no index.html in %s", directory)
             return
         index = directory / "index.html"
 

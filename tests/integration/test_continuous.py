@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from camera_service.client import RpcCallError
-from camera_service.media.nvr import iso
 from camera_service.storage import segments as seg
 from camera_service.storage.modes import ModeSettings
+from camera_service.storage.names import iso_utc
 from tests.support.daemon import DaemonProcess, RunningDaemon, running_daemon
 from tests.support.fake_devices import FakeEventSource, FakeProber, uvc_webcam
 from tests.support.waiting import wait_until
@@ -177,7 +177,7 @@ async def test_clip_is_cut_on_a_keyframe_without_reencoding(tmp_path: Path) -> N
         clip = await _call(
             daemon,
             "export_clip",
-            {"device": "lab0", "start": iso(start), "end": iso(end)},
+            {"device": "lab0", "start": iso_utc(start), "end": iso_utc(end)},
             role="operator",
         )
         listed = await _call(daemon, "list_recordings", {})

@@ -21,13 +21,13 @@ from camera_service.cameras.external import (
     ExternalStreamStore,
 )
 from camera_service.cameras.model import Camera, CameraStatus
-from camera_service.cameras.poll_source import PollEventSource, scan_nodes
-from camera_service.cameras.registry import (
+from camera_service.cameras.notifications import (
     TOPIC_CONNECTED,
     TOPIC_DISCONNECTED,
     TOPIC_STATUS_CHANGE,
-    CameraRegistry,
 )
+from camera_service.cameras.poll_source import PollEventSource, scan_nodes
+from camera_service.cameras.registry import CameraRegistry
 from camera_service.cameras.udev_source import UdevEventSource, event_from_udev
 from tests.support.clock import ManualClock as Clock
 from tests.support.fake_devices import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from camera_service.cameras.ids import node_number
 from camera_service.cameras.model import (
     Camera,
     CameraKind,
@@ -11,15 +12,13 @@ from camera_service.cameras.model import (
     ValidationStatus,
     is_valid_camera_id,
 )
-from camera_service.cameras.registry import (
+from camera_service.cameras.notifications import (
     TOPIC_CONNECTED,
     TOPIC_DISCONNECTED,
     TOPIC_STATUS_CHANGE,
-    CameraIdError,
-    CameraRegistry,
-    node_number,
-    source_mode,
 )
+from camera_service.cameras.registry import CameraIdError, CameraRegistry
+from camera_service.cameras.sources import source_mode
 from tests.support.clock import ManualClock as Clock
 from tests.support.fake_devices import fixture_capabilities
 

@@ -15,7 +15,7 @@ from camera_service.cameras.model import CAMERA_ID_PATTERN
 from camera_service.cameras.registry import CameraRegistry
 from camera_service.media import clips
 from camera_service.media import errors as media_errors
-from camera_service.media.nvr import NvrManager, iso, settings_with
+from camera_service.media.nvr import NvrManager, settings_with
 from camera_service.rpc.errors import (
     DependencyFailed,
     InsufficientStorage,
@@ -29,6 +29,7 @@ from camera_service.storage import errors as storage_errors
 from camera_service.storage import usage
 from camera_service.storage.links import DownloadLinks
 from camera_service.storage.modes import ModeSettings
+from camera_service.storage.names import iso_utc
 
 SEGMENT_KIND = "segments"
 
@@ -194,8 +195,8 @@ def register(registry: Registry, deps: NvrDeps) -> None:
             SegmentItem(
                 filename=s.filename,
                 device=s.device,
-                start_time=iso(s.start),
-                end_time=iso(s.end),
+                start_time=iso_utc(s.start),
+                end_time=iso_utc(s.end),
                 duration=round(s.duration, 3),
                 file_size=s.size,
                 download_url=deps.links.url(SEGMENT_KIND, s.filename, ctx.session.host),
@@ -232,8 +233,8 @@ def register(registry: Registry, deps: NvrDeps) -> None:
         return ClipResultModel(
             filename=name,
             device=params.device,
-            start_time=iso(result.start),
-            end_time=iso(result.end),
+            start_time=iso_utc(result.start),
+            end_time=iso_utc(result.end),
             duration=round(result.duration, 3),
             file_size=result.size,
             download_url=deps.links.url("recordings", name, ctx.session.host),
@@ -260,8 +261,8 @@ def register(registry: Registry, deps: NvrDeps) -> None:
                 id=e.id,
                 device=e.device,
                 type="motion",
-                start_time=iso(e.start),
-                end_time=iso(e.end) if e.end is not None else None,
+                start_time=iso_utc(e.start),
+                end_time=iso_utc(e.end) if e.end is not None else None,
                 peak_score=e.peak_score,
                 clip=e.clip,
                 clip_url=deps.links.url("recordings", e.clip, ctx.session.host) if e.clip else None,
