@@ -61,7 +61,8 @@ def plan_clip(segments: Sequence[Segment], start: float, end: float) -> ClipPlan
 
 
 def concat_list(plan: ClipPlan, keyframe: float) -> str:
-    """The ffconcat script for ``plan`` (first segment cut at ``keyframe``)."""
+    """The ffconcat script for ``plan`` (first segment cut at ``keyframe``, a time in the
+    file's own timestamps)."""
     lines = ["ffconcat version 1.0"]
     for index, seg in enumerate(plan.segments):
         path = str(seg.path).replace("'", "'\\''")
@@ -85,18 +86,28 @@ async def _probe_json(ffprobe: str, path: Path, args: list[str]) -> dict[str, An
         raise MediaError("ffprobe failed", exc.detail) from None
 
 
-async def keyframe_times(ffprobe: str, path: Path) -> list[float]:
-    """Presentation times (s) of the video keyframes of a file, from packet flags."""
+async def keyframe_times(ffprobe: str, path: Path) -> tuple[float, list[float]]:
+    """A file's first video presentation time and its keyframes' times from it (s).
+
+    The MP4 muxer shifts a file's timestamps by the encoder's B-frame delay (133 ms with
+    libx264 veryfast at 15 fps); a segment's listed start is its first frame, so cut points
+    are counted from that frame, not from the file's zero."""
     data = await _probe_json(
         ffprobe, path, ["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags"]
     )
     times: list[float] = []
+    origin: float | None = None
     packets = data.get("packets")
     for packet in packets if isinstance(packets, list) else []:
-        if isinstance(packet, dict) and "K" in str(packet.get("flags", "")):
-            with contextlib.suppress(TypeError, ValueError):
-                times.append(float(packet["pts_time"]))
-    return times
+        if not isinstance(packet, dict):
+            continue
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            pts = float(packet["pts_time"])
+            origin = pts if origin is None else min(origin, pts)
+            if "K" in str(packet.get("flags", "")):
+                times.append(pts)
+    start = origin or 0.0
+    return start, [t - start for t in times]
 
 
 async def media_duration(ffprobe: str, path: Path) -> float:
@@ -133,12 +144,14 @@ async def export(
     if fmt not in CLIP_FORMATS:
         raise InvalidTarget(f"unsupported clip format: {fmt!r}")
     first = plan.segments[0]
-    keyframe = 0.0
+    keyframe = inpoint = 0.0  # from the first segment's first frame; in its timestamps
     if plan.inpoint > 0:
-        keyframe = keyframe_at_or_before(await keyframe_times(ffprobe, first.path), plan.inpoint)
+        origin, times = await keyframe_times(ffprobe, first.path)
+        keyframe = keyframe_at_or_before(times, plan.inpoint)
+        inpoint = origin + keyframe if keyframe > 0 else 0.0
     tmp = output.with_name(f".{output.name}.part")
     script = output.with_name(f".{output.name}.ffconcat")
-    await asyncio.to_thread(script.write_text, concat_list(plan, keyframe), "utf-8")
+    await asyncio.to_thread(script.write_text, concat_list(plan, inpoint), "utf-8")
     container = ["-movflags", "+faststart", "-f", "mp4"] if fmt == "mp4" else ["-f", "matroska"]
     argv = [
         *(ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats", "-y"),

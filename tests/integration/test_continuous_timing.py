@@ -17,6 +17,7 @@ import asyncio
 import os
 import signal
 import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,23 @@ from camera_service.storage import segments as seg
 from camera_service.storage.modes import ModeSettings
 from tests.support.daemon import RunningDaemon, running_daemon
 from tests.support.waiting import wait_until
-from tests.support.wallclock import first_frame_time, wallclock_graph
+from tests.support.wallclock import HEIGHT, WIDTH, decode_stamp, first_frame_time, wallclock_graph
 
 pytestmark = pytest.mark.timeout(120)
 
 TOLERANCE_S = 0.15  # well above the noise (a frame is 67 ms; measured skews are 0-60 ms)
 SEGMENTS_PER_RUN = 3
 RUNS = 2
+FPS = 15
 OVERRIDES: dict[str, Any] = {
     "cameras": {
         "sources": [
-            {"id": "lab0", "input_format": "lavfi", "input": wallclock_graph(), "exclusive": True}
+            {
+                "id": "lab0",
+                "input_format": "lavfi",
+                "input": wallclock_graph(FPS),
+                "exclusive": True,
+            }
         ]
     },
     "continuous": {"restart_backoff_base": 0.2, "restart_backoff_max": 1.0},
@@ -88,12 +95,63 @@ async def test_segment_starts_are_the_wall_time_of_their_first_frame(tmp_path: P
     runs = {s.run for s in segments}
     assert len(runs) == RUNS
     skews: list[float] = []
+    seen: list[str] = []
     for s in segments:
         if s.duration < 1.5:  # the killed run's last, partial segment also starts on a frame
             continue
         captured = await asyncio.to_thread(first_frame_time, s.path, s.start)
         skews.append(s.start - captured)
+        seen.append(f"{s.run}/{s.start:.3f}:{s.start - captured:+.3f}")
     assert len(skews) >= RUNS * SEGMENTS_PER_RUN
     worst = max(skews, key=abs)
     summary = f"n={len(skews)} median={statistics.median(skews):+.3f} s worst={worst:+.3f} s"
+    summary += " (" + " ".join(seen) + ")"
     assert abs(worst) < TOLERANCE_S, summary
+
+
+def _last_frame_time(path: Path, near: float) -> float:
+    """Wall time shown by the last frame of a file (decoded from its final second)."""
+    out = subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-sseof", "-1", "-i", str(path)),
+            *("-f", "rawvideo", "-pix_fmt", "gray", "-"),
+        ],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    frame = WIDTH * HEIGHT
+    assert len(out.stdout) >= frame
+    return decode_stamp(out.stdout[-frame:], near)
+
+
+async def test_a_clip_starts_and_ends_where_export_clip_says(tmp_path: Path) -> None:
+    """Clip times against the frames in the clip, each measured from its segment's own first
+    frame (so the run's t0, tested above, drops out).
+
+    Regression: the keyframe the clip starts on was taken in the file's timestamps, which the
+    MP4 muxer shifts by the B-frame delay: the reported start was 133 ms after the clip's
+    first frame."""
+    async with running_daemon(tmp_path, OVERRIDES) as daemon:
+        nvr = daemon.app.nvr
+        await nvr.set_mode("lab0", ModeSettings("continuous", 2, 1.0, 1.0))
+        recorder = nvr.recorder("lab0")
+        assert recorder is not None
+        run = await _next_run(recorder, None)
+        await _complete_in_run(daemon, run, 3)
+        segments = [s for s in await nvr.segments("lab0") if s.complete]
+        head, tail = segments[0], segments[2]
+        start, end = head.start + 1.5, tail.start + 0.5  # mid-GOP, mid-segment
+        result = await nvr.export_clip("lab0", start, end)
+        await nvr.set_mode("lab0", ModeSettings("off", 2, 1.0, 1.0))
+    head_first = await asyncio.to_thread(first_frame_time, head.path, head.start)
+    tail_first = await asyncio.to_thread(first_frame_time, tail.path, tail.start)
+    clip_first = await asyncio.to_thread(first_frame_time, result.path, result.start)
+    clip_last = await asyncio.to_thread(_last_frame_time, result.path, result.end)
+    frame = 1 / FPS
+    assert result.start <= start < result.start + 1.0 + 1e-3  # cut on the keyframe before
+    reported, shown = result.start - head.start, clip_first - head_first
+    assert abs(reported - shown) < frame, (reported, shown)  # was 125-133 ms off
+    # The last frame is the one before `end` (FFmpeg's concat outpoint, within a frame).
+    wanted, shown = end - tail.start - frame, clip_last - tail_first
+    assert abs(wanted - shown) < 1.5 * frame, (wanted, shown)
